@@ -1,0 +1,44 @@
+# unlearn-proxy: `make serve` and `make test` set everything up on a fresh machine.
+VENV   ?= .venv
+PYTHON ?= python3
+PY     := $(VENV)/bin/python
+PIP    := $(VENV)/bin/pip
+CONFIG ?=
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install dev serve test test-fast bench bench-smoke clean
+
+# torch is installed first and pinned: pip takes the CPU build from local disk; an unpinned
+# torch would pull a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e .
+	touch $@
+
+$(VENV)/.dev-installed: $(VENV)/.installed
+	$(PIP) install --quiet -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+dev: $(VENV)/.dev-installed
+
+serve: $(VENV)/.installed
+	$(VENV)/bin/unlearn-proxy serve $(if $(CONFIG),--config $(CONFIG))
+
+test: $(VENV)/.dev-installed
+	$(PY) -m pytest
+
+test-fast: $(VENV)/.dev-installed
+	$(PY) -m pytest -m "not slow"
+
+bench: $(VENV)/.dev-installed
+	$(VENV)/bin/unlearn-proxy bench --config benchmarks/configs/default.yaml
+
+bench-smoke: $(VENV)/.dev-installed
+	$(VENV)/bin/unlearn-proxy bench --config benchmarks/configs/smoke.yaml
+
+clean:
+	rm -rf $(VENV) .pytest_cache .unlearn-proxy

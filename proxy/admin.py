@@ -1,0 +1,97 @@
+"""The admin API: runtime forget requests ("right to be forgotten") and the audit log."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from proxy.auth import client_key
+from proxy.config import ForgetTargetConfig
+from proxy.errors import InvalidRequestError, NotFoundError
+
+admin_router = APIRouter(prefix="/admin")
+
+
+class ForgetBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    policy: str = Field(min_length=1)
+    target: ForgetTargetConfig
+
+
+async def _json_body(request: Request) -> Any:
+    raw = await request.body()
+    if len(raw) > request.app.state.holder.current.config.server.max_body_bytes:
+        raise InvalidRequestError("request body too large")
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise InvalidRequestError(f"the request body is not valid JSON: {exc}") from None
+
+
+def _policy_or_404(request: Request, name: str) -> None:
+    if name not in request.app.state.holder.current.config.policies:
+        raise NotFoundError(f"unknown policy {name!r}", param="policy")
+
+
+async def _recompile(request: Request, policy: str) -> None:
+    holder, store = request.app.state.holder, request.app.state.store
+    await asyncio.to_thread(holder.recompile_policy, policy, store)
+
+
+@admin_router.post("/forget", openapi_extra={"requestBody": {"required": True, "content": {
+    "application/json": {"schema": ForgetBody.model_json_schema()}}}})
+async def add_forget(request: Request) -> dict[str, Any]:
+    """Add a forget target to a policy; effective for the next request, durable on return."""
+    client_key(request, admin=True)
+    try:
+        body = ForgetBody.model_validate(await _json_body(request))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(p) for p in first["loc"])
+        raise InvalidRequestError(f"'{param}': {first['msg']}", param=param) from None
+    _policy_or_404(request, body.policy)
+    config_ids = {t.id for t in request.app.state.holder.current.config.policies[body.policy].forget}
+    active_ids = {r.target_id for r in request.app.state.store.forget_requests(body.policy)}
+    if body.target.id in config_ids | active_ids:
+        raise InvalidRequestError(
+            f"forget target {body.target.id!r} already exists in policy {body.policy!r}",
+            param="target.id",
+        )
+    stored = request.app.state.store.add_forget(body.policy, body.target.model_dump())
+    await _recompile(request, body.policy)
+    return {"object": "forget_request", "status": "active", **stored.as_dict()}
+
+
+@admin_router.get("/forget")
+async def list_forget(
+    request: Request, policy: str | None = None, include_withdrawn: bool = False
+) -> dict[str, Any]:
+    """The runtime forget requests, oldest first."""
+    client_key(request, admin=True)
+    rows = request.app.state.store.forget_requests(policy, active_only=not include_withdrawn)
+    return {"object": "list", "data": [r.as_dict() for r in rows]}
+
+
+@admin_router.delete("/forget/{policy}/{target_id}")
+async def withdraw_forget(request: Request, policy: str, target_id: str) -> dict[str, Any]:
+    """Withdraw a runtime forget request; the target is answered again from the next request."""
+    client_key(request, admin=True)
+    _policy_or_404(request, policy)
+    if request.app.state.store.withdraw_forget(policy, target_id) == 0:
+        raise NotFoundError(f"no active forget request {target_id!r} in policy {policy!r}")
+    await _recompile(request, policy)
+    return {"object": "forget_request", "status": "withdrawn", "policy": policy, "target_id": target_id}
+
+
+@admin_router.get("/audit")
+async def audit(request: Request, limit: int = 100, after: int = 0) -> dict[str, Any]:
+    """Audit records of blocks, oldest first; page with ``after`` (the last ``seq`` seen)."""
+    client_key(request, admin=True)
+    if not 1 <= limit <= 1000:
+        raise InvalidRequestError("limit must be between 1 and 1000", param="limit")
+    return {"object": "list", "data": request.app.state.store.audit(limit=limit, after_seq=after)}

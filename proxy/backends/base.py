@@ -1,0 +1,98 @@
+"""The interface every backend (upstream API, llama.cpp, transformers) implements."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from proxy.errors import UnsupportedError
+
+Message = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Sampling parameters of one request; ``extra`` holds unknown fields for passthrough."""
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    n: int = 1
+    user: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class Generation:
+    """A complete answer."""
+
+    text: str
+    finish_reason: str
+    usage: Usage
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One piece of a streamed answer: text, and on the last piece the finish reason/usage."""
+
+    text: str = ""
+    finish_reason: str | None = None
+    usage: Usage | None = None
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an engine can do beyond text generation (labels the harness tiers T/L/W)."""
+
+    logprobs: bool = False
+    prefill: bool = False
+    weights: bool = False
+    max_n: int = 1
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Chat and completion, streaming and not, plus batch helpers for the harness."""
+
+    capabilities: Capabilities
+
+    async def chat(self, messages: Sequence[Message], params: GenerationParams) -> Generation: ...
+
+    def stream_chat(
+        self, messages: Sequence[Message], params: GenerationParams
+    ) -> AsyncIterator[Chunk]: ...
+
+    async def complete(self, prompt: str, params: GenerationParams) -> Generation: ...
+
+    def stream_complete(self, prompt: str, params: GenerationParams) -> AsyncIterator[Chunk]: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    async def aclose(self) -> None: ...
+
+
+def check_n(params: GenerationParams, capabilities: Capabilities) -> None:
+    """Raise a 400 when ``n`` exceeds what the backend can produce."""
+    if params.n > capabilities.max_n:
+        raise UnsupportedError(
+            f"n={params.n} is not supported by this model's backend (at most {capabilities.max_n})",
+            param="n",
+        )
+
+
+def approx_token_count(text: str) -> int:
+    """A tokenizer-free estimate (about four characters a token) for engines without one."""
+    return max(1, (len(text) + 3) // 4) if text else 0

@@ -1,0 +1,318 @@
+"""The configuration file: server, models, policies and routing, validated with pydantic.
+
+Every model forbids unknown keys, so a typo is an error that names its YAML path rather than a
+setting silently ignored. :func:`load_config` turns any problem into a :class:`ConfigError`
+whose message names the file, the field path and what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from proxy.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------- server
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    api_keys: list[str] = Field(default_factory=list, description="client keys; empty = open")
+    admin_key_env: str = Field("UNLEARN_ADMIN_KEY", description="env var holding the admin key")
+    max_body_bytes: int = Field(1_048_576, gt=0)
+    max_messages: int = Field(256, gt=0)
+    max_prompt_chars: int = Field(200_000, gt=0)
+    rate_limit_per_minute: int | None = Field(None, gt=0, description="per client key")
+    state_dir: str = Field(".unlearn-proxy", description="SQLite store and compiled artefacts")
+
+
+# --------------------------------------------------------------------------- models
+
+
+class _ModelBase(_Strict):
+    max_tokens_default: int = Field(256, gt=0)
+
+
+class OpenAIModelConfig(_ModelBase):
+    backend: Literal["openai"]
+    base_url: str
+    api_key_env: str | None = None
+    upstream_model: str | None = Field(None, description="model name sent upstream")
+    connect_timeout_s: float = Field(5.0, gt=0)
+    read_timeout_s: float = Field(60.0, gt=0)
+
+
+class LlamaCppModelConfig(_ModelBase):
+    backend: Literal["llama_cpp"]
+    model_path: str | None = Field(None, description="GGUF file; default: embedded Gemma 3 270M")
+    n_ctx: int = Field(4096, gt=0)
+    n_threads: int | None = Field(None, gt=0)
+    seed: int = 0
+    chat_format: str | None = Field(
+        None, description="'transcript', a llama.cpp chat format, or None: the GGUF's template "
+        "when it has one, else 'transcript'"
+    )
+
+
+class TransformersModelConfig(_ModelBase):
+    backend: Literal["transformers"]
+    model_path: str | None = Field(None, description="HF model dir; default: embedded Gemma GGUF")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    batch_size: int = Field(8, gt=0)
+
+
+ModelConfig = Annotated[
+    OpenAIModelConfig | LlamaCppModelConfig | TransformersModelConfig,
+    Field(discriminator="backend"),
+]
+
+# --------------------------------------------------------------------------- policies
+
+
+class QAExample(_Strict):
+    question: str = Field(min_length=1)
+    answer: str | None = None
+    perturbed_answer: str | None = None
+
+
+def _as_examples(value: Any) -> Any:
+    if isinstance(value, list):
+        return [{"question": v} if isinstance(v, str) else v for v in value]
+    return value
+
+
+class DocumentConfig(_Strict):
+    text: str | None = None
+    path: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DocumentConfig:
+        if (self.text is None) == (self.path is None):
+            raise ValueError("a document needs exactly one of 'text' or 'path'")
+        return self
+
+
+class ForgetTargetConfig(_Strict):
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    name: str = Field(min_length=1)
+    aliases: list[str] = Field(default_factory=list)
+    description: str | None = None
+    documents: list[DocumentConfig] = Field(default_factory=list)
+    questions: list[QAExample] = Field(default_factory=list)
+
+    _examples = field_validator("questions", mode="before")(_as_examples)
+
+    @field_validator("documents", mode="before")
+    @classmethod
+    def _documents(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"text": v} if isinstance(v, str) else v for v in value]
+        return value
+
+    @property
+    def names(self) -> list[str]:
+        """The name followed by its aliases."""
+        return [self.name, *self.aliases]
+
+
+class EmbedderConfig(_Strict):
+    type: Literal["local", "openai"] = "local"
+    model: str = Field("all-MiniLM-L6-v2", description="'all-MiniLM-L6-v2' (embedded) or a path")
+    base_url: str | None = None
+    api_key_env: str | None = None
+    timeout_s: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _remote_needs_url(self) -> EmbedderConfig:
+        if self.type == "openai" and not self.base_url:
+            raise ValueError("an 'openai' embedder needs 'base_url'")
+        return self
+
+
+class InputDetectorConfig(_Strict):
+    type: Literal["input_detector"]
+    threshold: float = Field(0.62, gt=0.0, le=1.0, description="cosine similarity to flag")
+    aliases: bool = Field(True, description="also block on a name/alias match")
+    context_turns: int = Field(3, ge=1, description="user turns looked at together")
+
+
+class InputClassifierConfig(_Strict):
+    type: Literal["input_classifier"]
+    target_fnr: float = Field(0.05, gt=0.0, lt=1.0, description="calibration target")
+    threshold: float | None = Field(None, gt=0.0, lt=1.0, description="override calibration")
+    char_ngrams: bool = True
+
+
+class PrefixConfig(_Strict):
+    type: Literal["prefix"]
+    template: str | None = Field(None, description="uses {targets}; default in icul/prefix.py")
+    when: Literal["always", "detected"] = "always"
+
+
+class ICULConfig(_Strict):
+    type: Literal["icul"]
+    k: int = Field(4, ge=0, description="forget demonstrations")
+    s: int = Field(4, ge=0, description="retain demonstrations")
+    forget_answer: Literal["refusal", "perturbed"] = "refusal"
+    template: str | None = None
+    epsilon: float = Field(0.05, gt=0.0)
+    seed: int = 0
+    when: Literal["always", "detected"] = "always"
+
+
+class OutputFilterConfig(_Strict):
+    type: Literal["output_filter"]
+    aliases: bool = True
+    ngram_n: int = Field(6, ge=2, le=32)
+    ngram_overlap: float = Field(0.5, gt=0.0, le=1.0)
+    embedding_threshold: float | None = Field(0.75, gt=0.0, le=1.0)
+
+
+MethodConfig = Annotated[
+    InputDetectorConfig | InputClassifierConfig | PrefixConfig | ICULConfig | OutputFilterConfig,
+    Field(discriminator="type"),
+]
+
+
+class PolicyConfig(_Strict):
+    description: str = ""
+    forget: list[ForgetTargetConfig] = Field(min_length=1)
+    retain: list[QAExample] = Field(default_factory=list)
+    methods: list[MethodConfig] = Field(default_factory=list)
+    embedder: EmbedderConfig = Field(default_factory=EmbedderConfig)
+    on_block: Literal["refuse", "error", "feign"] = "refuse"
+    refusal_text: str = "I'm sorry, but I can't help with that."
+    feign_text: str = "I'm not sure — I don't have any information about that."
+    stream_block: Literal["graceful", "strict"] = "graceful"
+    fail_mode: Literal["closed", "open"] = "closed"
+    audit_prompts: bool = False
+
+    _examples = field_validator("retain", mode="before")(_as_examples)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> PolicyConfig:
+        ids = [t.id for t in self.forget]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate forget target ids: {', '.join(dupes)}")
+        return self
+
+
+# --------------------------------------------------------------------------- root
+
+
+class RoutingConfig(_Strict):
+    default_policy: str | None = None
+    models: dict[str, str] = Field(default_factory=dict, description="model -> policy")
+    api_keys: dict[str, str] = Field(default_factory=dict, description="client key -> policy")
+
+
+class Config(_Strict):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    models: dict[str, ModelConfig] = Field(min_length=1)
+    policies: dict[str, PolicyConfig] = Field(default_factory=dict)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
+
+    @model_validator(mode="after")
+    def _routes_exist(self) -> Config:
+        routing = self.routing
+        named = [("routing.default_policy", routing.default_policy)]
+        named += [(f"routing.models.{m}", p) for m, p in routing.models.items()]
+        named += [(f"routing.api_keys.<{k[:4]}…>", p) for k, p in routing.api_keys.items()]
+        for where, policy in named:
+            if policy is not None and policy not in self.policies:
+                raise ValueError(f"{where}: unknown policy {policy!r}")
+        for model in routing.models:
+            if model not in self.models:
+                raise ValueError(f"routing.models: unknown model {model!r}")
+        return self
+
+    def policy_for(self, model: str, api_key: str | None) -> str | None:
+        """The policy name that applies: by client key, then by model, then the default."""
+        if api_key is not None and api_key in self.routing.api_keys:
+            return self.routing.api_keys[api_key]
+        return self.routing.models.get(model, self.routing.default_policy)
+
+
+_ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
+
+
+def _substitute_env(text: str) -> str:
+    """Expand ``${VAR}`` and ``${VAR:default}``; an unset variable without default is an error."""
+
+    def repl(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        value = os.environ.get(name, default)
+        if value is None:
+            raise ConfigError(f"environment variable {name!r} is not set and has no default")
+        return value
+
+    return _ENV_VAR.sub(repl, text)
+
+
+def _format_validation_error(source: str, error: ValidationError) -> str:
+    lines = [f"{source}: invalid configuration"]
+    for item in error.errors():
+        path = ".".join(str(p) for p in item["loc"]) or "(root)"
+        lines.append(f"  {path}: {item['msg']}")
+    return "\n".join(lines)
+
+
+def parse_config(data: Any, *, source: str = "<config>", base_dir: Path | None = None) -> Config:
+    """Validate already-parsed YAML data; relative document paths resolve against ``base_dir``."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping, got {type(data).__name__}")
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(source, exc)) from None
+    _check_document_paths(config, source=source, base_dir=base_dir or Path.cwd())
+    return config
+
+
+def _check_document_paths(config: Config, *, source: str, base_dir: Path) -> None:
+    for policy_name, policy in config.policies.items():
+        for t_index, target in enumerate(policy.forget):
+            for d_index, doc in enumerate(target.documents):
+                if doc.path is None:
+                    continue
+                path = Path(doc.path) if Path(doc.path).is_absolute() else base_dir / doc.path
+                if not path.is_file():
+                    field = f"policies.{policy_name}.forget.{t_index}.documents.{d_index}.path"
+                    raise ConfigError(f"{source}: {field}: document file not found: {path}")
+
+
+def resolve_document(doc: DocumentConfig, base_dir: Path) -> str:
+    """The text of a forget document (inline, or read from its path)."""
+    if doc.text is not None:
+        return doc.text
+    assert doc.path is not None  # guaranteed by DocumentConfig._one_source
+    path = Path(doc.path) if Path(doc.path).is_absolute() else base_dir / doc.path
+    return path.read_text(encoding="utf-8")
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read, substitute ``${ENV}`` references in, and validate a YAML config file."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read config: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(_substitute_env(text))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML: {exc}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{file}: {exc}") from None
+    return parse_config(data, source=str(file), base_dir=file.parent)

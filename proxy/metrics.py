@@ -1,0 +1,49 @@
+"""Prometheus metrics of one app instance (its own registry, so apps never share counters)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class Metrics:
+    """The counters and histograms exposed at ``GET /metrics``."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "unlearn_requests_total", "HTTP requests", ["endpoint", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "unlearn_request_latency_seconds", "End-to-end request latency", ["endpoint"],
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.upstream_latency = Histogram(
+            "unlearn_upstream_latency_seconds", "Backend latency (to the last byte)", ["model"],
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.errors = Counter("unlearn_errors_total", "Errors by type", ["type"], registry=r)
+        self.decisions = Counter(
+            "unlearn_decisions_total", "Guard decisions", ["policy", "method", "action"], registry=r
+        )
+        self.guard_latency = Histogram(
+            "unlearn_guard_latency_seconds", "Time spent in one guard", ["guard"],
+            buckets=_LATENCY_BUCKETS, registry=r,
+        )
+        self.guard_failures = Counter(
+            "unlearn_guard_failures_total", "Guards that raised", ["policy", "guard", "fail_mode"],
+            registry=r,
+        )
+        self.icul_tokens = Histogram(
+            "unlearn_icul_prompt_tokens", "Prompt tokens added by in-context unlearning",
+            buckets=(0, 50, 100, 200, 400, 800, 1600, 3200), registry=r,
+        )
+        self.reloads = Counter(
+            "unlearn_config_reloads_total", "Config reloads", ["result"], registry=r
+        )
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition."""
+        return generate_latest(self.registry)

@@ -1,0 +1,261 @@
+"""One request through a policy: input guards, context builders, backend, output guards.
+
+The server and the benchmark harness both drive this module, so a benchmark number describes
+what the server does. It works on plain dataclasses; HTTP framing lives in ``proxy.server``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, Protocol
+
+from filters.base import InputGuard, Match, OutputGuard, Verdict, message_text
+from proxy.backends.base import Backend, Chunk, Generation, GenerationParams, Usage
+from proxy.config import PolicyConfig
+from proxy.errors import PolicyBlockedError
+from proxy.metrics import Metrics
+from proxy.store import AuditRecord, Store
+
+log = logging.getLogger("unlearn_proxy.pipeline")
+
+Kind = Literal["chat", "completion"]
+
+
+class PolicyRuntime(Protocol):
+    """A compiled policy: its config, guards, and the context builders it applies."""
+
+    name: str
+    config: PolicyConfig
+    input_guards: Sequence[InputGuard]
+    output_guards: Sequence[OutputGuard]
+
+    def build_context(self, request: Request, *, detected: bool) -> tuple[Request, int]:
+        """Apply prefix/ICUL methods; returns the new request and the prompt tokens added."""
+        ...
+
+
+@dataclass(frozen=True)
+class Request:
+    """A chat or completion request as the pipeline sees it."""
+
+    kind: Kind
+    model: str
+    messages: list[dict[str, Any]]
+    params: GenerationParams
+    request_id: str
+    prompt: str | None = None
+
+    @property
+    def guard_messages(self) -> list[dict[str, Any]]:
+        """What guards read: the chat, or the completion prompt as one user turn."""
+        if self.kind == "completion":
+            return [{"role": "user", "content": self.prompt or ""}]
+        return self.messages
+
+
+@dataclass
+class Decision:
+    """The outcome of the input side of a policy."""
+
+    policy: str | None
+    verdicts: list[Verdict] = field(default_factory=list)
+    blocking: Verdict | None = None
+    guard_ms: float = 0.0
+    added_prompt_tokens: int = 0
+
+    @property
+    def action(self) -> str:
+        return "block" if self.blocking else "allow"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the client gets when a policy blocks: text plus finish reason."""
+
+    text: str
+    finish_reason: str
+
+
+def block_answer(policy: PolicyConfig, verdict: Verdict) -> Answer:
+    """The refusal or feigned answer for a block; raises for ``on_block: error``."""
+    if policy.on_block == "error":
+        raise PolicyBlockedError(
+            f"the request was blocked by policy ({verdict.guard})",
+        )
+    if policy.on_block == "feign":
+        return Answer(policy.feign_text, "stop")
+    return Answer(policy.refusal_text, "content_filter")
+
+
+class Pipeline:
+    """Runs requests for one config generation (policies + backends)."""
+
+    def __init__(
+        self,
+        *,
+        backends: dict[str, Backend],
+        policies: dict[str, PolicyRuntime],
+        metrics: Metrics,
+        store: Store | None,
+    ) -> None:
+        self.backends = backends
+        self.policies = policies
+        self.metrics = metrics
+        self.store = store
+
+    # ------------------------------------------------------------------ input side
+
+    async def admit(self, request: Request, policy_name: str | None) -> tuple[Decision, Request]:
+        """Run input guards and context builders; returns the decision and the request to send."""
+        if policy_name is None:
+            return Decision(None), request
+        policy = self.policies[policy_name]
+        started = time.perf_counter()
+        verdicts = await asyncio.to_thread(self._run_input_guards, policy, request)
+        decision = Decision(policy_name, verdicts)
+        decision.blocking = next((v for v in verdicts if v.is_block), None)
+        detected = decision.blocking is not None
+        if detected:
+            self._audit(policy, request, decision.blocking)
+        else:
+            request, decision.added_prompt_tokens = policy.build_context(request, detected=False)
+            if decision.added_prompt_tokens:
+                self.metrics.icul_tokens.observe(decision.added_prompt_tokens)
+        decision.guard_ms = (time.perf_counter() - started) * 1000
+        return decision, request
+
+    def _run_input_guards(self, policy: PolicyRuntime, request: Request) -> list[Verdict]:
+        verdicts: list[Verdict] = []
+        messages = request.guard_messages
+        for guard in policy.input_guards:
+            verdict = self._guarded(policy, guard.name, lambda g=guard: g.check_input(messages))
+            verdicts.append(verdict)
+            self.metrics.decisions.labels(policy.name, verdict.guard, verdict.action).inc()
+            self.metrics.guard_latency.labels(verdict.guard).observe(verdict.elapsed_ms / 1000)
+            if verdict.is_block:
+                break
+        return verdicts
+
+    def _guarded(self, policy: PolicyRuntime, name: str, check: Any) -> Verdict:
+        """Run one guard; a guard that raises blocks (fail closed) or allows (fail open)."""
+        try:
+            verdict: Verdict = check()
+            return verdict
+        except Exception:
+            mode = policy.config.fail_mode
+            log.exception("guard %s of policy %s failed (fail_mode=%s)", name, policy.name, mode)
+            self.metrics.guard_failures.labels(policy.name, name, mode).inc()
+            action = "block" if mode == "closed" else "allow"
+            return Verdict(action, guard=f"{name}:failed")
+
+    def _audit(self, policy: PolicyRuntime, request: Request, verdict: Verdict | None) -> None:
+        if self.store is None or verdict is None:
+            return
+        match: Match | None = verdict.match
+        prompt = None
+        if policy.config.audit_prompts:
+            prompt = "\n".join(message_text(m) for m in request.guard_messages)
+        self.store.append_audit(
+            AuditRecord(
+                request_id=request.request_id,
+                action=verdict.action,
+                policy=policy.name,
+                method=verdict.guard,
+                target_id=match.target_id if match else None,
+                item=match.item if match else None,
+                score=verdict.score,
+                prompt=prompt,
+            )
+        )
+
+    # ------------------------------------------------------------------ generation
+
+    async def generate(self, request: Request, decision: Decision) -> Generation:
+        """The complete answer, after output guards."""
+        backend = self.backends[request.model]
+        started = time.perf_counter()
+        if request.kind == "chat":
+            generation = await backend.chat(request.messages, request.params)
+        else:
+            generation = await backend.complete(request.prompt or "", request.params)
+        self.metrics.upstream_latency.labels(request.model).observe(time.perf_counter() - started)
+        policy = self.policies.get(decision.policy or "")
+        if policy is None or not policy.output_guards:
+            return generation
+        verdict = await asyncio.to_thread(
+            self._check_output, policy, request, generation.text
+        )
+        if verdict is None:
+            return generation
+        decision.blocking = verdict
+        self._audit(policy, request, verdict)
+        answer = block_answer(policy.config, verdict)
+        return replace(generation, text=answer.text, finish_reason=answer.finish_reason)
+
+    def _check_output(self, policy: PolicyRuntime, request: Request, text: str) -> Verdict | None:
+        messages = request.guard_messages
+        for guard in policy.output_guards:
+            verdict = self._guarded(policy, guard.name, lambda g=guard: g.check_output(messages, text))
+            self.metrics.guard_latency.labels(verdict.guard).observe(verdict.elapsed_ms / 1000)
+            if verdict.is_block:
+                self.metrics.decisions.labels(policy.name, verdict.guard, "block").inc()
+                return verdict
+        return None
+
+    async def stream(self, request: Request, decision: Decision) -> AsyncIterator[Chunk]:
+        """Stream the answer; output guards see every character before the client does.
+
+        The last ``hold_back`` characters stay withheld until the guards have seen what
+        follows them; a block ends the stream with the refusal (``content_filter``) or raises
+        :class:`PolicyBlockedError` for strict policies.
+        """
+        backend = self.backends[request.model]
+        if request.kind == "chat":
+            source = backend.stream_chat(request.messages, request.params)
+        else:
+            source = backend.stream_complete(request.prompt or "", request.params)
+        policy = self.policies.get(decision.policy or "")
+        guards = policy.output_guards if policy else ()
+        hold_back = max((g.hold_back_chars for g in guards), default=0)
+        started = time.perf_counter()
+        text, sent, finish, usage = "", 0, "stop", None
+        async for chunk in source:
+            usage = chunk.usage or usage
+            finish = chunk.finish_reason or finish
+            if not chunk.text:
+                continue
+            text += chunk.text
+            if policy and guards:
+                verdict = await asyncio.to_thread(self._check_output, policy, request, text)
+                if verdict is not None:
+                    async for out in self._end_blocked(policy, request, decision, verdict, usage):
+                        yield out
+                    return
+            release = len(text) - hold_back
+            if release > sent:
+                yield Chunk(text[sent:release])
+                sent = release
+        self.metrics.upstream_latency.labels(request.model).observe(time.perf_counter() - started)
+        if sent < len(text):
+            yield Chunk(text[sent:])
+        yield Chunk(finish_reason=finish, usage=usage)
+
+    async def _end_blocked(
+        self,
+        policy: PolicyRuntime,
+        request: Request,
+        decision: Decision,
+        verdict: Verdict,
+        usage: Usage | None,
+    ) -> AsyncIterator[Chunk]:
+        decision.blocking = verdict
+        self._audit(policy, request, verdict)
+        if policy.config.stream_block == "strict" or policy.config.on_block == "error":
+            raise PolicyBlockedError(f"the response was blocked by policy ({verdict.guard})")
+        answer = block_answer(policy.config, verdict)
+        yield Chunk(answer.text)
+        yield Chunk(finish_reason=answer.finish_reason, usage=usage)

@@ -1,0 +1,182 @@
+"""OpenAI wire models: requests parsed from clients and responses/chunks sent back.
+
+Requests allow unknown fields (they are passed through to OpenAI-compatible upstreams and
+logged); responses are built as plain dicts in exactly the shape the official SDK parses.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from proxy.backends.base import GenerationParams, Usage
+
+Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: Role
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    include_usage: bool = False
+
+
+class _RequestBase(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    n: int = Field(1, ge=1, le=128)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    user: str | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_list(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and len(value) > 4:
+            raise ValueError("at most 4 stop sequences are allowed")
+        return value
+
+    def generation_params(self) -> GenerationParams:
+        """The backend-independent sampling parameters (unknown fields kept for passthrough)."""
+        stop = self.stop if isinstance(self.stop, list) else [self.stop] if self.stop else []
+        return GenerationParams(
+            max_tokens=self.max_completion_tokens or self.max_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            stop=tuple(stop),
+            seed=self.seed,
+            n=self.n,
+            user=self.user,
+            extra=dict(self.model_extra or {}),
+        )
+
+    @property
+    def include_usage(self) -> bool:
+        return bool(self.stream and self.stream_options and self.stream_options.include_usage)
+
+
+class ChatCompletionRequest(_RequestBase):
+    messages: list[ChatMessage] = Field(min_length=1)
+
+    def plain_messages(self) -> list[dict[str, Any]]:
+        """Messages as plain dicts, without unset fields."""
+        return [m.model_dump(exclude_none=True) for m in self.messages]
+
+
+class CompletionRequest(_RequestBase):
+    prompt: str | list[str]
+
+    @field_validator("prompt")
+    @classmethod
+    def _single_prompt(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and len(value) != 1:
+            raise ValueError("exactly one prompt is supported per request")
+        return value
+
+    @property
+    def prompt_text(self) -> str:
+        return self.prompt[0] if isinstance(self.prompt, list) else self.prompt
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+def usage_dict(usage: Usage) -> dict[str, int]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def chat_completion(
+    *, request_id: str, model: str, text: str, finish_reason: str, usage: Usage
+) -> dict[str, Any]:
+    """A ``chat.completion`` object."""
+    return {
+        "id": request_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text, "refusal": None},
+                "logprobs": None,
+                "finish_reason": finish_reason,
+            }
+        ],
+        "usage": usage_dict(usage),
+    }
+
+
+def text_completion(
+    *, request_id: str, model: str, text: str, finish_reason: str, usage: Usage
+) -> dict[str, Any]:
+    """A ``text_completion`` object."""
+    return {
+        "id": request_id,
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}],
+        "usage": usage_dict(usage),
+    }
+
+
+class ChunkFactory:
+    """Builds the stream chunks of one response (one id, one ``created``)."""
+
+    def __init__(self, *, kind: Literal["chat", "completion"], request_id: str, model: str):
+        self.kind = kind
+        self.request_id = request_id
+        self.model = model
+        self.created = int(time.time())
+
+    def _base(self, choices: list[dict[str, Any]]) -> dict[str, Any]:
+        obj = "chat.completion.chunk" if self.kind == "chat" else "text_completion"
+        return {
+            "id": self.request_id,
+            "object": obj,
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+        }
+
+    def choice(
+        self, text: str | None, finish_reason: str | None = None, *, first: bool = False
+    ) -> dict[str, Any]:
+        """A chunk with one choice; ``first`` opens a chat stream with the assistant role."""
+        if self.kind == "completion":
+            choice = {"index": 0, "text": text or "", "logprobs": None}
+        else:
+            delta: dict[str, Any] = {}
+            if first:
+                delta["role"] = "assistant"
+            if text is not None:
+                delta["content"] = text
+            choice = {"index": 0, "delta": delta, "logprobs": None}
+        choice["finish_reason"] = finish_reason
+        return self._base([choice])
+
+    def usage(self, usage: Usage) -> dict[str, Any]:
+        """The final ``include_usage`` chunk: no choices, only usage."""
+        return {**self._base([]), "usage": usage_dict(usage)}

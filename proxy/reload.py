@@ -1,0 +1,74 @@
+"""Hot reload: on SIGHUP or when the config file changes, build the new config and swap it in.
+
+A config that fails to load or to start is rejected and logged; the old one keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+
+from proxy.config import load_config
+from proxy.errors import ConfigError
+from proxy.metrics import Metrics
+from proxy.runtime import RuntimeHolder, build_runtime
+from proxy.store import Store
+
+log = logging.getLogger("unlearn_proxy.reload")
+
+
+class ConfigReloader:
+    """Reloads ``path`` into ``holder``; at most one reload runs at a time."""
+
+    def __init__(self, path: Path, holder: RuntimeHolder, *, metrics: Metrics, store: Store):
+        self.path = path
+        self.holder = holder
+        self.metrics = metrics
+        self.store = store
+        self._lock = asyncio.Lock()
+        self._watch_task: asyncio.Task[None] | None = None
+
+    async def reload(self) -> bool:
+        """Try to load and start the file; True when the new config now serves."""
+        async with self._lock:
+            try:
+                config = load_config(self.path)
+                runtime = await asyncio.to_thread(
+                    build_runtime,
+                    config,
+                    base_dir=self.path.parent,
+                    metrics=self.metrics,
+                    store=self.store,
+                    previous=self.holder.current,
+                )
+            except ConfigError as exc:
+                log.error("config reload rejected, keeping the previous config:\n%s", exc)
+                self.metrics.reloads.labels("rejected").inc()
+                return False
+            self.holder.swap(runtime)
+            self.metrics.reloads.labels("applied").inc()
+            log.info("config reloaded from %s", self.path)
+            return True
+
+    def start(self, *, watch: bool) -> None:
+        """Install the SIGHUP handler (main thread only) and, if asked, the file watcher."""
+        loop = asyncio.get_running_loop()
+        with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+            loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(self.reload()))
+        if watch:
+            self._watch_task = loop.create_task(self._watch())
+
+    async def _watch(self) -> None:
+        from watchfiles import awatch
+
+        async for _changes in awatch(self.path, debounce=300, rust_timeout=1000):
+            await self.reload()
+
+    async def stop(self) -> None:
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch_task

@@ -1,0 +1,323 @@
+"""The FastAPI app: thin OpenAI-compatible routes over the pipeline, one error/SSE encoder."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from proxy import protocol
+from proxy.admin import admin_router
+from proxy.auth import client_key, RateLimiter
+from proxy.backends.base import Chunk, Usage
+from proxy.config import Config
+from proxy.errors import (
+    InvalidRequestError,
+    NotFoundError,
+    PayloadTooLargeError,
+    ProxyError,
+)
+from proxy.metrics import Metrics
+from proxy.pipeline import Decision, Request as PipelineRequest, block_answer
+from proxy.reload import ConfigReloader
+from proxy.runtime import Runtime, RuntimeHolder, build_runtime
+from proxy.sse import DONE, event
+from proxy.store import Store
+
+log = logging.getLogger("unlearn_proxy.server")
+
+
+def create_app(config: Config, *, config_path: Path | None = None, watch: bool = False) -> FastAPI:
+    """Build the app; compiles policies and loads models before returning."""
+    base_dir = config_path.parent if config_path else Path.cwd()
+    metrics = Metrics()
+    store = Store(Path(config.server.state_dir) / "unlearn.sqlite3")
+    holder = RuntimeHolder(build_runtime(config, base_dir=base_dir, metrics=metrics, store=store))
+    reloader = ConfigReloader(config_path, holder, metrics=metrics, store=store) if config_path else None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if reloader is not None:
+            reloader.start(watch=watch)
+        try:
+            yield
+        finally:
+            if reloader is not None:
+                await reloader.stop()
+            for backend in set(holder.current.backends.values()):
+                await backend.aclose()
+            store.close()
+
+    app = FastAPI(title="unlearn-proxy", version="0.1.0", lifespan=lifespan)
+    app.state.holder = holder
+    app.state.metrics = metrics
+    app.state.store = store
+    app.state.rate_limiter = RateLimiter(config.server.rate_limit_per_minute)
+    app.state.reloader = reloader
+    _install_error_handlers(app)
+    _install_routes(app)
+    app.include_router(admin_router)
+    return app
+
+
+def _error_response(exc: ProxyError) -> JSONResponse:
+    return JSONResponse(exc.envelope(), status_code=exc.status_code, headers=exc.headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    metrics: Metrics = app.state.metrics
+
+    @app.exception_handler(ProxyError)
+    async def proxy_error(_: Request, exc: ProxyError) -> JSONResponse:
+        metrics.errors.labels(exc.error_type).inc()
+        return _error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        metrics.errors.labels("invalid_request_error").inc()
+        return _error_response(_validation_to_error(exc.errors()))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        error: ProxyError = (
+            NotFoundError(f"no route {exc.detail}") if exc.status_code == 404 else ProxyError(str(exc.detail))
+        )
+        error.status_code = exc.status_code
+        if exc.status_code == 405:
+            error = InvalidRequestError("method not allowed for this endpoint")
+            error.status_code = 405
+        metrics.errors.labels(error.error_type).inc()
+        return _error_response(error)
+
+    @app.exception_handler(Exception)
+    async def server_fault(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        metrics.errors.labels("server_error").inc()
+        return _error_response(ProxyError("internal server error"))
+
+
+def _validation_to_error(errors: Any) -> InvalidRequestError:
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    param = ".".join(loc) or None
+    where = f"'{param}': " if param else ""
+    return InvalidRequestError(f"{where}{first.get('msg', 'invalid value')}", param=param)
+
+
+async def _read_json(request: Request) -> dict[str, Any]:
+    limit = request.app.state.holder.current.config.server.max_body_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(f"request body exceeds {limit} bytes")
+    body = bytearray()
+    async for part in request.stream():
+        body += part
+        if len(body) > limit:
+            raise PayloadTooLargeError(f"request body exceeds {limit} bytes")
+    try:
+        data = json.loads(body)
+    except UnicodeDecodeError:
+        raise InvalidRequestError("the request body is not valid UTF-8") from None
+    except ValueError as exc:
+        raise InvalidRequestError(f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidRequestError("the request body must be a JSON object")
+    return data
+
+
+def _parse(model: type[BaseModel], data: dict[str, Any]) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _validation_to_error(exc.errors()) from None
+    except RecursionError:
+        raise InvalidRequestError("the request body is nested too deeply") from None
+
+
+def _check_limits(runtime: Runtime, parsed: Any, pipeline_request: PipelineRequest) -> None:
+    server = runtime.config.server
+    if len(pipeline_request.messages) > server.max_messages:
+        raise InvalidRequestError(
+            f"too many messages ({len(pipeline_request.messages)} > {server.max_messages})",
+            param="messages",
+        )
+    size = len(json.dumps(pipeline_request.guard_messages, ensure_ascii=False))
+    if size > server.max_prompt_chars:
+        raise InvalidRequestError(
+            f"the prompt is too long ({size} > {server.max_prompt_chars} characters)",
+            param="messages" if parsed.__class__ is protocol.ChatCompletionRequest else "prompt",
+        )
+
+
+def _install_routes(app: FastAPI) -> None:
+    @app.post(
+        "/v1/chat/completions",
+        openapi_extra=_body_schema(protocol.ChatCompletionRequest),
+    )
+    async def chat_completions(request: Request) -> Response:
+        return await _handle(request, "chat")
+
+    @app.post("/v1/completions", openapi_extra=_body_schema(protocol.CompletionRequest))
+    async def completions(request: Request) -> Response:
+        return await _handle(request, "completion")
+
+    @app.get("/v1/models")
+    async def models(request: Request) -> dict[str, Any]:
+        client_key(request, admin=False)
+        names = request.app.state.holder.current.model_names
+        data = [{"id": n, "object": "model", "created": 0, "owned_by": "unlearn-proxy"} for n in names]
+        return {"object": "list", "data": data}
+
+    @app.get("/healthz")
+    async def healthz(request: Request) -> dict[str, Any]:
+        runtime: Runtime = request.app.state.holder.current
+        return {"status": "ok", "models": runtime.model_names, "policies": sorted(runtime.policies)}
+
+    @app.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        body = request.app.state.metrics.render()
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": model.model_json_schema()}},
+        }
+    }
+
+
+async def _handle(request: Request, kind: str) -> Response:
+    metrics: Metrics = request.app.state.metrics
+    endpoint = "chat" if kind == "chat" else "completions"
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await _serve(request, kind)
+        status = response.status_code
+        return response
+    except ProxyError as exc:
+        status = exc.status_code
+        raise
+    finally:
+        metrics.requests.labels(endpoint, str(status)).inc()
+        metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+
+
+async def _serve(request: Request, kind: str) -> Response:
+    key = client_key(request, admin=False)
+    request.app.state.rate_limiter.check(key)
+    runtime: Runtime = request.app.state.holder.current
+    data = await _read_json(request)
+    parsed: Any = _parse(
+        protocol.ChatCompletionRequest if kind == "chat" else protocol.CompletionRequest, data
+    )
+    if parsed.model not in runtime.config.models:
+        raise NotFoundError(
+            f"the model {parsed.model!r} does not exist", param="model", code="model_not_found"
+        )
+    prefix = "chatcmpl" if kind == "chat" else "cmpl"
+    pipeline_request = PipelineRequest(
+        kind="chat" if kind == "chat" else "completion",
+        model=parsed.model,
+        messages=parsed.plain_messages() if kind == "chat" else [],
+        prompt=None if kind == "chat" else parsed.prompt_text,
+        params=parsed.generation_params(),
+        request_id=protocol.new_id(prefix),
+    )
+    _check_limits(runtime, parsed, pipeline_request)
+    policy_name = runtime.config.policy_for(parsed.model, key)
+    pipeline = runtime.pipeline
+    decision, prepared = await pipeline.admit(pipeline_request, policy_name)
+    headers = _decision_headers(decision, pipeline_request.request_id)
+    if parsed.stream:
+        return await _stream_response(pipeline, prepared, decision, parsed, headers)
+    if decision.blocking is not None:
+        answer = block_answer(runtime.config.policies[policy_name or ""], decision.blocking)
+        usage = Usage(0, 0)
+        text, finish = answer.text, answer.finish_reason
+    else:
+        generation = await pipeline.generate(prepared, decision)
+        headers = _decision_headers(decision, pipeline_request.request_id)
+        text, finish, usage = generation.text, generation.finish_reason, generation.usage
+    build = protocol.chat_completion if kind == "chat" else protocol.text_completion
+    body = build(
+        request_id=pipeline_request.request_id, model=parsed.model, text=text,
+        finish_reason=finish, usage=usage,
+    )
+    return JSONResponse(body, headers=headers)
+
+
+def _decision_headers(decision: Decision, request_id: str) -> dict[str, str]:
+    headers = {
+        "x-request-id": request_id,
+        "x-unlearn-decision": decision.action,
+        "x-unlearn-overhead-ms": f"{decision.guard_ms:.2f}",
+    }
+    if decision.policy:
+        headers["x-unlearn-policy"] = decision.policy
+    if decision.added_prompt_tokens:
+        headers["x-unlearn-icul-tokens"] = str(decision.added_prompt_tokens)
+    if decision.blocking is not None:
+        headers["x-should-retry"] = "false"
+    return headers
+
+
+async def _blocked_chunks(answer_text: str, finish: str) -> AsyncIterator[Chunk]:
+    yield Chunk(answer_text)
+    yield Chunk(finish_reason=finish, usage=Usage(0, 0))
+
+
+async def _stream_response(
+    pipeline: Any, prepared: PipelineRequest, decision: Decision, parsed: Any, headers: dict[str, str]
+) -> Response:
+    if decision.blocking is not None:
+        policy = pipeline.policies[decision.policy].config
+        answer = block_answer(policy, decision.blocking)
+        chunks = _blocked_chunks(answer.text, answer.finish_reason)
+    else:
+        chunks = pipeline.stream(prepared, decision)
+    first = await anext(chunks, None)  # upstream errors surface here as HTTP status codes
+    factory = protocol.ChunkFactory(kind=prepared.kind, request_id=prepared.request_id, model=parsed.model)
+    body = _sse_body(first, chunks, factory, include_usage=parsed.include_usage)
+    return StreamingResponse(body, media_type="text/event-stream", headers=headers)
+
+
+async def _sse_body(
+    first: Chunk | None,
+    rest: AsyncIterator[Chunk],
+    factory: protocol.ChunkFactory,
+    *,
+    include_usage: bool,
+) -> AsyncIterator[bytes]:
+    if factory.kind == "chat":
+        yield event(factory.choice("", first=True))
+    usage: Usage | None = None
+    try:
+        chunk = first
+        while chunk is not None:
+            usage = chunk.usage or usage
+            if chunk.text:
+                yield event(factory.choice(chunk.text))
+            if chunk.finish_reason:
+                yield event(factory.choice(None if factory.kind == "chat" else "", chunk.finish_reason))
+            chunk = await anext(rest, None)
+    except ProxyError as exc:
+        log.info("stream ended with %s: %s", type(exc).__name__, exc.message)
+        yield event(exc.envelope())
+        yield DONE
+        return
+    if include_usage:
+        yield event(factory.usage(usage or Usage(0, 0)))
+    yield DONE

@@ -1,0 +1,163 @@
+"""Durable state: runtime forget requests and the append-only audit log (SQLite, WAL mode).
+
+Every write is committed before the call returns, so an acknowledged forget request or audit
+record survives the process being killed. The audit table is append-only: the store has no
+method that updates or deletes an audit row.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS forget_requests (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    policy TEXT NOT NULL,
+    target_id TEXT NOT NULL,
+    target_json TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    withdrawn_at REAL
+);
+CREATE INDEX IF NOT EXISTS forget_active ON forget_requests(policy, withdrawn_at);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    ts REAL NOT NULL,
+    policy TEXT,
+    request_id TEXT NOT NULL,
+    action TEXT NOT NULL,
+    method TEXT,
+    target_id TEXT,
+    item TEXT,
+    score REAL,
+    prompt TEXT
+);
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+"""
+
+
+@dataclass(frozen=True)
+class ForgetRequest:
+    seq: int
+    policy: str
+    target_id: str
+    target: dict[str, Any]
+    created_at: float
+    withdrawn_at: float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "policy": self.policy,
+            "target_id": self.target_id,
+            "target": self.target,
+            "created_at": self.created_at,
+            "withdrawn_at": self.withdrawn_at,
+        }
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    request_id: str
+    action: str
+    policy: str | None = None
+    method: str | None = None
+    target_id: str | None = None
+    item: str | None = None
+    score: float | None = None
+    prompt: str | None = None
+
+
+class Store:
+    """One SQLite database file; safe to share between threads."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
+
+    def _write(self, sql: str, args: tuple[Any, ...]) -> int:
+        with self._lock:
+            cursor = self._conn.execute(sql, args)
+            return int(cursor.lastrowid or cursor.rowcount)
+
+    def add_forget(self, policy: str, target: dict[str, Any]) -> ForgetRequest:
+        """Record a forget request (committed on return) and return it."""
+        now = time.time()
+        seq = self._write(
+            "INSERT INTO forget_requests(policy, target_id, target_json, created_at) "
+            "VALUES (?, ?, ?, ?)",
+            (policy, str(target["id"]), json.dumps(target, sort_keys=True), now),
+        )
+        return ForgetRequest(seq, policy, str(target["id"]), target, now, None)
+
+    def withdraw_forget(self, policy: str, target_id: str) -> int:
+        """Mark the active requests for ``target_id`` withdrawn; returns how many."""
+        return self._write(
+            "UPDATE forget_requests SET withdrawn_at = ? "
+            "WHERE policy = ? AND target_id = ? AND withdrawn_at IS NULL",
+            (time.time(), policy, target_id),
+        )
+
+    def forget_requests(
+        self, policy: str | None = None, *, active_only: bool = True
+    ) -> list[ForgetRequest]:
+        """Forget requests, oldest first."""
+        sql = "SELECT seq, policy, target_id, target_json, created_at, withdrawn_at FROM forget_requests"
+        clauses, args = [], []
+        if policy is not None:
+            clauses.append("policy = ?")
+            args.append(policy)
+        if active_only:
+            clauses.append("withdrawn_at IS NULL")
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        with self._lock:
+            rows = self._conn.execute(sql + " ORDER BY seq", args).fetchall()
+        return [ForgetRequest(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5]) for r in rows]
+
+    def append_audit(self, record: AuditRecord) -> None:
+        """Append one audit record (committed on return)."""
+        self._write(
+            "INSERT INTO audit(ts, policy, request_id, action, method, target_id, item, score, "
+            "prompt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                time.time(),
+                record.policy,
+                record.request_id,
+                record.action,
+                record.method,
+                record.target_id,
+                record.item,
+                record.score,
+                record.prompt,
+            ),
+        )
+
+    def audit(self, *, limit: int = 100, after_seq: int = 0) -> list[dict[str, Any]]:
+        """Audit records after ``after_seq``, oldest first."""
+        with self._lock:
+            cursor = self._conn.execute(
+                "SELECT * FROM audit WHERE seq > ? ORDER BY seq LIMIT ?", (after_seq, limit)
+            )
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

@@ -1,0 +1,59 @@
+"""Hot reload: SIGHUP and file changes swap a good config in and keep the old one on a bad one."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import httpx
+
+from proxy.config import load_config
+from proxy.server import create_app
+from tests.servers import process_server, thread_server, write_config
+
+
+def _config(tmp_path: Path, model: str) -> dict:
+    return {
+        "server": {"state_dir": str(tmp_path / "state")},
+        "models": {model: {"backend": "openai", "base_url": "http://127.0.0.1:9/v1"}},
+    }
+
+
+def _models(url: str) -> list[str]:
+    return [m["id"] for m in httpx.get(f"{url}/v1/models").json()["data"]]
+
+
+def _wait_for(url: str, expected: list[str], timeout_s: float = 20.0) -> list[str]:
+    deadline = time.monotonic() + timeout_s
+    while (seen := _models(url)) != expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return seen
+
+
+def test_sighup_swaps_good_config_and_keeps_old_on_bad(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "c.yaml", _config(tmp_path, "first"))
+    with process_server(path, extra_args=["--no-watch"]) as (url, process):
+        assert _models(url) == ["first"]
+        write_config(path, _config(tmp_path, "second"))
+        process.send_signal(signal.SIGHUP)
+        assert _wait_for(url, ["second"]) == ["second"]
+        path.write_text("models: {second: {backend: nope}}\n", encoding="utf-8")
+        process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while "rejected" not in httpx.get(f"{url}/metrics").text and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert 'unlearn_config_reloads_total{result="rejected"} 1.0' in httpx.get(f"{url}/metrics").text
+        assert _models(url) == ["second"]
+
+
+def test_file_change_is_picked_up(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "c.yaml", _config(tmp_path, "first"))
+    app = create_app(load_config(path), config_path=path, watch=True)
+    with thread_server(app) as url:
+        time.sleep(0.5)  # let the watcher start
+        write_config(path, _config(tmp_path, "third"))
+        assert _wait_for(url, ["third"]) == ["third"]
+        path.write_text("server: {port: -1}\nmodels: {}\n", encoding="utf-8")
+        time.sleep(2.0)
+        assert _models(url) == ["third"]

@@ -1,0 +1,155 @@
+"""unlearn-proxy in front of a real OpenAI-compatible server process, and upstream faults."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import openai
+import pytest
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+
+from proxy.config import parse_config
+from proxy.server import create_app
+from tests.servers import free_port, process_server, process_output, thread_server, write_config
+
+UPSTREAM_KEY = "sk-upstream-secret-0123456789"
+GREEDY = {"temperature": 0.0, "max_tokens": 16}
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A second unlearn-proxy process serving the embedded model, requiring UPSTREAM_KEY."""
+    root = tmp_path_factory.mktemp("upstream")
+    config = write_config(
+        root / "upstream.yaml",
+        {
+            "server": {"api_keys": [UPSTREAM_KEY], "state_dir": str(root / "state")},
+            "models": {"gemma": {"backend": "llama_cpp"}},
+        },
+    )
+    with process_server(config) as (url, process):
+        yield url
+        assert UPSTREAM_KEY not in process_output(process)
+
+
+def _fake_upstream() -> FastAPI:
+    """Fault injection only: an upstream that is slow, cuts streams, or returns garbage."""
+    app = FastAPI()
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):  # type: ignore[no-untyped-def]
+        body = await request.json()
+        mode = body["model"]
+        if mode == "slow":
+            await asyncio.sleep(5)
+        if mode == "garbage":
+            return PlainTextResponse("<html>oops</html>")
+        if mode == "error500":
+            return JSONResponse({"error": {"message": f"boom {UPSTREAM_KEY}"}}, status_code=500)
+
+        async def cut() -> AsyncIterator[bytes]:
+            chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "cut",
+                     "choices": [{"index": 0, "delta": {"content": "partial "}, "finish_reason": None}]}
+            yield f"data: {json.dumps(chunk)}\n\n".encode()
+            yield b": keep-alive\n\n"
+            yield f"data: {json.dumps(chunk)}\n\n".encode()
+
+        return StreamingResponse(cut(), media_type="text/event-stream")
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def front(upstream: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("front")
+    dead_port = free_port()
+    with thread_server(_fake_upstream()) as fake_url:
+        models = {
+            "gemma": {"backend": "openai", "base_url": f"{upstream}/v1", "api_key_env": "UP_KEY"},
+            "wrong-key": {"backend": "openai", "base_url": f"{upstream}/v1",
+                          "api_key_env": "UP_WRONG", "upstream_model": "gemma"},
+            "down": {"backend": "openai", "base_url": f"http://127.0.0.1:{dead_port}/v1",
+                     "connect_timeout_s": 1},
+        }
+        for mode in ("slow", "garbage", "error500", "cut"):
+            models[mode] = {"backend": "openai", "base_url": f"{fake_url}/v1", "read_timeout_s": 0.5}
+        config = parse_config({"server": {"state_dir": str(root / "state")}, "models": models})
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("UP_KEY", UPSTREAM_KEY)
+            patch.setenv("UP_WRONG", "sk-not-the-right-one")
+            app = create_app(config)
+        with thread_server(app) as url:
+            yield url
+
+
+def _client(url: str, key: str = "unused") -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0, timeout=30)
+
+
+def test_chat_through_the_proxy_equals_direct(front: str, upstream: str) -> None:
+    messages = [{"role": "user", "content": "Who wrote Harry Potter?"}]
+    direct = _client(upstream, UPSTREAM_KEY).chat.completions.create(
+        model="gemma", messages=messages, **GREEDY
+    )
+    proxied = _client(front).chat.completions.create(model="gemma", messages=messages, **GREEDY)
+    assert proxied.choices[0].message.content == direct.choices[0].message.content
+    assert proxied.usage == direct.usage
+
+
+def test_stream_through_the_proxy_equals_direct(front: str, upstream: str) -> None:
+    kwargs = {"model": "gemma", "prompt": "Harry Potter was written by", **GREEDY}
+    direct = _client(upstream, UPSTREAM_KEY).completions.create(**kwargs)
+    stream = _client(front).completions.create(stream=True, **kwargs)
+    text = "".join(c.choices[0].text for c in stream if c.choices)
+    assert text == direct.choices[0].text
+    assert "Rowling" in text
+
+
+def test_chat_stream_with_usage_through_the_proxy(front: str) -> None:
+    stream = _client(front).chat.completions.create(
+        model="gemma", messages=[{"role": "user", "content": "Say hello."}],
+        stream=True, stream_options={"include_usage": True}, **GREEDY,
+    )
+    chunks = list(stream)
+    assert chunks[-1].usage is not None and chunks[-1].usage.prompt_tokens > 0
+
+
+@pytest.mark.parametrize(
+    ("model", "error", "status"),
+    [
+        ("down", openai.InternalServerError, 502),
+        ("garbage", openai.InternalServerError, 502),
+        ("error500", openai.InternalServerError, 502),
+        ("wrong-key", openai.InternalServerError, 502),
+        ("slow", openai.InternalServerError, 504),
+    ],
+)
+def test_upstream_faults_map_to_clean_errors(front: str, model: str, error: type, status: int) -> None:
+    started = time.monotonic()
+    with pytest.raises(error) as info:
+        _client(front).chat.completions.create(model=model, messages=[{"role": "user", "content": "x"}])
+    assert time.monotonic() - started < 4.0
+    assert info.value.status_code == status  # type: ignore[attr-defined]
+    assert info.value.body["type"] == "server_error"  # type: ignore[attr-defined]
+    assert UPSTREAM_KEY not in json.dumps(info.value.body)  # type: ignore[attr-defined]
+    assert "sk-not-the-right-one" not in json.dumps(info.value.body)  # type: ignore[attr-defined]
+
+
+def test_cut_stream_ends_with_an_error_event(front: str) -> None:
+    stream = _client(front).chat.completions.create(
+        model="cut", messages=[{"role": "user", "content": "x"}], stream=True
+    )
+    received = []
+    with pytest.raises(openai.APIError, match="ended before"):
+        for chunk in stream:
+            received.append(chunk.choices[0].delta.content if chunk.choices else None)
+    assert "partial " in received

@@ -1,0 +1,38 @@
+"""Test helpers: real servers on free loopback ports (in a thread, or as a subprocess)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+import yaml
+
+from benchmarks.processes import free_port, process_output, wait_healthy
+from benchmarks.processes import proxy_server as process_server
+
+__all__ = ["free_port", "process_output", "process_server", "thread_server", "write_config"]
+
+
+def write_config(path: Path, data: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@contextmanager
+def thread_server(app: Any) -> Iterator[str]:
+    """Serve an ASGI app with uvicorn in a background thread; yields its base URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, timeout_s=60)
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
