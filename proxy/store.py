@@ -91,20 +91,19 @@ class Store:
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r})"
 
-    def _write(self, sql: str, args: tuple[Any, ...]) -> int:
+    def _write(self, sql: str, args: tuple[Any, ...]) -> sqlite3.Cursor:
         with self._lock:
-            cursor = self._conn.execute(sql, args)
-            return int(cursor.lastrowid or cursor.rowcount)
+            return self._conn.execute(sql, args)
 
     def add_forget(self, policy: str, target: dict[str, Any]) -> ForgetRequest:
         """Record a forget request (committed on return) and return it."""
         now = time.time()
-        seq = self._write(
+        cursor = self._write(
             "INSERT INTO forget_requests(policy, target_id, target_json, created_at) "
             "VALUES (?, ?, ?, ?)",
             (policy, str(target["id"]), json.dumps(target, sort_keys=True), now),
         )
-        return ForgetRequest(seq, policy, str(target["id"]), target, now, None)
+        return ForgetRequest(int(cursor.lastrowid or 0), policy, str(target["id"]), target, now, None)
 
     def withdraw_forget(self, policy: str, target_id: str) -> int:
         """Mark the active requests for ``target_id`` withdrawn; returns how many."""
@@ -112,7 +111,7 @@ class Store:
             "UPDATE forget_requests SET withdrawn_at = ? "
             "WHERE policy = ? AND target_id = ? AND withdrawn_at IS NULL",
             (time.time(), policy, target_id),
-        )
+        ).rowcount
 
     def forget_requests(
         self, policy: str | None = None, *, active_only: bool = True

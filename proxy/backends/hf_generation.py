@@ -1,0 +1,194 @@
+"""Token-level generation for the transformers backend: batching, stop strings, finish reasons.
+
+Everything here is synchronous torch work; :mod:`proxy.backends.transformers_backend` runs it in
+a worker thread behind a lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
+
+from proxy.backends.base import Generation, GenerationParams, Usage
+
+
+def encode_text(tokenizer: Any, text: str) -> list[int]:
+    """Token ids, with the tokenizer's BOS unless ``text`` already starts with it."""
+    bos = tokenizer.bos_token
+    add_special = not (bos and text.startswith(bos))
+    return list(tokenizer(text, add_special_tokens=add_special)["input_ids"])
+
+
+def left_pad(rows: Sequence[Sequence[int]], pad_id: int, device: Any) -> tuple[Any, Any]:
+    """``(input_ids, attention_mask)`` tensors with every row padded on the left."""
+    width = max(len(row) for row in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        if row:
+            ids[i, width - len(row) :] = torch.tensor(row, dtype=torch.long)
+            mask[i, width - len(row) :] = 1
+    return ids.to(device), mask.to(device)
+
+
+def eos_ids(model: Any, tokenizer: Any) -> list[int]:
+    """Ids that end an answer: the model's and tokenizer's EOS plus ``<end_of_turn>`` if known."""
+    found: list[int] = []
+    configured = model.generation_config.eos_token_id
+    found += configured if isinstance(configured, list) else [configured]
+    found.append(tokenizer.eos_token_id)
+    turn_end = tokenizer.convert_tokens_to_ids("<end_of_turn>")
+    if isinstance(turn_end, int) and turn_end != tokenizer.unk_token_id:
+        found.append(turn_end)
+    return sorted({i for i in found if i is not None})
+
+
+def generation_config(
+    params: GenerationParams, *, max_tokens: int, eos: list[int], pad_id: int
+) -> Any:
+    """A fresh GenerationConfig: greedy for temperature 0/None, else sampling (no top-k)."""
+    sampling: dict[str, Any] = {"do_sample": False}
+    if params.temperature:
+        sampling = {"do_sample": True, "temperature": params.temperature, "top_k": 0}
+        if params.top_p is not None:
+            sampling["top_p"] = params.top_p
+    return GenerationConfig(
+        max_new_tokens=max_tokens, eos_token_id=eos, pad_token_id=pad_id, **sampling
+    )
+
+
+class StopCriteria(StoppingCriteria):
+    """Per-row stop once a stop string appears in the generated text, or when cancelled."""
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        stop: Sequence[str],
+        prompt_len: int,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        self._tokenizer = tokenizer
+        self._stop = tuple(stop)
+        self._prompt_len = prompt_len
+        self._cancel = cancel
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        rows = input_ids.shape[0]
+        if self._cancel is not None and self._cancel.is_set():
+            return torch.ones(rows, dtype=torch.bool, device=input_ids.device)
+        done = [False] * rows
+        if self._stop:
+            texts = self._tokenizer.batch_decode(
+                input_ids[:, self._prompt_len :], skip_special_tokens=True
+            )
+            done = [any(s in text for s in self._stop) for text in texts]
+        return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+def run_generate(
+    model: Any,
+    tokenizer: Any,
+    rows: Sequence[Sequence[int]],
+    config: Any,
+    *,
+    stop: Sequence[str] = (),
+    streamer: Any = None,
+    cancel: threading.Event | None = None,
+) -> list[list[int]]:
+    """Generate from left-padded ``rows``; returns each row's new token ids (padding included)."""
+    ids, mask = left_pad(rows, tokenizer.pad_token_id, model.device)
+    criteria = StopCriteria(tokenizer, stop, ids.shape[1], cancel)
+    out = model.generate(
+        input_ids=ids,
+        attention_mask=mask,
+        generation_config=config,
+        stopping_criteria=StoppingCriteriaList([criteria]),
+        streamer=streamer,
+    )
+    return [row.tolist() for row in out[:, ids.shape[1] :]]
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A row's answer after EOS cut-off and stop-string truncation."""
+
+    text: str
+    finish_reason: str
+    completion_tokens: int
+
+
+def finish_row(
+    tokenizer: Any, new_ids: Sequence[int], *, eos: Sequence[int], stop: Sequence[str], max_tokens: int
+) -> Finished:
+    """Cut at the first EOS, truncate at the first stop string, and name the finish reason.
+
+    ``"stop"`` for an EOS or a stop string, ``"length"`` when ``max_tokens`` ran out.
+    """
+    ids = list(new_ids)
+    hit_eos = next((i for i, t in enumerate(ids) if t in eos), None)
+    if hit_eos is not None:
+        ids = ids[: hit_eos + 1]
+    else:
+        while ids and ids[-1] == tokenizer.pad_token_id:
+            ids.pop()
+    text = tokenizer.decode(ids, skip_special_tokens=True)
+    cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=None)
+    if cut is not None:
+        return Finished(text[:cut], "stop", len(ids))
+    if hit_eos is None and len(ids) >= max_tokens:
+        return Finished(text, "length", len(ids))
+    return Finished(text, "stop", len(ids))
+
+
+def to_generation(done: Finished, prompt_tokens: int) -> Generation:
+    """Wrap a finished row as a :class:`Generation` with its usage."""
+    return Generation(done.text, done.finish_reason, Usage(prompt_tokens, done.completion_tokens))
+
+
+class StreamText:
+    """Turns growing token ids into text deltas that concatenate to the non-streaming text.
+
+    A delta is released only when it cannot change: not while the text ends in an incomplete
+    UTF-8 sequence, and never within ``max(len(stop)) - 1`` characters of the end, so a stop
+    string completed by a later token is never half-sent. With ``strip`` the text is sent as
+    ``text.strip()`` would end: leading whitespace dropped, trailing whitespace held back.
+    """
+
+    def __init__(
+        self, tokenizer: Any, eos: Sequence[int], stop: Sequence[str], *, strip: bool = False
+    ) -> None:
+        self._tokenizer = tokenizer
+        self._eos = set(eos)
+        self._stop = tuple(stop)
+        self._hold = max((len(s) for s in stop), default=1) - 1
+        self._strip = strip
+        self._ids: list[int] = []
+        self._ended = False
+        self.emitted = ""
+
+    def feed(self, new_ids: Sequence[int]) -> str:
+        """Add new token ids; return the text that is now safe to send."""
+        for token in new_ids:
+            self._ended = self._ended or token in self._eos
+            if not self._ended:
+                self._ids.append(token)
+        text = self._tokenizer.decode(self._ids, skip_special_tokens=True)
+        if text.endswith("\ufffd") or any(s in text for s in self._stop):
+            return ""
+        safe = text[: max(0, len(text) - self._hold)]
+        if self._strip:
+            safe = safe.strip()
+        if not safe.startswith(self.emitted):
+            return ""
+        delta = safe[len(self.emitted) :]
+        self.emitted = safe
+        return delta
+
+    def rest(self, final_text: str) -> str:
+        """The part of the final (non-streaming) text not yet sent."""
+        return final_text[len(self.emitted) :]

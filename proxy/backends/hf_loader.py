@@ -1,0 +1,156 @@
+"""Loading a causal LM into torch: an HF checkpoint dir, a GGUF file, or the embedded Gemma.
+
+A GGUF is dequantised once (``from_pretrained(gguf_file=...)`` takes ~30 s) and saved as a plain
+HF checkpoint under ``cache_dir()/hf/<sha256[:16]>/``, so later loads take a second or two. The
+cache is written to a temporary dir, marked complete, then renamed into place: a crashed
+conversion never leaves a half cache, and a dir without the marker is rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from proxy.backends.embedded import (
+    EMBEDDED_MODEL_NAME,
+    cache_dir,
+    embedded_gguf_path,
+    embedded_gguf_sha256,
+)
+from proxy.errors import ConfigError
+
+COMPLETE_MARKER = ".complete"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Where a loaded model came from and how it runs (for result provenance)."""
+
+    model_id: str
+    source: str
+    sha256: str | None
+    device: str
+    dtype: str
+    load_s: float
+
+
+def resolve_device(device: str) -> Any:
+    """``"auto"`` → cuda when available, else cpu; ``"cuda"`` without a GPU is a ConfigError."""
+    import torch
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device: 'cuda' requested but torch sees no CUDA device")
+    if device not in ("cpu", "cuda"):
+        raise ConfigError(f"device: expected 'auto', 'cpu' or 'cuda', got {device!r}")
+    return torch.device(device)
+
+
+def _dtype_for(device: Any) -> Any:
+    import torch
+
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def file_sha256(path: Path) -> str:
+    """The hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def converted_dir(gguf: Path, sha256: str) -> Path:
+    """The cached HF checkpoint converted from ``gguf``, converting it first if needed."""
+    target = cache_dir() / "hf" / sha256[:16]
+    if (target / COMPLETE_MARKER).is_file():
+        return target
+    if target.exists():
+        shutil.rmtree(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        _convert_gguf(gguf, tmp)
+        (tmp / COMPLETE_MARKER).write_text(sha256 + "\n")
+        os.rename(tmp, target)
+    except OSError:
+        if not (target / COMPLETE_MARKER).is_file():  # not a concurrent conversion that won
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _convert_gguf(gguf: Path, out: Path) -> None:
+    """Dequantise ``gguf`` to fp32 and save it (with its tokenizer) as an HF checkpoint."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs: dict[str, Any] = {"gguf_file": gguf.name}
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **kwargs)
+    gguf_model = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, dtype=torch.float32, **kwargs
+    )
+    config = gguf_model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(gguf_model.state_dict())
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+def _resolve_source(model_path: str | None) -> tuple[Path, str, str | None]:
+    """(HF checkpoint dir, model id, GGUF sha256 or None) for a configured ``model_path``."""
+    if model_path is None:
+        sha = embedded_gguf_sha256()
+        return converted_dir(embedded_gguf_path(), sha), EMBEDDED_MODEL_NAME, sha
+    path = Path(model_path).expanduser()
+    if path.is_dir():
+        return path, path.name, None
+    if path.is_file() and path.suffix == ".gguf":
+        sha = file_sha256(path)
+        return converted_dir(path, sha), path.stem, sha
+    if path.is_file():
+        raise ConfigError(f"model_path: expected an HF model dir or a .gguf file: {path}")
+    raise ConfigError(f"model_path: model not found: {path}")
+
+
+def load_causal_lm(model_path: str | None, *, device: str = "auto") -> tuple[Any, Any, ModelInfo]:
+    """Load ``(model, tokenizer, info)``; ``model_path=None`` is the embedded Gemma 3 270M.
+
+    The model is in eval mode on the resolved device (bf16 on CUDA when supported, else fp32);
+    the tokenizer pads on the left. Raises ConfigError naming ``model_path`` or ``device``.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    start = time.perf_counter()
+    torch_device = resolve_device(device)
+    dtype = _dtype_for(torch_device)
+    source, model_id, sha = _resolve_source(model_path)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype).to(torch_device)
+    model.eval()
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    info = ModelInfo(
+        model_id=model_id,
+        source=str(source),
+        sha256=sha,
+        device=str(torch_device),
+        dtype=str(dtype).removeprefix("torch."),
+        load_s=time.perf_counter() - start,
+    )
+    return model, tokenizer, info

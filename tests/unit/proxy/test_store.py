@@ -1,0 +1,49 @@
+"""The SQLite store: forget requests survive reopening; the audit log is append-only."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from proxy.store import AuditRecord, Store
+
+
+def test_forget_requests_round_trip_and_withdraw(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.sqlite3")
+    store.add_forget("p", {"id": "a", "name": "Alice"})
+    store.add_forget("p", {"id": "b", "name": "Bob"})
+    store.add_forget("q", {"id": "a", "name": "Alice"})
+    assert [r.target_id for r in store.forget_requests("p")] == ["a", "b"]
+    assert store.withdraw_forget("p", "a") == 1
+    assert store.withdraw_forget("p", "a") == 0
+    store.close()
+    reopened = Store(tmp_path / "s.sqlite3")
+    assert [r.target_id for r in reopened.forget_requests("p")] == ["b"]
+    everything = reopened.forget_requests("p", active_only=False)
+    assert [(r.target_id, r.withdrawn_at is not None) for r in everything] == [("a", True), ("b", False)]
+    assert reopened.forget_requests("q")[0].target == {"id": "a", "name": "Alice"}
+
+
+def test_audit_is_append_only(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.sqlite3")
+    store.append_audit(AuditRecord(request_id="r1", action="block", policy="p", method="alias",
+                                   target_id="a", item="Alice", score=1.0))
+    store.append_audit(AuditRecord(request_id="r2", action="block"))
+    rows = store.audit()
+    assert [r["request_id"] for r in rows] == ["r1", "r2"]
+    assert rows[0]["prompt"] is None and rows[0]["target_id"] == "a"
+    assert [r["request_id"] for r in store.audit(after_seq=rows[0]["seq"])] == ["r2"]
+    raw = sqlite3.connect(tmp_path / "s.sqlite3")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        raw.execute("UPDATE audit SET action = 'allow'")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        raw.execute("DELETE FROM audit")
+    raw.close()
+
+
+def test_wal_mode(tmp_path: Path) -> None:
+    Store(tmp_path / "s.sqlite3")
+    mode = sqlite3.connect(tmp_path / "s.sqlite3").execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
