@@ -130,6 +130,8 @@ async def _read_json(request: Request) -> dict[str, Any]:
         raise InvalidRequestError("the request body is not valid UTF-8") from None
     except ValueError as exc:
         raise InvalidRequestError(f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidRequestError("the request body is nested too deeply") from None
     if not isinstance(data, dict):
         raise InvalidRequestError("the request body must be a JSON object")
     return data

@@ -1,0 +1,139 @@
+"""Limits, rate limits, guard failures (fail_mode) and secrets that must never leak."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import openai
+import pytest
+from fastapi import FastAPI, Request
+
+from benchmarks.stub_upstream import build_app as build_stub
+from proxy.config import parse_config
+from proxy.server import create_app
+from tests.servers import process_output, process_server, thread_server, write_config
+
+SECRET = "sk-upstream-secret-must-not-leak-42"
+
+
+@pytest.fixture(scope="module")
+def stub_url() -> Iterator[str]:
+    with thread_server(build_stub(latency_ms=0, tokens=4)) as url:
+        yield url
+
+
+def _client(url: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{url}/v1", api_key="k1", max_retries=0)
+
+
+def test_rate_limit_per_key(stub_url: str, tmp_path: Path) -> None:
+    config = parse_config({
+        "server": {"state_dir": str(tmp_path), "rate_limit_per_minute": 3, "api_keys": ["k1", "k2"]},
+        "models": {"stub": {"backend": "openai", "base_url": f"{stub_url}/v1"}},
+    })
+    with thread_server(create_app(config)) as url:
+        messages = [{"role": "user", "content": "hi"}]
+        for _ in range(3):
+            _client(url).chat.completions.create(model="stub", messages=messages)
+        with pytest.raises(openai.RateLimitError) as info:
+            _client(url).chat.completions.create(model="stub", messages=messages)
+        assert 1 <= int(info.value.response.headers["retry-after"]) <= 60
+        other = openai.OpenAI(base_url=f"{url}/v1", api_key="k2", max_retries=0)
+        assert other.chat.completions.create(model="stub", messages=messages).choices
+
+
+def test_message_count_and_prompt_size_limits(stub_url: str, tmp_path: Path) -> None:
+    config = parse_config({
+        "server": {"state_dir": str(tmp_path), "max_messages": 2, "max_prompt_chars": 500},
+        "models": {"stub": {"backend": "openai", "base_url": f"{stub_url}/v1"}},
+    })
+    with thread_server(create_app(config)) as url:
+        with pytest.raises(openai.BadRequestError, match="too many messages"):
+            _client(url).chat.completions.create(
+                model="stub", messages=[{"role": "user", "content": "x"}] * 3
+            )
+        with pytest.raises(openai.BadRequestError, match="too long"):
+            _client(url).completions.create(model="stub", prompt="z" * 600)
+
+
+def _embedding_server(state: dict[str, bool]) -> FastAPI:
+    """Fault injection: an embeddings endpoint that can be switched to failing."""
+    app = FastAPI()
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request) -> dict:
+        if state["fail"]:
+            raise RuntimeError("embedder is down")
+        texts = (await request.json())["input"]
+        rows = []
+        for i, text in enumerate(texts):
+            seed = int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
+            rows.append({"index": i, "embedding": np.random.default_rng(seed).normal(size=16).tolist()})
+        return {"object": "list", "data": rows}
+
+    return app
+
+
+@pytest.mark.parametrize(("fail_mode", "expected"), [("closed", "content_filter"), ("open", "length")])
+def test_fail_mode_when_the_embedder_fails(stub_url: str, tmp_path: Path, fail_mode: str, expected: str) -> None:
+    state = {"fail": False}
+    with thread_server(_embedding_server(state)) as embed_url:
+        config = parse_config({
+            "server": {"state_dir": str(tmp_path)},
+            "models": {"stub": {"backend": "openai", "base_url": f"{stub_url}/v1"}},
+            "policies": {"p": {
+                "forget": [{"id": "t", "name": "Target Person", "questions": ["Who is Target Person?"]}],
+                "embedder": {"type": "openai", "base_url": f"{embed_url}/v1", "model": "fake"},
+                "methods": [{"type": "input_detector", "aliases": False}],
+                "fail_mode": fail_mode,
+            }},
+            "routing": {"default_policy": "p"},
+        })
+        with thread_server(create_app(config)) as url:
+            state["fail"] = True
+            result = _client(url).chat.completions.create(
+                model="stub", messages=[{"role": "user", "content": "An unseen question?"}]
+            )
+            assert result.choices[0].finish_reason == expected
+            metrics = httpx.get(f"{url}/metrics").text
+            assert f'fail_mode="{fail_mode}"' in metrics and "unlearn_guard_failures_total" in metrics
+
+
+def test_upstream_key_never_leaks(tmp_path: Path) -> None:
+    def failing_upstream() -> FastAPI:
+        app = FastAPI()
+
+        @app.get("/healthz")
+        async def healthz() -> dict[str, str]:
+            return {"status": "ok"}
+
+        @app.post("/v1/chat/completions")
+        async def chat(request: Request):  # type: ignore[no-untyped-def]
+            from fastapi.responses import JSONResponse
+
+            echoed = request.headers.get("authorization", "")
+            return JSONResponse({"error": {"message": f"bad request from {echoed}"}}, status_code=400)
+
+        return app
+
+    with thread_server(failing_upstream()) as upstream:
+        config = write_config(tmp_path / "c.yaml", {
+            "server": {"state_dir": str(tmp_path / "state")},
+            "models": {"m": {"backend": "openai", "base_url": f"{upstream}/v1", "api_key_env": "UPSTREAM_KEY"}},
+        })
+        with process_server(config, env={"UPSTREAM_KEY": SECRET}, extra_args=["--log-level", "debug"]) as (url, proc):
+            with pytest.raises(openai.BadRequestError) as info:
+                _client(url).chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+            assert SECRET not in str(info.value.body)
+            assert "***" in str(info.value.body)
+            assert SECRET not in httpx.get(f"{url}/metrics").text
+            assert SECRET not in httpx.get(f"{url}/healthz").text
+            assert SECRET not in process_output(proc)
