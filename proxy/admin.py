@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -14,6 +14,7 @@ from proxy.config import ForgetTargetConfig
 from proxy.errors import InvalidRequestError, NotFoundError
 
 admin_router = APIRouter(prefix="/admin")
+Body = TypeVar("Body", bound=BaseModel)
 
 
 class ForgetBody(BaseModel):
@@ -33,6 +34,15 @@ async def _json_body(request: Request) -> Any:
         raise InvalidRequestError(f"the request body is not valid JSON: {exc}") from None
 
 
+def _validated(model: type[Body], data: Any) -> Body:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(p) for p in first["loc"])
+        raise InvalidRequestError(f"'{param}': {first['msg']}", param=param) from None
+
+
 def _policy_or_404(request: Request, name: str) -> None:
     if name not in request.app.state.holder.current.config.policies:
         raise NotFoundError(f"unknown policy {name!r}", param="policy")
@@ -48,12 +58,7 @@ async def _recompile(request: Request, policy: str) -> None:
 async def add_forget(request: Request) -> dict[str, Any]:
     """Add a forget target to a policy; effective for the next request, durable on return."""
     client_key(request, admin=True)
-    try:
-        body = ForgetBody.model_validate(await _json_body(request))
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        param = ".".join(str(p) for p in first["loc"])
-        raise InvalidRequestError(f"'{param}': {first['msg']}", param=param) from None
+    body = _validated(ForgetBody, await _json_body(request))
     _policy_or_404(request, body.policy)
     config_ids = {t.id for t in request.app.state.holder.current.config.policies[body.policy].forget}
     active_ids = {r.target_id for r in request.app.state.store.forget_requests(body.policy)}
@@ -86,6 +91,37 @@ async def withdraw_forget(request: Request, policy: str, target_id: str) -> dict
         raise NotFoundError(f"no active forget request {target_id!r} in policy {policy!r}")
     await _recompile(request, policy)
     return {"object": "forget_request", "status": "withdrawn", "policy": policy, "target_id": target_id}
+
+
+class RetainRemovalBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    policy: str = Field(min_length=1)
+    question: str = Field(min_length=1)
+
+
+@admin_router.post("/retain/remove")
+async def remove_retain(request: Request) -> dict[str, Any]:
+    """Remove a retain example from the policy's ICUL pool (exact ERASE deletion), durably."""
+    client_key(request, admin=True)
+    body = _validated(RetainRemovalBody, await _json_body(request))
+    _policy_or_404(request, body.policy)
+    policy = request.app.state.holder.current.policies[body.policy]
+    if not policy.icul:
+        raise InvalidRequestError(f"policy {body.policy!r} has no icul method", param="policy")
+    try:
+        recomputed = await asyncio.to_thread(policy.remove_retain, body.question)
+    except KeyError:
+        raise NotFoundError("that question is not in the retain pool", param="question") from None
+    request.app.state.store.remove_retain(body.policy, body.question)
+    stats = [m.stats for m in policy.icul]
+    return {
+        "object": "retain_removal",
+        "policy": body.policy,
+        "recomputed": any(recomputed),
+        "deletions": sum(s.deletions for s in stats),
+        "recomputes": sum(s.recomputes for s in stats),
+    }
 
 
 @admin_router.get("/audit")

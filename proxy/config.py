@@ -145,6 +145,7 @@ class InputDetectorConfig(_Strict):
     threshold: float = Field(0.62, gt=0.0, le=1.0, description="cosine similarity to flag")
     aliases: bool = Field(True, description="also block on a name/alias match")
     context_turns: int = Field(3, ge=1, description="user turns looked at together")
+    action: Literal["block", "flag"] = Field("block", description="flag: only trigger 'detected' methods")
 
 
 class InputClassifierConfig(_Strict):
@@ -152,6 +153,7 @@ class InputClassifierConfig(_Strict):
     target_fnr: float = Field(0.05, gt=0.0, lt=1.0, description="calibration target")
     threshold: float | None = Field(None, gt=0.0, lt=1.0, description="override calibration")
     char_ngrams: bool = True
+    action: Literal["block", "flag"] = Field("block", description="flag: only trigger 'detected' methods")
 
 
 class PrefixConfig(_Strict):
@@ -165,9 +167,12 @@ class ICULConfig(_Strict):
     k: int = Field(4, ge=0, description="forget demonstrations")
     s: int = Field(4, ge=0, description="retain demonstrations")
     forget_answer: Literal["refusal", "perturbed"] = "refusal"
-    template: str | None = None
-    epsilon: float = Field(0.05, gt=0.0)
-    seed: int = 0
+    template: str | None = Field(None, description="completion template: {question} then {answer}")
+    completion_query: Literal["wrap", "verbatim"] = Field(
+        "wrap", description="put a completion prompt in the template's question slot, or append it"
+    )
+    epsilon: float = Field(0.25, gt=0.0, description="ERASE quantization grid size")
+    seed: int = Field(0, ge=0)
     when: Literal["always", "detected"] = "always"
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
@@ -33,7 +33,9 @@ class PolicyRuntime(Protocol):
     input_guards: Sequence[InputGuard]
     output_guards: Sequence[OutputGuard]
 
-    def build_context(self, request: Request, *, detected: bool) -> tuple[Request, int]:
+    def build_context(
+        self, request: Request, *, detected: bool, count_tokens: Callable[[str], int]
+    ) -> tuple[Request, int]:
         """Apply prefix/ICUL methods; returns the new request and the prompt tokens added."""
         ...
 
@@ -115,17 +117,24 @@ class Pipeline:
             return Decision(None), request
         policy = self.policies[policy_name]
         started = time.perf_counter()
-        verdicts = await asyncio.to_thread(self._run_input_guards, policy, request)
-        decision = Decision(policy_name, verdicts)
-        decision.blocking = next((v for v in verdicts if v.is_block), None)
-        detected = decision.blocking is not None
-        if detected:
-            self._audit(policy, request, decision.blocking)
-        else:
-            request, decision.added_prompt_tokens = policy.build_context(request, detected=False)
-            if decision.added_prompt_tokens:
-                self.metrics.icul_tokens.observe(decision.added_prompt_tokens)
+        decision, request = await asyncio.to_thread(self._input_side, policy, request)
         decision.guard_ms = (time.perf_counter() - started) * 1000
+        if decision.added_prompt_tokens:
+            self.metrics.icul_tokens.observe(decision.added_prompt_tokens)
+        return decision, request
+
+    def _input_side(self, policy: PolicyRuntime, request: Request) -> tuple[Decision, Request]:
+        verdicts = self._run_input_guards(policy, request)
+        decision = Decision(policy.name, verdicts)
+        decision.blocking = next((v for v in verdicts if v.is_block), None)
+        if decision.blocking is not None:
+            self._audit(policy, request, decision.blocking)
+            return decision, request
+        detected = any(v.action == "rewrite" for v in verdicts)
+        count_tokens = self.backends[request.model].count_tokens
+        request, decision.added_prompt_tokens = policy.build_context(
+            request, detected=detected, count_tokens=count_tokens
+        )
         return decision, request
 
     def _run_input_guards(self, policy: PolicyRuntime, request: Request) -> list[Verdict]:

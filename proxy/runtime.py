@@ -55,6 +55,7 @@ def build_policies(
             base_dir=base_dir,
             state_dir=Path(config.server.state_dir),
             extra_targets=_runtime_targets(store, name),
+            removed_retain=store.removed_retain(name) if store else [],
         )
         for name in names
     }

@@ -25,6 +25,12 @@ CREATE TABLE IF NOT EXISTS forget_requests (
     withdrawn_at REAL
 );
 CREATE INDEX IF NOT EXISTS forget_active ON forget_requests(policy, withdrawn_at);
+CREATE TABLE IF NOT EXISTS retain_removals (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    policy TEXT NOT NULL,
+    question TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS audit (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     ts REAL NOT NULL,
@@ -129,6 +135,21 @@ class Store:
         with self._lock:
             rows = self._conn.execute(sql + " ORDER BY seq", args).fetchall()
         return [ForgetRequest(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5]) for r in rows]
+
+    def remove_retain(self, policy: str, question: str) -> None:
+        """Record that a retain example must leave the policy's demonstration pool."""
+        self._write(
+            "INSERT INTO retain_removals(policy, question, created_at) VALUES (?, ?, ?)",
+            (policy, question, time.time()),
+        )
+
+    def removed_retain(self, policy: str) -> list[str]:
+        """Questions removed from the policy's retain pool, oldest first."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT question FROM retain_removals WHERE policy = ? ORDER BY seq", (policy,)
+            ).fetchall()
+        return [r[0] for r in rows]
 
     def append_audit(self, record: AuditRecord) -> None:
         """Append one audit record (committed on return)."""

@@ -12,20 +12,31 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from transformers import GenerationConfig, StoppingCriteria, StoppingCriteriaList
+from transformers import (
+    GenerationConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
+from transformers.generation.streamers import BaseStreamer
 
 from proxy.backends.base import Generation, GenerationParams, Usage
 
+Tokenizer = PreTrainedTokenizerBase
 
-def encode_text(tokenizer: Any, text: str) -> list[int]:
+
+def encode_text(tokenizer: Tokenizer, text: str) -> list[int]:
     """Token ids, with the tokenizer's BOS unless ``text`` already starts with it."""
     bos = tokenizer.bos_token
     add_special = not (bos and text.startswith(bos))
     return list(tokenizer(text, add_special_tokens=add_special)["input_ids"])
 
 
-def left_pad(rows: Sequence[Sequence[int]], pad_id: int, device: Any) -> tuple[Any, Any]:
-    """``(input_ids, attention_mask)`` tensors with every row padded on the left."""
+def left_pad(
+    rows: Sequence[Sequence[int]], pad_id: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(input_ids, attention_mask)`` with every row padded on the left."""
     width = max(len(row) for row in rows)
     ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -36,11 +47,10 @@ def left_pad(rows: Sequence[Sequence[int]], pad_id: int, device: Any) -> tuple[A
     return ids.to(device), mask.to(device)
 
 
-def eos_ids(model: Any, tokenizer: Any) -> list[int]:
-    """Ids that end an answer: the model's and tokenizer's EOS plus ``<end_of_turn>`` if known."""
-    found: list[int] = []
+def eos_ids(model: PreTrainedModel, tokenizer: Tokenizer) -> list[int]:
+    """Ids that end an answer: the model's and tokenizer's EOS, and ``<end_of_turn>`` if known."""
     configured = model.generation_config.eos_token_id
-    found += configured if isinstance(configured, list) else [configured]
+    found = list(configured) if isinstance(configured, list) else [configured]
     found.append(tokenizer.eos_token_id)
     turn_end = tokenizer.convert_tokens_to_ids("<end_of_turn>")
     if isinstance(turn_end, int) and turn_end != tokenizer.unk_token_id:
@@ -50,8 +60,8 @@ def eos_ids(model: Any, tokenizer: Any) -> list[int]:
 
 def generation_config(
     params: GenerationParams, *, max_tokens: int, eos: list[int], pad_id: int
-) -> Any:
-    """A fresh GenerationConfig: greedy for temperature 0/None, else sampling (no top-k)."""
+) -> GenerationConfig:
+    """A fresh config: greedy for temperature 0 or None, else sampling with top-p (no top-k)."""
     sampling: dict[str, Any] = {"do_sample": False}
     if params.temperature:
         sampling = {"do_sample": True, "temperature": params.temperature, "top_k": 0}
@@ -67,7 +77,7 @@ class StopCriteria(StoppingCriteria):
 
     def __init__(
         self,
-        tokenizer: Any,
+        tokenizer: Tokenizer,
         stop: Sequence[str],
         prompt_len: int,
         cancel: threading.Event | None = None,
@@ -77,7 +87,7 @@ class StopCriteria(StoppingCriteria):
         self._prompt_len = prompt_len
         self._cancel = cancel
 
-    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+    def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
         rows = input_ids.shape[0]
         if self._cancel is not None and self._cancel.is_set():
             return torch.ones(rows, dtype=torch.bool, device=input_ids.device)
@@ -91,16 +101,16 @@ class StopCriteria(StoppingCriteria):
 
 
 def run_generate(
-    model: Any,
-    tokenizer: Any,
+    model: PreTrainedModel,
+    tokenizer: Tokenizer,
     rows: Sequence[Sequence[int]],
-    config: Any,
+    config: GenerationConfig,
     *,
     stop: Sequence[str] = (),
-    streamer: Any = None,
+    streamer: BaseStreamer | None = None,
     cancel: threading.Event | None = None,
 ) -> list[list[int]]:
-    """Generate from left-padded ``rows``; returns each row's new token ids (padding included)."""
+    """Generate from left-padded ``rows``; returns each row's new ids (padding included)."""
     ids, mask = left_pad(rows, tokenizer.pad_token_id, model.device)
     criteria = StopCriteria(tokenizer, stop, ids.shape[1], cancel)
     out = model.generate(
@@ -115,24 +125,33 @@ def run_generate(
 
 @dataclass(frozen=True)
 class Finished:
-    """A row's answer after EOS cut-off and stop-string truncation."""
+    """A row's answer after the EOS cut-off and stop-string truncation."""
 
     text: str
     finish_reason: str
     completion_tokens: int
 
+    def to_generation(self, prompt_tokens: int) -> Generation:
+        usage = Usage(prompt_tokens, self.completion_tokens)
+        return Generation(self.text, self.finish_reason, usage)
+
 
 def finish_row(
-    tokenizer: Any, new_ids: Sequence[int], *, eos: Sequence[int], stop: Sequence[str], max_tokens: int
+    tokenizer: Tokenizer,
+    new_ids: Sequence[int],
+    *,
+    eos: Sequence[int],
+    stop: Sequence[str],
+    max_tokens: int,
 ) -> Finished:
     """Cut at the first EOS, truncate at the first stop string, and name the finish reason.
 
     ``"stop"`` for an EOS or a stop string, ``"length"`` when ``max_tokens`` ran out.
     """
     ids = list(new_ids)
-    hit_eos = next((i for i, t in enumerate(ids) if t in eos), None)
-    if hit_eos is not None:
-        ids = ids[: hit_eos + 1]
+    eos_at = next((i for i, t in enumerate(ids) if t in eos), None)
+    if eos_at is not None:
+        ids = ids[: eos_at + 1]
     else:
         while ids and ids[-1] == tokenizer.pad_token_id:
             ids.pop()
@@ -140,14 +159,9 @@ def finish_row(
     cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=None)
     if cut is not None:
         return Finished(text[:cut], "stop", len(ids))
-    if hit_eos is None and len(ids) >= max_tokens:
+    if eos_at is None and len(ids) >= max_tokens:
         return Finished(text, "length", len(ids))
     return Finished(text, "stop", len(ids))
-
-
-def to_generation(done: Finished, prompt_tokens: int) -> Generation:
-    """Wrap a finished row as a :class:`Generation` with its usage."""
-    return Generation(done.text, done.finish_reason, Usage(prompt_tokens, done.completion_tokens))
 
 
 class StreamText:
@@ -160,7 +174,7 @@ class StreamText:
     """
 
     def __init__(
-        self, tokenizer: Any, eos: Sequence[int], stop: Sequence[str], *, strip: bool = False
+        self, tokenizer: Tokenizer, eos: Sequence[int], stop: Sequence[str], *, strip: bool
     ) -> None:
         self._tokenizer = tokenizer
         self._eos = set(eos)
@@ -185,8 +199,7 @@ class StreamText:
             safe = safe.strip()
         if not safe.startswith(self.emitted):
             return ""
-        delta = safe[len(self.emitted) :]
-        self.emitted = safe
+        delta, self.emitted = safe[len(self.emitted) :], safe
         return delta
 
     def rest(self, final_text: str) -> str:

@@ -17,6 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+
 from proxy.backends.embedded import (
     EMBEDDED_MODEL_NAME,
     cache_dir,
@@ -40,10 +48,8 @@ class ModelInfo:
     load_s: float
 
 
-def resolve_device(device: str) -> Any:
+def resolve_device(device: str) -> torch.device:
     """``"auto"`` → cuda when available, else cpu; ``"cuda"`` without a GPU is a ConfigError."""
-    import torch
-
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
@@ -53,9 +59,7 @@ def resolve_device(device: str) -> Any:
     return torch.device(device)
 
 
-def _dtype_for(device: Any) -> Any:
-    import torch
-
+def _dtype_for(device: torch.device) -> torch.dtype:
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float32
@@ -79,6 +83,7 @@ def converted_dir(gguf: Path, sha256: str) -> Path:
         shutil.rmtree(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    tmp.chmod(0o755)  # mkdtemp's 0700 would hide a shared cache from other users
     try:
         _convert_gguf(gguf, tmp)
         (tmp / COMPLETE_MARKER).write_text(sha256 + "\n")
@@ -93,9 +98,6 @@ def converted_dir(gguf: Path, sha256: str) -> Path:
 
 def _convert_gguf(gguf: Path, out: Path) -> None:
     """Dequantise ``gguf`` to fp32 and save it (with its tokenizer) as an HF checkpoint."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     kwargs: dict[str, Any] = {"gguf_file": gguf.name}
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, **kwargs)
     gguf_model = AutoModelForCausalLM.from_pretrained(
@@ -117,6 +119,8 @@ def _resolve_source(model_path: str | None) -> tuple[Path, str, str | None]:
         return converted_dir(embedded_gguf_path(), sha), EMBEDDED_MODEL_NAME, sha
     path = Path(model_path).expanduser()
     if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"model_path: not an HF model dir (no config.json): {path}")
         return path, path.name, None
     if path.is_file() and path.suffix == ".gguf":
         sha = file_sha256(path)
@@ -126,15 +130,14 @@ def _resolve_source(model_path: str | None) -> tuple[Path, str, str | None]:
     raise ConfigError(f"model_path: model not found: {path}")
 
 
-def load_causal_lm(model_path: str | None, *, device: str = "auto") -> tuple[Any, Any, ModelInfo]:
+def load_causal_lm(
+    model_path: str | None, *, device: str = "auto"
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, ModelInfo]:
     """Load ``(model, tokenizer, info)``; ``model_path=None`` is the embedded Gemma 3 270M.
 
     The model is in eval mode on the resolved device (bf16 on CUDA when supported, else fp32);
     the tokenizer pads on the left. Raises ConfigError naming ``model_path`` or ``device``.
     """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     start = time.perf_counter()
     torch_device = resolve_device(device)
     dtype = _dtype_for(torch_device)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import torch
+from transformers import PreTrainedModel
 
-from proxy.backends.hf_generation import encode_text, left_pad
+from proxy.backends.hf_generation import Tokenizer, encode_text, left_pad
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,9 @@ class Score:
     is_greedy: bool
 
 
-def encode_pair(tokenizer: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:
+def encode_pair(
+    tokenizer: Tokenizer, context: str, continuation: str
+) -> tuple[list[int], list[int]]:
     """``(context ids, continuation ids)``; raises ValueError for an empty continuation."""
     if not continuation:
         raise ValueError("loglikelihood needs a non-empty continuation")
@@ -44,7 +46,9 @@ def encode_pair(tokenizer: Any, context: str, continuation: str) -> tuple[list[i
     return ctx, list(tokenizer(continuation, add_special_tokens=False)["input_ids"])
 
 
-def _score_batch(model: Any, pad_id: int, batch: Sequence[tuple[list[int], list[int]]]) -> list[Score]:
+def _score_batch(
+    model: PreTrainedModel, pad_id: int, batch: Sequence[tuple[list[int], list[int]]]
+) -> list[Score]:
     """Score one batch with a single forward pass, keeping logits only where needed."""
     inputs = [(ctx + cont)[:-1] for ctx, cont in batch]
     ids, mask = left_pad(inputs, pad_id, model.device)
@@ -65,7 +69,11 @@ def _score_batch(model: Any, pad_id: int, batch: Sequence[tuple[list[int], list[
 
 
 def score_pairs(
-    model: Any, tokenizer: Any, pairs: Sequence[tuple[str, str]], *, batch_size: int
+    model: PreTrainedModel,
+    tokenizer: Tokenizer,
+    pairs: Sequence[tuple[str, str]],
+    *,
+    batch_size: int,
 ) -> list[Score]:
     """Score ``(context, continuation)`` pairs in batches, longest first; results in input order."""
     encoded = [encode_pair(tokenizer, ctx, cont) for ctx, cont in pairs]
@@ -74,6 +82,6 @@ def score_pairs(
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
         batch = [encoded[i] for i in chunk]
-        for i, score in zip(chunk, _score_batch(model, tokenizer.pad_token_id, batch), strict=True):
-            results[i] = score
+        scores = _score_batch(model, tokenizer.pad_token_id, batch)
+        results.update(zip(chunk, scores, strict=True))
     return [results[i] for i in range(len(encoded))]

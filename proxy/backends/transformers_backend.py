@@ -12,10 +12,9 @@ import contextlib
 import threading
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import replace
-from typing import Any
-
 import jinja2
 import torch
+from transformers import PreTrainedModel
 from transformers.generation.streamers import BaseStreamer
 
 from filters.base import message_text
@@ -30,7 +29,9 @@ from proxy.config import TransformersModelConfig
 class _QueueStreamer(BaseStreamer):
     """Hands each new token id from the generating thread to an asyncio queue."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[list[int] | None]):
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, queue: asyncio.Queue[list[int] | None]
+    ) -> None:
         self._loop, self._queue, self._prompt_seen = loop, queue, False
 
     def _send(self, item: list[int] | None) -> None:
@@ -68,8 +69,8 @@ class TransformersBackend:
 
     def __init__(
         self,
-        model: Any,
-        tokenizer: Any,
+        model: PreTrainedModel,
+        tokenizer: gen.Tokenizer,
         *,
         info: ModelInfo | None = None,
         batch_size: int = 8,
@@ -123,7 +124,8 @@ class TransformersBackend:
         try:
             text = self.tokenizer.apply_chat_template(plain, tokenize=False, **kwargs)
         except jinja2.TemplateError:
-            text = self.tokenizer.apply_chat_template(_merge_system(plain), tokenize=False, **kwargs)
+            merged = _merge_system(plain)
+            text = self.tokenizer.apply_chat_template(merged, tokenize=False, **kwargs)
         return str(text)
 
     def _chat_params(self, params: GenerationParams) -> GenerationParams:
@@ -131,8 +133,9 @@ class TransformersBackend:
             return params
         return replace(params, stop=tuple(with_transcript_stops(params.stop)))
 
-    def _chat_text(self, generation: Generation) -> Generation:
-        return replace(generation, text=generation.text.strip()) if self.uses_transcript else generation
+    def _strips(self, messages: Sequence[Message]) -> bool:
+        """Transcript answers are stripped (as llama.cpp's are), except continued prefills."""
+        return self.uses_transcript and not (messages and messages[-1]["role"] == "assistant")
 
     # ------------------------------------------------------------------ harness (sync, batched)
 
@@ -145,7 +148,11 @@ class TransformersBackend:
     ) -> list[Generation]:
         """Answers to conversations (see :meth:`render_chat`), batched like :meth:`generate`."""
         rows = [gen.encode_text(self.tokenizer, self.render_chat(c)) for c in conversations]
-        return [self._chat_text(g) for g in self.generate_ids(rows, self._chat_params(params))]
+        answers = self.generate_ids(rows, self._chat_params(params))
+        return [
+            replace(g, text=g.text.strip()) if self._strips(c) else g
+            for g, c in zip(answers, conversations, strict=True)
+        ]
 
     def generate_ids(
         self, rows: Sequence[Sequence[int]], params: GenerationParams
@@ -189,7 +196,7 @@ class TransformersBackend:
         self, messages: Sequence[Message], params: GenerationParams
     ) -> AsyncIterator[Chunk]:
         row = gen.encode_text(self.tokenizer, self.render_chat(messages))
-        return self._stream(row, self._chat_params(params), strip=self.uses_transcript)
+        return self._stream(row, self._chat_params(params), strip=self._strips(messages))
 
     def stream_complete(self, prompt: str, params: GenerationParams) -> AsyncIterator[Chunk]:
         return self._stream(gen.encode_text(self.tokenizer, prompt), params, strip=False)
@@ -227,11 +234,12 @@ class TransformersBackend:
             self.model, self.tokenizer, rows, config,
             stop=params.stop, streamer=streamer, cancel=cancel,
         )
-        finished = [
-            gen.finish_row(self.tokenizer, ids, eos=self._eos, stop=params.stop, max_tokens=max_tokens)
-            for ids in new_ids
+        return [
+            gen.finish_row(
+                self.tokenizer, ids, eos=self._eos, stop=params.stop, max_tokens=max_tokens
+            ).to_generation(len(row))
+            for ids, row in zip(new_ids, rows, strict=True)
         ]
-        return [gen.to_generation(done, len(row)) for done, row in zip(finished, rows, strict=True)]
 
     def _score(self, pairs: Sequence[tuple[str, str]]) -> list[Score]:
         with self._torch_session(None):
