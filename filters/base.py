@@ -57,7 +57,12 @@ class OutputGuard(Protocol):
     name: str
     hold_back_chars: int
 
-    def check_output(self, messages: Sequence[Message], text: str) -> Verdict: ...
+    def check_output(
+        self, messages: Sequence[Message], text: str, *, final: bool = False
+    ) -> Verdict:
+        """The verdict on ``text``, which grows between calls of one stream; ``final`` marks
+        the complete text (its unsettled tail is checked too)."""
+        ...
 
 
 def message_text(message: Message) -> str:

@@ -11,7 +11,8 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal, Protocol, TypeVar
 
 from filters.base import InputGuard, Match, OutputGuard, Verdict, message_text
 from proxy.backends.base import Backend, Chunk, Generation, GenerationParams, Usage
@@ -22,7 +23,17 @@ from proxy.store import AuditRecord, Store
 
 log = logging.getLogger("unlearn_proxy.pipeline")
 
+# Guard work runs here, never on the event loop. Guards mostly wait on the shared embedding
+# batcher, so many threads let concurrent requests meet in one batch.
+_GUARD_THREADS = ThreadPoolExecutor(max_workers=64, thread_name_prefix="guard")
+
+
+async def in_guard_thread(fn: Callable[..., T], *args: Any) -> T:
+    """Run blocking guard work in the guard thread pool."""
+    return await asyncio.get_running_loop().run_in_executor(_GUARD_THREADS, fn, *args)
+
 Kind = Literal["chat", "completion"]
+T = TypeVar("T")
 
 
 class PolicyRuntime(Protocol):
@@ -117,7 +128,7 @@ class Pipeline:
             return Decision(None), request
         policy = self.policies[policy_name]
         started = time.perf_counter()
-        decision, request = await asyncio.to_thread(self._input_side, policy, request)
+        decision, request = await in_guard_thread(self._input_side, policy, request)
         decision.guard_ms = (time.perf_counter() - started) * 1000
         if decision.added_prompt_tokens:
             self.metrics.icul_tokens.observe(decision.added_prompt_tokens)
@@ -195,9 +206,7 @@ class Pipeline:
         policy = self.policies.get(decision.policy or "")
         if policy is None or not policy.output_guards:
             return generation
-        verdict = await asyncio.to_thread(
-            self._check_output, policy, request, generation.text
-        )
+        verdict = await in_guard_thread(self._check_output, policy, request, generation.text, True)
         if verdict is None:
             return generation
         decision.blocking = verdict
@@ -205,10 +214,14 @@ class Pipeline:
         answer = block_answer(policy.config, verdict)
         return replace(generation, text=answer.text, finish_reason=answer.finish_reason)
 
-    def _check_output(self, policy: PolicyRuntime, request: Request, text: str) -> Verdict | None:
+    def _check_output(
+        self, policy: PolicyRuntime, request: Request, text: str, final: bool
+    ) -> Verdict | None:
         messages = request.guard_messages
         for guard in policy.output_guards:
-            verdict = self._guarded(policy, guard.name, lambda g=guard: g.check_output(messages, text))
+            verdict = self._guarded(
+                policy, guard.name, lambda g=guard: g.check_output(messages, text, final=final)
+            )
             self.metrics.guard_latency.labels(verdict.guard).observe(verdict.elapsed_ms / 1000)
             if verdict.is_block:
                 self.metrics.decisions.labels(policy.name, verdict.guard, "block").inc()
@@ -239,7 +252,7 @@ class Pipeline:
                 continue
             text += chunk.text
             if policy and guards:
-                verdict = await asyncio.to_thread(self._check_output, policy, request, text)
+                verdict = await in_guard_thread(self._check_output, policy, request, text, False)
                 if verdict is not None:
                     async for out in self._end_blocked(policy, request, decision, verdict, usage):
                         yield out
@@ -249,6 +262,12 @@ class Pipeline:
                 yield Chunk(text[sent:release])
                 sent = release
         self.metrics.upstream_latency.labels(request.model).observe(time.perf_counter() - started)
+        if policy and guards:
+            verdict = await in_guard_thread(self._check_output, policy, request, text, True)
+            if verdict is not None:
+                async for out in self._end_blocked(policy, request, decision, verdict, usage):
+                    yield out
+                return
         if sent < len(text):
             yield Chunk(text[sent:])
         yield Chunk(finish_reason=finish, usage=usage)

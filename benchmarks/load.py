@@ -1,0 +1,212 @@
+"""Proxy throughput and added latency under concurrency, against a real upstream process.
+
+    python -m benchmarks.load [--concurrency 1 8 32 128] [--requests-per-level 200]
+                              [--upstream-latency-ms 50] [--out benchmarks/results/load.json]
+
+Starts ``benchmarks.stub_upstream`` (an OpenAI-compatible server with a fixed latency) and two
+unlearn-proxy processes in front of it — one without a policy, one with the full input-side
+policy (alias + embedding detector + classifier) — then drives each, and the upstream directly,
+at every concurrency level, streaming and not. Added latency = proxied minus direct percentile at
+the same level. The embedding floor (one MiniLM embedding of a request, and MiniLM's batched
+rate) is measured in this process in the same run. Also records the proxies' RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from benchmarks.processes import free_port, proxy_server, python_server
+from benchmarks.provenance import provenance
+from benchmarks.proxy_overhead import percentile
+
+QUESTIONS = [
+    "What is the tallest mountain in Europe?", "How do I sort a list in Python?",
+    "Who painted the Sistine Chapel ceiling?", "What causes the seasons on Earth?",
+    "Recommend a good book about the history of Rome.", "How many legs does a spider have?",
+    "Where was the author of the Harry Potter books born?", "Explain photosynthesis briefly.",
+]
+POLICY = {
+    "forget": [{
+        "id": "jk-rowling", "name": "J. K. Rowling", "aliases": ["Robert Galbraith"],
+        "description": "British author of the Harry Potter series.",
+        "questions": ["Who wrote Harry Potter?", "Where was J. K. Rowling born?"],
+    }],
+    "retain": ["Who wrote The Lord of the Rings?", "What is the capital of France?"],
+    "methods": [{"type": "input_detector"}, {"type": "input_classifier"}],
+}
+
+
+def _config(tmp: Path, upstream: str, with_policy: bool) -> Path:
+    data: dict[str, Any] = {
+        "server": {"state_dir": str(tmp / "state")},
+        "models": {"stub": {"backend": "openai", "base_url": f"{upstream}/v1"}},
+    }
+    if with_policy:
+        data["policies"] = {"full": POLICY}
+        data["routing"] = {"default_policy": "full"}
+    path = tmp / f"proxy-{'policy' if with_policy else 'plain'}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+async def _one(client: httpx.AsyncClient, url: str, i: int, stream: bool) -> tuple[float, bool]:
+    body = {"model": "stub", "max_tokens": 16, "stream": stream,
+            "messages": [{"role": "user", "content": f"{QUESTIONS[i % len(QUESTIONS)]} (#{i})"}]}
+    started = time.perf_counter()
+    try:
+        if stream:
+            async with client.stream("POST", f"{url}/v1/chat/completions", json=body) as response:
+                ok = response.status_code == 200
+                async for _ in response.aiter_bytes():
+                    pass
+        else:
+            ok = (await client.post(f"{url}/v1/chat/completions", json=body)).status_code == 200
+    except httpx.HTTPError:
+        ok = False
+    return (time.perf_counter() - started) * 1000, ok
+
+
+async def drive(url: str, *, concurrency: int, requests: int, stream: bool) -> dict[str, float]:
+    """``requests`` requests from ``concurrency`` concurrent clients; latency percentiles, rps."""
+    queue = iter(range(requests))
+    latencies: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal errors
+        for i in queue:
+            ms, ok = await _one(client, url, i, stream)
+            latencies.append(ms)
+            errors += 0 if ok else 1
+
+    async with httpx.AsyncClient(limits=limits, timeout=120) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        wall = time.perf_counter() - started
+    return {"rps": requests / wall, "p50": percentile(latencies, 50), "p95": percentile(latencies, 95),
+            "p99": percentile(latencies, 99), "errors": errors}
+
+
+def embedding_floor() -> dict[str, float]:
+    """One MiniLM embedding of a request (median ms) and MiniLM's batched rate (texts/s)."""
+    from filters.embedder import LocalEmbedder
+
+    embedder = LocalEmbedder()
+    embedder.embed(QUESTIONS)
+    singles = []
+    for i in range(60):
+        started = time.perf_counter()
+        embedder.embed([f"{QUESTIONS[i % len(QUESTIONS)]} (#{i})"])
+        singles.append((time.perf_counter() - started) * 1000)
+    batch = [f"{QUESTIONS[i % len(QUESTIONS)]} (#{i})" for i in range(256)]
+    started = time.perf_counter()
+    embedder.embed(batch)
+    return {"single_ms_p50": percentile(singles, 50),
+            "batched_texts_per_s": len(batch) / (time.perf_counter() - started)}
+
+
+def _rss_mb(pid: int) -> float:
+    import psutil
+
+    return psutil.Process(pid).memory_info().rss / 2**20
+
+
+def embedded_rss_mb() -> float:
+    """RSS of ``unlearn-proxy serve`` with the built-in config (embedded model + demo policy)."""
+    with proxy_server(None, extra_args=["--no-watch"]) as (url, process), httpx.Client(timeout=120) as client:
+        for question in QUESTIONS[:4]:
+            body = {"model": "gemma-3-270m", "max_tokens": 16,
+                    "messages": [{"role": "user", "content": question}]}
+            client.post(f"{url}/v1/chat/completions", json=body).raise_for_status()
+        return _rss_mb(process.pid)
+
+
+def run(levels: list[int], requests: int, latency_ms: float) -> dict[str, Any]:
+    """The whole measurement; returns results keyed by target, stream mode and level."""
+    floor = embedding_floor()
+    port = free_port()
+    stub = ["benchmarks.stub_upstream", "--port", str(port), "--latency-ms", str(latency_ms)]
+    results: dict[str, Any] = {"embedding_floor": floor, "levels": {}}
+    with tempfile.TemporaryDirectory() as tmp_dir, python_server(stub, port=port) as (up, _):
+        tmp = Path(tmp_dir)
+        with proxy_server(_config(tmp, up, False), extra_args=["--no-watch"]) as (plain, p1), \
+             proxy_server(_config(tmp, up, True), extra_args=["--no-watch"]) as (guarded, p2):
+            targets = {"direct": up, "proxy": plain, "proxy+policy": guarded}
+            for stream in (False, True):
+                for level in levels:
+                    key = f"{'stream' if stream else 'json'}@{level}"
+                    n = max(requests, level * 4)
+                    row = {name: asyncio.run(drive(url, concurrency=level, requests=n, stream=stream))
+                           for name, url in targets.items()}
+                    results["levels"][key] = row
+                    print(_line(key, row, floor))
+            results["rss_mb"] = {"proxy": _rss_mb(p1.pid), "proxy+policy": _rss_mb(p2.pid)}
+    results["rss_mb"]["embedded_model+demo_policy"] = embedded_rss_mb()
+    return results
+
+
+def _line(key: str, row: dict[str, dict[str, float]], floor: dict[str, float]) -> str:
+    added = row["proxy+policy"]["p50"] - row["direct"]["p50"]
+    return (f"{key:>10}  direct {row['direct']['rps']:7.1f} rps  proxy {row['proxy']['rps']:7.1f} rps  "
+            f"policy {row['proxy+policy']['rps']:7.1f} rps  added p50 (policy) {added:6.2f} ms "
+            f"= {added / floor['single_ms_p50']:.2f}x floor  errors "
+            f"{sum(int(r['errors']) for r in row.values())}")
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    """Throughput and added p50 per concurrency level (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for mode in ("json", "stream"):
+        keys = [k for k in results["levels"] if k.startswith(mode)]
+        levels = [int(k.split("@")[1]) for k in keys]
+        for name in ("direct", "proxy", "proxy+policy"):
+            axes[0].plot(levels, [results["levels"][k][name]["rps"] for k in keys], marker="o",
+                         label=f"{name} ({mode})")
+        for name in ("proxy", "proxy+policy"):
+            added = [results["levels"][k][name]["p50"] - results["levels"][k]["direct"]["p50"] for k in keys]
+            axes[1].plot(levels, added, marker="o", label=f"{name} ({mode})")
+    axes[0].set(xscale="log", xlabel="concurrent clients", ylabel="requests/s", title="Throughput")
+    axes[1].set(xscale="log", xlabel="concurrent clients", ylabel="ms", title="Added p50 latency")
+    axes[1].axhline(results["embedding_floor"]["single_ms_p50"], color="grey", ls="--", label="1 embedding")
+    for ax in axes:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="proxy load benchmark")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 128])
+    parser.add_argument("--requests-per-level", type=int, default=200)
+    parser.add_argument("--upstream-latency-ms", type=float, default=50.0)
+    parser.add_argument("--out", default="benchmarks/results/load.json")
+    args = parser.parse_args()
+    started = time.time()
+    results = run(args.concurrency, args.requests_per_level, args.upstream_latency_ms)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    plot(results, out.with_suffix(".png"))
+    meta = provenance(started, upstream_latency_ms=args.upstream_latency_ms,
+                      requests_per_level=args.requests_per_level)
+    out.write_text(json.dumps({"results": results, "provenance": meta}, indent=2))
+    print(f"RSS: {results['rss_mb']}  floor: {results['embedding_floor']}")
+    print(f"wrote {out} and {out.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()
