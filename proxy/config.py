@@ -171,7 +171,7 @@ class ICULConfig(_Strict):
     completion_query: Literal["wrap", "verbatim"] = Field(
         "wrap", description="put a completion prompt in the template's question slot, or append it"
     )
-    epsilon: float = Field(0.25, gt=0.0, description="ERASE quantization grid size")
+    epsilon: float = Field(0.5, gt=0.0, description="ERASE quantization grid size")
     seed: int = Field(0, ge=0)
     when: Literal["always", "detected"] = "always"
 
