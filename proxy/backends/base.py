@@ -9,6 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 from proxy.errors import UnsupportedError
 
 Message = dict[str, Any]
+DEFAULT_TEMPERATURE = 1.0  # OpenAI's default when a request sets none; 0 means greedy
 
 
 @dataclass(frozen=True)

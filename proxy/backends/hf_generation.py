@@ -21,7 +21,7 @@ from transformers import (
 )
 from transformers.generation.streamers import BaseStreamer
 
-from proxy.backends.base import Generation, GenerationParams, Usage
+from proxy.backends.base import DEFAULT_TEMPERATURE, Generation, GenerationParams, Usage
 
 Tokenizer = PreTrainedTokenizerBase
 
@@ -61,12 +61,20 @@ def eos_ids(model: PreTrainedModel, tokenizer: Tokenizer) -> list[int]:
 def generation_config(
     params: GenerationParams, *, max_tokens: int, eos: list[int], pad_id: int
 ) -> GenerationConfig:
-    """A fresh config: greedy for temperature 0 or None, else sampling with top-p (no top-k)."""
+    """A fresh config: greedy for temperature 0, else sampling with top-p (no top-k); an unset
+    temperature is OpenAI's default, as on every backend.
+
+    Sampling knobs are set explicitly so the model's own generation defaults do not leak in.
+    """
     sampling: dict[str, Any] = {"do_sample": False}
-    if params.temperature:
-        sampling = {"do_sample": True, "temperature": params.temperature, "top_k": 0}
-        if params.top_p is not None:
-            sampling["top_p"] = params.top_p
+    temperature = DEFAULT_TEMPERATURE if params.temperature is None else params.temperature
+    if temperature:
+        sampling = {
+            "do_sample": True,
+            "temperature": temperature,
+            "top_k": 0,
+            "top_p": 1.0 if params.top_p is None else params.top_p,
+        }
     return GenerationConfig(
         max_new_tokens=max_tokens, eos_token_id=eos, pad_token_id=pad_id, **sampling
     )

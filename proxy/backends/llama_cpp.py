@@ -8,15 +8,21 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
-from proxy.backends.base import Capabilities, Chunk, Generation, GenerationParams, Message, Usage
-from proxy.backends.base import check_n
+from proxy.backends.base import (
+    DEFAULT_TEMPERATURE,
+    Capabilities,
+    Chunk,
+    Generation,
+    GenerationParams,
+    Message,
+    Usage,
+    check_n,
+)
 from proxy.backends.embedded import embedded_gguf_path, require_file
 from proxy.backends.threaded import iterate_in_thread, run_locked
 from proxy.backends.transcript import render_transcript, strip_stream, with_transcript_stops
 from proxy.config import LlamaCppModelConfig
 from proxy.errors import ConfigError
-
-DEFAULT_TEMPERATURE = 1.0  # OpenAI's default when the request sets none
 
 
 class LlamaCppBackend:

@@ -48,7 +48,7 @@ class _QueueStreamer(BaseStreamer):
 
 
 def _merge_system(messages: list[Message]) -> list[Message]:
-    """Fold leading system messages into the first user turn (for templates without them)."""
+    """Fold system/developer messages into the first user turn (for templates without them)."""
     system = [m["content"] for m in messages if m["role"] in ("system", "developer")]
     rest = [dict(m) for m in messages if m["role"] not in ("system", "developer")]
     if system and rest and rest[0]["role"] == "user":
@@ -89,7 +89,11 @@ class TransformersBackend:
     def from_config(
         cls, cfg: TransformersModelConfig, *, public_model: str | None = None
     ) -> TransformersBackend:
-        """Load the configured model (the embedded Gemma when ``model_path`` is unset)."""
+        """Load the configured model (the embedded Gemma when ``model_path`` is unset).
+
+        ``public_model`` is accepted for the registry's uniform call and not needed here.
+        Raises ConfigError naming ``model_path`` or ``device``.
+        """
         model, tokenizer, info = load_causal_lm(cfg.model_path, device=cfg.device)
         return cls(
             model,
