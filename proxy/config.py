@@ -104,7 +104,7 @@ class DocumentConfig(_Strict):
 
 
 class ForgetTargetConfig(_Strict):
-    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    id: str = Field(min_length=1, max_length=200, pattern=r"^[^/\s]+$", description="no slash or space")
     name: str = Field(min_length=1)
     aliases: list[str] = Field(default_factory=list)
     description: str | None = None
