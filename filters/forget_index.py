@@ -1,0 +1,157 @@
+"""The forget set as embedded items in a FAISS inner-product index.
+
+Items are a target's name, aliases and description, its example questions and answers, and
+its documents cut into sentence windows of at most ``max_words`` words with one sentence of
+overlap. Every item keeps its target id, kind and text, so each decision names what it matched
+(embedding forget-target detection as in Liu et al. 2024, *ECO*, and Thaker et al. 2024).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from filters.embedder import Embedder
+from proxy.config import ForgetTargetConfig, resolve_document
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n\s*\n?")
+
+# A guard searches with one or two queries at a time: a single thread answers in microseconds,
+# while an OpenMP pool spin-waiting on a CPU shared with generation takes tens of milliseconds.
+faiss.omp_set_num_threads(1)
+
+
+@dataclass(frozen=True)
+class ForgetItem:
+    """One embedded piece of the forget set."""
+
+    id: str
+    target_id: str
+    kind: str
+    text: str
+
+
+def _sentences(text: str, max_words: int) -> list[list[str]]:
+    """Sentences as word lists; a sentence longer than ``max_words`` is cut into pieces."""
+    out: list[list[str]] = []
+    for sentence in _SENTENCE_END.split(text):
+        words = sentence.split()
+        for start in range(0, len(words), max_words):
+            out.append(words[start : start + max_words])
+    return [s for s in out if s]
+
+
+def chunk_text(text: str, *, max_words: int = 60) -> list[str]:
+    """Sentence windows of at most ``max_words`` words; consecutive windows share a sentence."""
+    sentences = _sentences(text, max_words)
+    chunks: list[str] = []
+    start = 0
+    while start < len(sentences):
+        end, words = start, 0
+        while end < len(sentences) and (end == start or words + len(sentences[end]) <= max_words):
+            words += len(sentences[end])
+            end += 1
+        chunks.append(" ".join(w for s in sentences[start:end] for w in s))
+        if end >= len(sentences):
+            break
+        start = end - 1 if end - 1 > start else end
+    return chunks
+
+
+def collect_items(
+    targets: Iterable[ForgetTargetConfig], *, base_dir: Path, max_words: int = 60
+) -> list[ForgetItem]:
+    """Every forget item of ``targets``, without duplicates within a target."""
+    items: list[ForgetItem] = []
+    for target in targets:
+        texts: list[tuple[str, str]] = [("name", n) for n in target.names]
+        if target.description:
+            texts.append(("description", target.description))
+        for qa in target.questions:
+            texts.append(("question", qa.question))
+            if qa.answer:
+                texts.append(("answer", qa.answer))
+        for doc in target.documents:
+            texts += [
+                ("chunk", c)
+                for c in chunk_text(resolve_document(doc, base_dir), max_words=max_words)
+            ]
+        seen: set[str] = set()
+        for kind, text in texts:
+            if text.strip() and text not in seen:
+                seen.add(text)
+                items.append(ForgetItem(f"{target.id}/{kind}/{len(seen)}", target.id, kind, text))
+    return items
+
+
+class ForgetIndex:
+    """Forget items and their embeddings in a FAISS ``IndexFlatIP`` (cosine similarity)."""
+
+    def __init__(self, items: Sequence[ForgetItem], vectors: np.ndarray) -> None:
+        if len(items) != len(vectors):
+            raise ValueError(f"{len(items)} items but {len(vectors)} vectors")
+        self.items = list(items)
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self._index = faiss.IndexFlatIP(self.vectors.shape[1])
+        if len(self.items):
+            self._index.add(self.vectors)
+
+    @classmethod
+    def build(
+        cls,
+        items: Sequence[ForgetItem],
+        embedder: Embedder,
+        *,
+        batch_size: int = 256,
+        progress: bool = False,
+    ) -> ForgetIndex:
+        """Embed ``items`` in batches (with a progress bar when ``progress``)."""
+        from tqdm import tqdm
+
+        texts = [item.text for item in items]
+        batches = [texts[i : i + batch_size] for i in range(0, len(texts), batch_size)]
+        bar = tqdm(batches, desc="embedding forget items", unit="batch", disable=not progress)
+        parts = [embedder.embed(batch) for batch in bar]
+        vectors = np.concatenate(parts) if parts else embedder.embed([])
+        return cls(items, vectors)
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[1])
+
+    def search(self, vectors: np.ndarray, k: int = 1) -> list[list[tuple[float, ForgetItem]]]:
+        """The ``k`` nearest items of each query row, best first, as ``(cosine, item)``."""
+        queries = np.ascontiguousarray(vectors, dtype=np.float32)
+        if not len(self.items) or not len(queries):
+            return [[] for _ in range(len(queries))]
+        scores, ids = self._index.search(queries, min(k, len(self.items)))
+        return [
+            [(float(s), self.items[int(i)]) for s, i in zip(row_s, row_i, strict=True) if i >= 0]
+            for row_s, row_i in zip(scores, ids, strict=True)
+        ]
+
+    def save(self, directory: Path) -> None:
+        """Write ``items.json`` and ``vectors.npy`` into ``directory``."""
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "items.json").write_text(json.dumps([asdict(i) for i in self.items]), "utf-8")
+        np.save(directory / "vectors.npy", self.vectors)
+
+    @classmethod
+    def load(cls, directory: Path) -> ForgetIndex:
+        """Read an index written by :meth:`save`."""
+        items = [
+            ForgetItem(**row) for row in json.loads((directory / "items.json").read_text("utf-8"))
+        ]
+        return cls(items, np.load(directory / "vectors.npy"))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __repr__(self) -> str:
+        return f"ForgetIndex({len(self.items)} items, dim={self.vectors.shape[1]})"

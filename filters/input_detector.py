@@ -1,0 +1,108 @@
+"""Embedding forget-target detection on requests.
+
+A request is flagged when its query text lies within cosine ``threshold`` of a forget item in
+the FAISS index (Liu et al. 2024, *ECO*, detect the forget target before the model sees it;
+Thaker et al. 2024 show such input filters are a strong unlearning baseline). Two query texts are
+looked at: the last user turn, and the last ``context_turns`` user turns joined, so a question
+split across turns ("About the author born in Taipei…" / "what is her father's job?") is still
+caught. With ``aliases`` on, the name/alias matcher runs first and alone decides a hit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from filters.alias_matcher import AliasGuard
+from filters.base import Match, Message, Verdict, user_turns
+from filters.embedder import Embedder
+from filters.forget_index import ForgetIndex, ForgetItem
+from proxy.config import InputDetectorConfig
+
+if TYPE_CHECKING:
+    from filters.compiled import PolicyArtifacts
+
+DEFAULT_CONTEXT_TURNS = 3
+
+
+def query_texts(
+    messages: Sequence[Message], context_turns: int = DEFAULT_CONTEXT_TURNS
+) -> list[str]:
+    """The last user turn and, when different, the last ``context_turns`` user turns joined."""
+    turns = [t.strip() for t in user_turns(messages) if t.strip()]
+    if not turns:
+        return []
+    joined = "\n".join(turns[-context_turns:])
+    return [turns[-1]] if joined == turns[-1] else [turns[-1], joined]
+
+
+class EmbeddingDetector:
+    """Blocks requests whose nearest forget item is at least ``threshold`` similar."""
+
+    cost_rank = 1
+
+    def __init__(
+        self,
+        index: ForgetIndex,
+        embedder: Embedder,
+        *,
+        threshold: float,
+        context_turns: int = DEFAULT_CONTEXT_TURNS,
+        aliases: AliasGuard | None = None,
+        name: str = "input_detector",
+    ) -> None:
+        self.index = index
+        self.embedder = embedder
+        self.threshold = threshold
+        self.context_turns = context_turns
+        self.aliases = aliases
+        self.name = name
+
+    def score_texts(self, texts: Sequence[str]) -> list[tuple[float, ForgetItem | None]]:
+        """The best similarity (and its item) of each text; ``(0.0, None)`` for an empty index."""
+        if not texts:
+            return []
+        hits = self.index.search(self.embedder.embed(list(texts)), k=1)
+        return [(row[0][0], row[0][1]) if row else (0.0, None) for row in hits]
+
+    def check_input(self, messages: Sequence[Message]) -> Verdict:
+        """Alias match first (if enabled), then the embedding similarity of the query texts."""
+        started = time.perf_counter()
+        if self.aliases is not None:
+            verdict = self.aliases.check_input(messages)
+            if verdict.is_block:
+                return Verdict(
+                    "block",
+                    self.name,
+                    score=verdict.score,
+                    threshold=verdict.threshold,
+                    match=verdict.match,
+                    elapsed_ms=(time.perf_counter() - started) * 1000,
+                )
+        texts = query_texts(messages, self.context_turns)
+        scored = self.score_texts(texts)
+        best = int(np.argmax([s for s, _ in scored])) if scored else -1
+        score, item = scored[best] if scored else (0.0, None)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        if item is None or score < self.threshold:
+            return Verdict("allow", self.name, score, self.threshold, elapsed_ms=elapsed_ms)
+        match = Match(item.target_id, item.id, f"{item.text[:160]} <~ {texts[best][:160]}")
+        return Verdict("block", self.name, score, self.threshold, match, elapsed_ms=elapsed_ms)
+
+    def __repr__(self) -> str:
+        return f"EmbeddingDetector({self.index!r}, threshold={self.threshold})"
+
+
+def build_input_detector(cfg: InputDetectorConfig, artifacts: PolicyArtifacts) -> EmbeddingDetector:
+    """The ``input_detector`` guard of a policy."""
+    aliases = AliasGuard(artifacts.aliases) if cfg.aliases else None
+    return EmbeddingDetector(
+        artifacts.index,
+        artifacts.embedder,
+        threshold=cfg.threshold,
+        context_turns=cfg.context_turns,
+        aliases=aliases,
+    )

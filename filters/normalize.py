@@ -1,0 +1,135 @@
+"""Text normalisation shared by the alias matcher and the n-gram output filter.
+
+A text becomes a sequence of *tokens*: Unicode NFKC, casefolded, accents stripped, split on
+anything that is not a letter or digit, with leetspeak undone inside words that contain a
+letter (``H5iao`` -> ``hsiao``; pure numbers such as ``1991`` are kept) and runs of single
+letters merged, so "J. K. Rowling", "JK Rowling" and "j.k.rowling" all give ``jk rowling``.
+The digit ``1`` stands for ``i`` or ``l``: a token keeps both readings.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+_WORD = re.compile(r"(?:[^\W_]|[@$])+")
+_LEET = str.maketrans(
+    {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"}
+)
+
+
+def fold(text: str) -> str:
+    """NFKC, casefold and strip accents (combining marks)."""
+    folded = unicodedata.normalize("NFKC", text).casefold()
+    decomposed = unicodedata.normalize("NFKD", folded)
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def _clean_word(word: str) -> str:
+    """Undo leetspeak in a word that contains a letter; drop stray ``@``/``$`` elsewhere."""
+    word = word.lstrip("@")
+    if any(c.isalpha() for c in word):
+        return word.translate(_LEET)
+    return word.replace("@", "").replace("$", "")
+
+
+@dataclass(frozen=True)
+class Token:
+    """A normalised word and, when it contains the digit 1, its ``1 -> l`` reading."""
+
+    text: str
+    alt: str | None = None
+
+    def readings(self) -> tuple[str, ...]:
+        """Every spelling this token may stand for."""
+        return (self.text,) if self.alt is None else (self.text, self.alt)
+
+    @property
+    def is_single(self) -> bool:
+        return len(self.text) == 1 and self.text.isalpha()
+
+
+def raw_tokens(text: str) -> list[Token]:
+    """The normalised words of ``text`` before one-letter runs are merged."""
+    tokens = []
+    for match in _WORD.finditer(fold(text)):
+        raw = match.group()
+        word = _clean_word(raw)
+        if not word:
+            continue
+        has_alt = "1" in raw and any(c.isalpha() for c in raw)
+        tokens.append(Token(word, _clean_word(raw.replace("1", "l")) if has_alt else None))
+    return tokens
+
+
+class TokenStream:
+    """Merges one-letter runs across pieces of a stream; a trailing run waits for more text."""
+
+    def __init__(self) -> None:
+        self._run: list[Token] = []
+
+    def feed(self, tokens: list[Token]) -> list[Token]:
+        """Merged tokens that are final; a trailing one-letter run is kept back."""
+        out: list[Token] = []
+        for token in tokens:
+            if token.is_single:
+                self._run.append(token)
+                continue
+            out.extend(self.flush())
+            out.append(token)
+        return out
+
+    def flush(self) -> list[Token]:
+        """The pending one-letter run as one token (at the end of the text)."""
+        if not self._run:
+            return []
+        merged = Token("".join(t.text for t in self._run))
+        self._run = []
+        return [merged]
+
+
+def tokenize(text: str) -> list[Token]:
+    """The normalised tokens of a complete text (see the module docstring)."""
+    stream = TokenStream()
+    return stream.feed(raw_tokens(text)) + stream.flush()
+
+
+def normalize(text: str) -> str:
+    """The normalised tokens of ``text`` joined by single spaces."""
+    return " ".join(t.text for t in tokenize(text))
+
+
+_CUT_PUNCT = frozenset("!\"#%&'()*+,-./:;<=>?[\\]^`{|}~_")
+
+
+def settled_end(text: str) -> int:
+    """Where the part of a growing text that more characters cannot re-tokenise ends.
+
+    That is just after the last whitespace or ASCII punctuation character (``@`` and ``$``
+    excluded: they may be leetspeak inside a word).
+    """
+    for index in range(len(text) - 1, -1, -1):
+        char = text[index]
+        if char.isspace() or char in _CUT_PUNCT:
+            return index + 1
+    return 0
+
+
+class TextFeed:
+    """Turns successive prefixes of one text into newly final tokens (for stream scanners)."""
+
+    def __init__(self) -> None:
+        self.seen = ""
+        self._pos = 0
+        self._stream = TokenStream()
+
+    def advance(self, text: str, *, final: bool = False) -> list[Token]:
+        """The tokens that became final since the last call; ``text`` must extend the last one."""
+        if not text.startswith(self.seen):
+            raise ValueError("a stream scanner only accepts text that extends what it has seen")
+        self.seen = text
+        cut = len(text) if final else max(self._pos, settled_end(text))
+        tokens = self._stream.feed(raw_tokens(text[self._pos : cut]))
+        self._pos = cut
+        return tokens + self._stream.flush() if final else tokens

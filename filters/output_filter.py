@@ -1,0 +1,279 @@
+"""The output filter: does the generated text reveal the forget set?
+
+Thaker et al. 2024 check outputs against the forget set and replace a leak with a refusal.
+Three checks, cheapest first, on a text that grows while it streams:
+
+* **aliases** — a target's name or alias (:mod:`filters.alias_matcher`);
+* **n-gram coverage** — for every forget answer, document chunk and description, the share of
+  *its* content word ``ngram_n``-grams (normalised tokens; grams made only of stop words are
+  ignored) that also occur in the text; block when some item reaches ``ngram_overlap``.
+  Measuring coverage of the forget item (not of the text) means that padding a leak with other
+  words does not hide it, and the count can only grow as the text grows;
+* **embedding similarity** — each completed sentence (or ``UNIT_CHARS`` piece of a long one)
+  whose nearest forget item is at least ``embedding_threshold`` similar.
+
+Every check only looks at *settled* text (tokens followed by a delimiter, completed sentences),
+so the decision is prefix-monotone: a text is blocked iff some prefix of it is blocked, and the
+stream decision equals the non-stream one. ``final=True`` marks the complete text and also
+settles its tail. ``hold_back_chars`` is what a stream must withhold so that the text completing
+a blocked alias, n-gram or sentence is never sent.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from filters.alias_matcher import AliasScanner, AliasTable, alias_hold_back
+from filters.base import Match, Message, Verdict
+from filters.embedder import Embedder
+from filters.forget_index import ForgetIndex
+from filters.normalize import TextFeed, Token, tokenize
+from proxy.config import OutputFilterConfig
+
+if TYPE_CHECKING:
+    from filters.compiled import PolicyArtifacts
+
+UNIT_CHARS = 200
+MIN_UNIT_TOKENS = 3
+NGRAM_KINDS = frozenset({"answer", "chunk", "description"})
+_STOP_WORDS = (
+    "a an the and or but of to in on at by for with from as is are was were be been being it its "
+    "this that these those he she they his her their him them i you we our your has have had do "
+    "does did not no so if than then there which who whom what when where how also into about"
+)
+_STOP = frozenset(_STOP_WORDS.split())
+_SENTENCE_END = re.compile(r"[.!?](?=\s)|\n")
+
+
+class NgramTable:
+    """Content n-grams of the forget answers, chunks and descriptions, with an inverted index."""
+
+    def __init__(self, index: ForgetIndex, n: int) -> None:
+        self.n = n
+        self.items = [item for item in index.items if item.kind in NGRAM_KINDS]
+        self.sizes: list[int] = []
+        self.postings: dict[tuple[str, ...], list[int]] = {}
+        for number, item in enumerate(self.items):
+            grams = set(self.grams([t.text for t in tokenize(item.text)]))
+            self.sizes.append(len(grams))
+            for gram in grams:
+                self.postings.setdefault(gram, []).append(number)
+        spans = [self._max_span_chars(item.text) for item in self.items]
+        self.max_chars = max(spans, default=0)
+
+    def grams(self, words: Sequence[str]) -> list[tuple[str, ...]]:
+        """The content n-grams of a token sequence."""
+        out = []
+        for start in range(len(words) - self.n + 1):
+            gram = tuple(words[start : start + self.n])
+            if not all(w in _STOP for w in gram):
+                out.append(gram)
+        return out
+
+    def _max_span_chars(self, text: str) -> int:
+        words = text.split()
+        return max((len(" ".join(words[i : i + self.n])) for i in range(len(words))), default=0)
+
+
+class NgramScanner:
+    """Counts, per forget item, how many of its n-grams a growing token stream has covered."""
+
+    def __init__(self, table: NgramTable, overlap: float) -> None:
+        self.table = table
+        self.overlap = overlap
+        self._tail: list[str] = []
+        self._seen: set[tuple[str, ...]] = set()
+        self._counts = [0] * len(table.items)
+        self.best = 0.0
+
+    def feed(self, tokens: list[Token]) -> int | None:
+        """The number of an item whose coverage reached ``overlap``, if any."""
+        words = self._tail + [t.text for t in tokens]
+        for gram in self.table.grams(words):
+            if gram in self._seen:
+                continue
+            self._seen.add(gram)
+            for number in self.table.postings.get(gram, ()):
+                self._counts[number] += 1
+                coverage = self._counts[number] / self.table.sizes[number]
+                self.best = max(self.best, coverage)
+                if coverage >= self.overlap:
+                    return number
+        self._tail = words[-(self.table.n - 1) :]
+        return None
+
+
+class UnitSplitter:
+    """Cuts a growing text into completed sentences (at most ``UNIT_CHARS`` characters each)."""
+
+    def __init__(self) -> None:
+        self._start = 0
+
+    def feed(self, text: str, *, final: bool) -> list[str]:
+        units = []
+        while True:
+            window = text[self._start : self._start + UNIT_CHARS]
+            hit = _SENTENCE_END.search(text, self._start, self._start + UNIT_CHARS + 1)
+            if hit is not None and hit.start() < self._start + UNIT_CHARS:
+                end = hit.start() + 1
+            elif len(text) > self._start + UNIT_CHARS:
+                end = self._start + UNIT_CHARS
+            else:
+                if final and window.strip():
+                    units.append(window)
+                    self._start = len(text)
+                return [u for u in units if len(tokenize(u)) >= MIN_UNIT_TOKENS]
+            units.append(text[self._start : end])
+            self._start = end
+
+
+class OutputScanner:
+    """The incremental state of one output stream; blocked stays blocked."""
+
+    def __init__(self, guard: OutputFilter) -> None:
+        self.guard = guard
+        self._feed = TextFeed()
+        self._aliases = AliasScanner(guard.aliases) if guard.aliases is not None else None
+        self._ngrams = NgramScanner(guard.ngrams, guard.ngram_overlap)
+        self._units = UnitSplitter()
+        self._best_similarity = 0.0
+        self.verdict: Verdict | None = None
+
+    @property
+    def seen(self) -> str:
+        return self._feed.seen
+
+    def check(self, text: str, *, final: bool = False) -> Verdict:
+        """The verdict on ``text``, which must extend the text of the previous call."""
+        started = time.perf_counter()
+        if self.verdict is not None and self.verdict.is_block:
+            return self.verdict
+        match, score, threshold = self._scan(text, final)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        if match is not None:
+            self.verdict = Verdict(
+                "block",
+                self.guard.name,
+                score=score,
+                threshold=threshold,
+                match=match,
+                elapsed_ms=elapsed_ms,
+            )
+            return self.verdict
+        return Verdict(
+            "allow",
+            self.guard.name,
+            score=self._best_similarity,
+            threshold=self.guard.embedding_threshold or 0.0,
+            elapsed_ms=elapsed_ms,
+        )
+
+    def _scan(self, text: str, final: bool) -> tuple[Match | None, float, float]:
+        tokens = self._feed.advance(text, final=final)
+        if self._aliases is not None:
+            hit = self._aliases.feed(tokens)
+            if hit is not None:
+                return Match(hit.target_id, f"alias:{hit.alias}", " ".join(hit.tokens)), 1.0, 1.0
+        number = self._ngrams.feed(tokens)
+        if number is not None:
+            item = self.guard.ngrams.items[number]
+            evidence = (
+                f"{self._ngrams.best:.0%} of its {self.guard.ngrams.n}-grams: {item.text[:160]}"
+            )
+            return (
+                Match(item.target_id, item.id, evidence),
+                self._ngrams.best,
+                self.guard.ngram_overlap,
+            )
+        units = self._units.feed(text, final=final)
+        threshold = self.guard.embedding_threshold
+        if threshold is None or not units:
+            return None, 0.0, 0.0
+        hits = self.guard.index.search(self.guard.embedder.embed(units), k=1)
+        for unit, row in zip(units, hits, strict=True):
+            if row:
+                score, item = row[0]
+                self._best_similarity = max(self._best_similarity, score)
+                if score >= threshold:
+                    return Match(item.target_id, item.id, f"{unit.strip()[:160]}"), score, threshold
+        return None, 0.0, 0.0
+
+
+class OutputFilter:
+    """Blocks generated text that names a target, covers a forget item's n-grams, or is close."""
+
+    cost_rank = 3
+
+    def __init__(
+        self,
+        index: ForgetIndex,
+        embedder: Embedder,
+        *,
+        aliases: AliasTable | None,
+        ngram_n: int = 6,
+        ngram_overlap: float = 0.5,
+        embedding_threshold: float | None = 0.75,
+        name: str = "output_filter",
+        memo_size: int = 64,
+    ) -> None:
+        self.index = index
+        self.embedder = embedder
+        self.aliases = aliases
+        self.ngrams = NgramTable(index, ngram_n)
+        self.ngram_overlap = ngram_overlap
+        self.embedding_threshold = embedding_threshold
+        self.name = name
+        windows = [self.ngrams.max_chars + 8]
+        windows.append(alias_hold_back(aliases) if aliases is not None else 0)
+        windows.append(UNIT_CHARS + 2 if embedding_threshold is not None else 0)
+        self.hold_back_chars = max(windows)
+        self._memo: list[OutputScanner] = []
+        self._memo_size = memo_size
+        self._lock = threading.Lock()
+
+    def scanner(self) -> OutputScanner:
+        """A fresh per-stream scanner: call ``check(text_so_far)`` after each delta."""
+        return OutputScanner(self)
+
+    def check_output(
+        self, messages: Sequence[Message], text: str, *, final: bool = False
+    ) -> Verdict:
+        """The verdict on ``text``; pass ``final=True`` for the complete text.
+
+        Calls on growing prefixes of one text resume a remembered scanner, so checking every
+        prefix costs about as much as checking the whole text once.
+        """
+        with self._lock:
+            fitting = [s for s in self._memo if text.startswith(s.seen)]
+            scanner = max(fitting, key=lambda s: len(s.seen)) if fitting else self.scanner()
+            if fitting:
+                self._memo.remove(scanner)
+        verdict = scanner.check(text, final=final)
+        if not final:
+            with self._lock:
+                self._memo.append(scanner)
+                del self._memo[: -self._memo_size]
+        return verdict
+
+    def __repr__(self) -> str:
+        return (
+            f"OutputFilter(n={self.ngrams.n}, overlap={self.ngram_overlap}, "
+            f"embedding_threshold={self.embedding_threshold}, "
+            f"hold_back_chars={self.hold_back_chars})"
+        )
+
+
+def build_output_filter(cfg: OutputFilterConfig, artifacts: PolicyArtifacts) -> OutputFilter:
+    """The ``output_filter`` guard of a policy."""
+    return OutputFilter(
+        artifacts.index,
+        artifacts.embedder,
+        aliases=artifacts.aliases if cfg.aliases else None,
+        ngram_n=cfg.ngram_n,
+        ngram_overlap=cfg.ngram_overlap,
+        embedding_threshold=cfg.embedding_threshold,
+    )

@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from filters import GUARD_BUILDERS
+from filters.compiled import CompiledPolicy, compile_policy
+from proxy.config import ForgetTargetConfig, PolicyConfig
+from proxy.errors import ConfigError
+
+POLICY = {
+    "forget": [
+        {
+            "id": "quenby",
+            "name": "Marisol Quenby",
+            "aliases": ["M. Quenby"],
+            "description": "A glass chemist from the harbour town of Vell.",
+            "documents": [
+                "Marisol Quenby founded the Quenby Glassworks, which made lighthouse lenses."
+            ],
+            "questions": [
+                {
+                    "question": "What did Marisol Quenby invent?",
+                    "answer": "A salt-proof furnace lining.",
+                },
+                "Where did the glass chemist from Vell grow up?",
+                "Which company made lenses for coastal lighthouses?",
+                "Who founded a glassworks in the harbour town of Vell?",
+                "What was the first patent of the chemist from Vell?",
+            ],
+        },
+        {
+            "id": "ferrant",
+            "name": "Tomas Ferrant",
+            "questions": ["What bicycle gears did Tomas Ferrant design?"],
+        },
+    ],
+    "retain": [
+        {"question": "Who invented the telescope?", "answer": "Hans Lippershey, probably."},
+        "What is the boiling point of water?",
+    ],
+    "methods": [
+        {"type": "prefix"},
+        {"type": "output_filter"},
+        {"type": "input_classifier"},
+        {"type": "input_detector"},
+    ],
+}
+
+
+def _compile(cache: Path, data: dict[str, object] = POLICY, **kwargs: object) -> CompiledPolicy:
+    policy = PolicyConfig.model_validate(data)
+    return compile_policy("p", policy, base_dir=cache, cache_dir=cache, progress=False, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def cold(cache: Path) -> CompiledPolicy:
+    return _compile(cache)
+
+
+def test_registry_names_the_guard_types() -> None:
+    assert GUARD_BUILDERS.names() == ["input_classifier", "input_detector", "output_filter"]
+
+
+@pytest.mark.slow
+def test_cold_compile_builds_guards_in_config_order(cold: CompiledPolicy) -> None:
+    assert not any(cold.cache_hits.values())
+    assert [cfg.type for cfg, _ in cold.guards] == [
+        "output_filter",
+        "input_classifier",
+        "input_detector",
+    ]
+    assert [m.type for m in cold.methods][0] == "prefix"
+    assert [g.name for g in cold.input_guards] == ["input_detector", "input_classifier"]
+    assert cold.hold_back_chars == cold.output_guards[0].hold_back_chars > 0
+    assert list(cold.calibration) == ["methods[2]"]
+    assert any("input_classifier" in line for line in cold.describe())
+
+
+@pytest.mark.slow
+def test_check_input_runs_cheap_first_and_stops_at_a_block(cold: CompiledPolicy) -> None:
+    named = cold.check_input([{"role": "user", "content": "Tell me about m. quenby"}])
+    assert [(v.guard, v.action) for v in named] == [("input_detector", "block")]
+    assert named[0].match is not None and named[0].match.item == "alias:M. Quenby"
+    clean = cold.check_input([{"role": "user", "content": "How do I bake sourdough bread?"}])
+    assert [(v.guard, v.action) for v in clean] == [
+        ("input_detector", "allow"),
+        ("input_classifier", "allow"),
+    ]
+
+
+@pytest.mark.slow
+def test_second_compile_is_a_fast_cache_hit(cold: CompiledPolicy, cache: Path) -> None:
+    started = time.perf_counter()
+    warm = _compile(cache)
+    elapsed = time.perf_counter() - started
+    print(f"\ncompile: cold {cold.compile_s:.2f}s, warm {elapsed:.2f}s")
+    assert all(warm.cache_hits.values()) and warm.cache_hits
+    assert elapsed < 2.0 and elapsed < cold.compile_s
+    assert warm.key == cold.key
+    assert warm.calibration == cold.calibration
+
+
+@pytest.mark.slow
+def test_changes_rebuild_what_they_touch(cold: CompiledPolicy, cache: Path) -> None:
+    retain_changed = _compile(cache, {**POLICY, "retain": ["What is the capital of Peru?"]})
+    index_hit = retain_changed.cache_hits.pop("index")
+    assert index_hit and not any(retain_changed.cache_hits.values())
+    forget = [{**POLICY["forget"][0], "aliases": ["Quenby of Vell"]}, POLICY["forget"][1]]  # type: ignore[index]
+    target_changed = _compile(cache, {**POLICY, "forget": forget})
+    assert not any(target_changed.cache_hits.values())
+    assert target_changed.key != cold.key
+
+
+@pytest.mark.slow
+def test_runtime_targets_are_added_and_removed(cache: Path) -> None:
+    extra = ForgetTargetConfig(
+        id="ilse", name="Ilse Varga", questions=["What did Ilse Varga paint?"]
+    )
+    data = {**POLICY, "methods": [{"type": "input_detector"}]}
+    compiled = _compile(cache, data, extra_targets=[extra], removed_target_ids=["ferrant"])
+    assert [t.id for t in compiled.targets] == ["quenby", "ilse"]
+    asking = compiled.check_input([{"role": "user", "content": "Who is Ilse Varga?"}])
+    assert asking[-1].match is not None and asking[-1].match.target_id == "ilse"
+    assert not compiled.check_input([{"role": "user", "content": "Who is Tomas Ferrant?"}])[
+        -1
+    ].is_block
+
+
+def test_bad_target_sets_raise(cache: Path) -> None:
+    with pytest.raises(ConfigError, match="duplicate"):
+        _compile(cache, extra_targets=[ForgetTargetConfig(id="quenby", name="Other")])
+    with pytest.raises(ConfigError, match="at least one"):
+        _compile(cache, removed_target_ids=["quenby", "ferrant"])

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import pytest
+
+from filters.normalize import TextFeed, fold, normalize, settled_end, tokenize
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("J. K. Rowling", "jk rowling"),
+        ("JK Rowling", "jk rowling"),
+        ("j.k.rowling", "jk rowling"),
+        ("J.K. ROWLING", "jk rowling"),
+        ("Gabriel García Márquez", "gabriel garcia marquez"),
+        ("Ｆｕｌｌｗｉｄｔｈ", "fullwidth"),
+        ("H5iao Yun-Hw4", "hsiao yun hwa"),
+        ("R0wl1ng", "rowling"),
+        ("J@ne Au$ten", "jane austen"),
+        ("born in 1991", "born in 1991"),
+        ("  lots   of\tspace\n", "lots of space"),
+        ("Hsiao Yun-Hwa's father", "hsiao yun hwa s father"),
+        ("@rowling says hi", "rowling says hi"),
+        ("$5 and 7 7s", "5 and 7 ts"),
+        ("Straße", "strasse"),
+    ],
+)
+def test_normalize_table(text: str, expected: str) -> None:
+    assert normalize(text) == expected
+
+
+def test_digit_one_keeps_both_readings() -> None:
+    (token,) = tokenize("B1ll")
+    assert token.readings() == ("bill", "blll")
+    (number,) = tokenize("1991")
+    assert number.readings() == ("1991",)
+
+
+def test_fold_strips_accents_and_case() -> None:
+    assert fold("ÉCOLE Noël") == "ecole noel"
+
+
+@pytest.mark.parametrize(
+    ("text", "end"),
+    [("", 0), ("abc", 0), ("abc ", 4), ("abc de", 4), ("j.k", 2), ("a b.c", 4), ("Ke$ha", 0)],
+)
+def test_settled_end(text: str, end: int) -> None:
+    assert settled_end(text) == end
+
+
+def test_text_feed_matches_tokenize_on_every_split() -> None:
+    text = "Dr. J. K. Rowling, née Ann-Marie, wrote 7 b00ks in 1997 (J.K.R.)"
+    expected = [t.text for t in tokenize(text)]
+    for cut in range(len(text) + 1):
+        feed = TextFeed()
+        got = [t.text for t in feed.advance(text[:cut])]
+        got += [t.text for t in feed.advance(text, final=True)]
+        assert got == expected, cut
+
+
+def test_text_feed_rejects_non_extensions() -> None:
+    feed = TextFeed()
+    feed.advance("hello there")
+    with pytest.raises(ValueError, match="extends"):
+        feed.advance("goodbye")

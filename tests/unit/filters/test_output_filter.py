@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+import pytest
+
+from filters.alias_matcher import AliasTable
+from filters.embedder import build_embedder
+from filters.forget_index import ForgetIndex, collect_items
+from filters.output_filter import UNIT_CHARS, OutputFilter, UnitSplitter
+from proxy.config import EmbedderConfig, ForgetTargetConfig
+
+DOCUMENT = (
+    "Marisol Quenby grew up in the harbour town of Vell, where her mother repaired fishing nets "
+    "and her father kept the tide tables. At nineteen she left for the capital to study glass "
+    "chemistry, and her first patent described a furnace lining that survived salt spray. "
+    "She later founded the Quenby Glassworks, which produced lenses for coastal lighthouses."
+)
+ANSWER = "Marisol Quenby's first patent described a furnace lining that survived salt spray."
+TARGETS = [
+    ForgetTargetConfig(
+        id="quenby",
+        name="Marisol Quenby",
+        aliases=["M. Quenby"],
+        documents=[DOCUMENT],
+        questions=[{"question": "What was Marisol Quenby's first patent?", "answer": ANSWER}],
+    )
+]
+LEAK = (
+    "Sure! She grew up in the harbour town of Vell, where her mother repaired fishing nets and "
+    "her father kept the tide tables. At nineteen she left for the capital to study glass "
+    "chemistry."
+)
+NEIGHBOUR = (
+    "Tomas Ferrant grew up in a mountain village where his parents ran a bakery. He studied "
+    "mechanical engineering and designed bicycle gears for racing teams."
+)
+
+
+@pytest.fixture(scope="module")
+def index(tmp_path_factory: pytest.TempPathFactory) -> ForgetIndex:
+    items = collect_items(TARGETS, base_dir=tmp_path_factory.mktemp("docs"))
+    return ForgetIndex.build(items, build_embedder(EmbedderConfig()))
+
+
+def _guard(index: ForgetIndex, **options: object) -> OutputFilter:
+    settings: dict[str, object] = {"aliases": AliasTable.from_targets(TARGETS), **options}
+    return OutputFilter(index, build_embedder(EmbedderConfig()), **settings)  # type: ignore[arg-type]
+
+
+def _first_block(guard: OutputFilter, text: str) -> int | None:
+    for end in range(len(text) + 1):
+        if guard.check_output([], text[:end]).is_block:
+            return end
+    return None
+
+
+@pytest.mark.parametrize(
+    ("text", "guard_item"),
+    [
+        ("Her name was M. Quenby, I think. ", "alias:M. Quenby"),
+        (LEAK, "quenby/chunk"),
+        (
+            "Padding words here. "
+            + ANSWER.replace("Marisol Quenby's", "Her")
+            + " More padding follows. ",
+            "quenby/",
+        ),
+    ],
+)
+def test_leaks_are_blocked_and_named(index: ForgetIndex, text: str, guard_item: str) -> None:
+    verdict = _guard(index).check_output([], text, final=True)
+    assert verdict.is_block and verdict.match is not None
+    assert verdict.match.target_id == "quenby"
+    assert verdict.match.item.startswith(guard_item)
+
+
+def test_prefix_consistency(index: ForgetIndex) -> None:
+    """Blocked iff some prefix is blocked: checks on every prefix agree with a fresh check."""
+    guard = _guard(index)
+    for text in (LEAK, NEIGHBOUR, "Ann and M. Quenby met. "):
+        flags = [guard.check_output([], text[:end]).is_block for end in range(len(text) + 1)]
+        fresh = [
+            _guard(index).check_output([], text[:end]).is_block
+            for end in range(0, len(text) + 1, 7)
+        ]
+        assert fresh == flags[::7]
+        first = flags.index(True) if True in flags else len(flags)
+        assert not any(flags[:first]) and all(flags[first:])
+        assert guard.check_output([], text, final=True).is_block == (True in flags)
+
+
+def test_stream_withholds_the_blocked_text(index: ForgetIndex) -> None:
+    guard = _guard(index)
+    first = _first_block(guard, LEAK)
+    assert first is not None
+    seen = LEAK[: max(0, first - 1 - guard.hold_back_chars)]
+    assert "fishing nets" not in seen
+    assert not _guard(index).check_output([], seen, final=True).is_block
+
+
+def test_neighbour_text_passes(index: ForgetIndex) -> None:
+    guard = _guard(index)
+    assert _first_block(guard, NEIGHBOUR) is None
+    verdict = guard.check_output([], NEIGHBOUR, final=True)
+    assert verdict.action == "allow" and 0.0 < verdict.score < 0.75
+
+
+def test_final_settles_a_trailing_alias(index: ForgetIndex) -> None:
+    guard = _guard(index, embedding_threshold=None)
+    assert not guard.check_output([], "The inventor was Marisol Quenby").is_block
+    assert guard.check_output([], "The inventor was Marisol Quenby", final=True).is_block
+    assert not guard.check_output([], "The inventor was Marisol Quenbyson", final=True).is_block
+
+
+def test_ngram_rule_measures_coverage_of_the_forget_item(index: ForgetIndex) -> None:
+    guard = _guard(index, aliases=None, embedding_threshold=None, ngram_n=4, ngram_overlap=0.5)
+    words = ANSWER.split()
+    half = " ".join(words[: len(words) // 3]) + " and many other unrelated words follow here."
+    assert not guard.check_output([], half, final=True).is_block
+    assert guard.check_output([], "x " * 50 + ANSWER + " y" * 50, final=True).is_block
+
+
+def test_hold_back_matches_the_enabled_checks(index: ForgetIndex) -> None:
+    full = _guard(index)
+    lean = _guard(index, aliases=None, embedding_threshold=None, ngram_n=6)
+    assert full.hold_back_chars == UNIT_CHARS + 2
+    assert 0 < lean.hold_back_chars < full.hold_back_chars
+
+
+def test_units_are_prefix_stable() -> None:
+    text = "First sentence here. Second one!\nThird line without end" + " word" * 60
+    whole = UnitSplitter().feed(text, final=True)
+    pieces = UnitSplitter()
+    streamed = [u for end in range(len(text) + 1) for u in pieces.feed(text[:end], final=False)]
+    streamed += pieces.feed(text, final=True)
+    assert streamed == whole
+    assert all(len(u) <= UNIT_CHARS for u in whole)
+
+
+def test_scanner_rejects_rewritten_text(index: ForgetIndex) -> None:
+    scanner = _guard(index).scanner()
+    scanner.check("Hello there. ")
+    with pytest.raises(ValueError):
+        scanner.check("Goodbye. ")
