@@ -58,9 +58,12 @@ def _config(tmp: Path, upstream: str, with_policy: bool) -> Path:
     return path
 
 
-async def _one(client: httpx.AsyncClient, url: str, i: int, stream: bool) -> tuple[float, bool]:
+async def _one(
+    client: httpx.AsyncClient, url: str, i: int, stream: bool, tag: str
+) -> tuple[float, bool]:
+    text = f"{QUESTIONS[i % len(QUESTIONS)]} ({tag} #{i})"  # unique: no embedding-cache hits
     body = {"model": "stub", "max_tokens": 16, "stream": stream,
-            "messages": [{"role": "user", "content": f"{QUESTIONS[i % len(QUESTIONS)]} (#{i})"}]}
+            "messages": [{"role": "user", "content": text}]}
     started = time.perf_counter()
     try:
         if stream:
@@ -85,7 +88,7 @@ async def drive(url: str, *, concurrency: int, requests: int, stream: bool) -> d
     async def worker(client: httpx.AsyncClient) -> None:
         nonlocal errors
         for i in queue:
-            ms, ok = await _one(client, url, i, stream)
+            ms, ok = await _one(client, url, i, stream, f"{stream}-{concurrency}")
             latencies.append(ms)
             errors += 0 if ok else 1
 
