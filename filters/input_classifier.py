@@ -31,7 +31,12 @@ from filters.base import Match, Message, Verdict
 from filters.embedder import Embedder
 from filters.forget_index import ForgetIndex
 from filters.input_detector import DEFAULT_CONTEXT_TURNS, query_texts
-from filters.negatives import Calibration, CalibrationReport, TrainingSet, collect_training_set
+from filters.negatives import (
+    Calibration,
+    CalibrationReport,
+    TrainingSet,
+    collect_training_set,
+)
 from filters.normalize import normalize
 from proxy.config import InputClassifierConfig, QAExample
 

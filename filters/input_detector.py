@@ -19,24 +19,34 @@ import numpy as np
 from filters.alias_matcher import AliasGuard
 from filters.base import Match, Message, Verdict, user_turns
 from filters.embedder import Embedder
-from filters.forget_index import ForgetIndex, ForgetItem
+from filters.forget_index import ForgetIndex, ForgetItem, chunk_text
 from proxy.config import InputDetectorConfig
 
 if TYPE_CHECKING:
     from filters.compiled import PolicyArtifacts
 
 DEFAULT_CONTEXT_TURNS = 3
+WINDOW_WORDS = 60
+MAX_WINDOWS = 32
 
 
 def query_texts(
     messages: Sequence[Message], context_turns: int = DEFAULT_CONTEXT_TURNS
 ) -> list[str]:
-    """The last user turn and, when different, the last ``context_turns`` user turns joined."""
+    """The texts a request is judged by.
+
+    The last user turn; when different, the last ``context_turns`` user turns joined; and when
+    that is longer than the embedder reads, its last ``MAX_WINDOWS`` sentence windows, so a
+    question buried in a long prompt is still seen.
+    """
     turns = [t.strip() for t in user_turns(messages) if t.strip()]
     if not turns:
         return []
     joined = "\n".join(turns[-context_turns:])
-    return [turns[-1]] if joined == turns[-1] else [turns[-1], joined]
+    texts = [turns[-1], joined]
+    if len(joined.split()) > WINDOW_WORDS:
+        texts += chunk_text(joined, max_words=WINDOW_WORDS)[-MAX_WINDOWS:]
+    return list(dict.fromkeys(texts))
 
 
 class EmbeddingDetector:

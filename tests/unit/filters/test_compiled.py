@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,15 @@ def test_check_input_runs_cheap_first_and_stops_at_a_block(cold: CompiledPolicy)
 
 
 @pytest.mark.slow
+def test_a_question_buried_in_a_long_prompt_is_found(cold: CompiledPolicy) -> None:
+    filler = "Please read all of this carefully before you answer my question. " * 40
+    question = "Who founded a glassworks in the harbour town of Vell?"
+    verdicts = cold.check_input([{"role": "user", "content": filler + question}])
+    assert verdicts[0].guard == "input_detector" and verdicts[0].is_block
+    assert verdicts[0].match is not None and verdicts[0].match.target_id == "quenby"
+
+
+@pytest.mark.slow
 def test_second_compile_is_a_fast_cache_hit(cold: CompiledPolicy, cache: Path) -> None:
     started = time.perf_counter()
     warm = _compile(cache)
@@ -139,3 +149,24 @@ def test_bad_target_sets_raise(cache: Path) -> None:
         _compile(cache, extra_targets=[ForgetTargetConfig(id="quenby", name="Other")])
     with pytest.raises(ConfigError, match="at least one"):
         _compile(cache, removed_target_ids=["quenby", "ferrant"])
+
+
+@pytest.mark.slow
+def test_check_input_is_thread_safe(cold: CompiledPolicy) -> None:
+    questions = [
+        "What did Marisol Quenby invent?",
+        "Who founded a glassworks in the harbour town of Vell?",
+        "How do I bake sourdough bread?",
+        "What is the boiling point of water?",
+    ] * 6
+    expected = [
+        [v.action for v in cold.check_input([{"role": "user", "content": q}])] for q in questions
+    ]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        got = list(
+            pool.map(
+                lambda q: [v.action for v in cold.check_input([{"role": "user", "content": q}])],
+                questions,
+            )
+        )
+    assert got == expected

@@ -1,6 +1,11 @@
 from __future__ import annotations
 
-from filters.negatives import CALIBRATION_TEMPLATES, TRAIN_TEMPLATES, generic_negatives, rephrase
+from filters.negatives import (
+    CALIBRATION_TEMPLATES,
+    TRAIN_TEMPLATES,
+    generic_negatives,
+    rephrase,
+)
 
 
 def test_generic_negatives_are_many_and_distinct() -> None:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from filters.alias_matcher import AliasTable
@@ -141,3 +143,12 @@ def test_scanner_rejects_rewritten_text(index: ForgetIndex) -> None:
     scanner.check("Hello there. ")
     with pytest.raises(ValueError):
         scanner.check("Goodbye. ")
+
+
+def test_concurrent_streams_match_sequential_checks(index: ForgetIndex) -> None:
+    texts = [LEAK, NEIGHBOUR, "Ann and M. Quenby met. ", NEIGHBOUR[:80] + LEAK]
+    expected = [_first_block(_guard(index), text) for text in texts]
+    shared = _guard(index)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        got = list(pool.map(lambda text: _first_block(shared, text), texts))
+    assert got == expected
