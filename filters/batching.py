@@ -14,10 +14,12 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from filters.embedder import Embedder
+if TYPE_CHECKING:
+    from filters.embedder import Embedder
 
 
 @dataclass
@@ -44,6 +46,12 @@ class BatchingEmbedder:
         self._queue: queue.Queue[tuple[list[str], Future[np.ndarray]]] = queue.Queue()
         self._worker = threading.Thread(target=self._run, name="embed-batcher", daemon=True)
         self._worker.start()
+
+    def warm_up(self) -> None:
+        """Load the wrapped model now, if it loads lazily."""
+        warm_up = getattr(self.inner, "warm_up", None)
+        if warm_up is not None:
+            warm_up()
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Embed ``texts`` in the next batch; raises what the inner embedder raised."""

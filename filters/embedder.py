@@ -20,6 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 import httpx
 import numpy as np
 
+from filters.batching import BatchingEmbedder
 from proxy.backends.embedded import EMBEDDER_NAME, embedder_path
 from proxy.config import EmbedderConfig
 from proxy.errors import ConfigError
@@ -232,5 +233,5 @@ def build_embedder(cfg: EmbedderConfig) -> Embedder:
                     api_key_env=cfg.api_key_env,
                     timeout_s=cfg.timeout_s,
                 )
-            _SHARED[cfg] = CachingEmbedder(inner)
+            _SHARED[cfg] = CachingEmbedder(BatchingEmbedder(inner))
         return _SHARED[cfg]

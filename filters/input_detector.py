@@ -20,6 +20,7 @@ from filters.alias_matcher import AliasGuard
 from filters.base import Match, Message, Verdict, user_turns
 from filters.embedder import Embedder
 from filters.forget_index import ForgetIndex, ForgetItem, chunk_text
+from filters.normalize import deconfuse
 from proxy.config import InputDetectorConfig
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ def query_texts(
     that is longer than the embedder reads, its last ``MAX_WINDOWS`` sentence windows, so a
     question buried in a long prompt is still seen.
     """
-    turns = [t.strip() for t in user_turns(messages) if t.strip()]
+    turns = [deconfuse(t).strip() for t in user_turns(messages) if t.strip()]
     if not turns:
         return []
     joined = "\n".join(turns[-context_turns:])

@@ -4,6 +4,7 @@ A text becomes a sequence of *tokens*: Unicode NFKC, casefolded, accents strippe
 anything that is not a letter or digit, with leetspeak undone inside words that contain a
 letter (``H5iao`` -> ``hsiao``; pure numbers such as ``1991`` are kept) and runs of single
 letters merged, so "J. K. Rowling", "JK Rowling" and "j.k.rowling" all give ``jk rowling``.
+Cyrillic/Greek look-alike letters inside a Latin word are mapped to Latin first (homoglyphs).
 The digit ``1`` stands for ``i`` or ``l``: a token keeps both readings.
 """
 
@@ -19,9 +20,29 @@ _LEET = str.maketrans(
 )
 
 
+# Cyrillic and Greek letters that look like Latin ones (upper and lower case), as used to
+# slip a name past a matcher: "Rоwling" with a Cyrillic "о".
+_CONFUSABLES = str.maketrans({
+    **dict(zip("АВЕЅІЈКМНОРСТХУԁһіјӏѕаесорхуԛԝ", "ABESIJKMHOPCTXYdhijlsaecopxyqw", strict=True)),
+    **dict(zip("ΑΒΕΖΗΙΚΜΝΟΡΤΥΧαικνορτυχ", "ABEZHIKMNOPTYXaiknoptux", strict=True)),
+})
+_LATIN = re.compile(r"[A-Za-z]")
+_MIXED_WORD = re.compile(r"[^\W\d_]+")
+
+
+def deconfuse(text: str) -> str:
+    """Map Cyrillic/Greek look-alike letters to Latin inside words that also hold Latin ones."""
+
+    def fix(match: re.Match[str]) -> str:
+        word = match.group(0)
+        return word.translate(_CONFUSABLES) if _LATIN.search(word) else word
+
+    return _MIXED_WORD.sub(fix, text)
+
+
 def fold(text: str) -> str:
-    """NFKC, casefold and strip accents (combining marks)."""
-    folded = unicodedata.normalize("NFKC", text).casefold()
+    """Look-alike letters to Latin, NFKC, casefold and strip accents (combining marks)."""
+    folded = unicodedata.normalize("NFKC", deconfuse(text)).casefold()
     decomposed = unicodedata.normalize("NFKD", folded)
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 

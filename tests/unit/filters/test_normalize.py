@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from filters.normalize import TextFeed, fold, normalize, settled_end, tokenize
+from filters.normalize import TextFeed, deconfuse, fold, normalize, settled_end, tokenize
 
 
 @pytest.mark.parametrize(
@@ -63,3 +63,20 @@ def test_text_feed_rejects_non_extensions() -> None:
     feed.advance("hello there")
     with pytest.raises(ValueError, match="extends"):
         feed.advance("goodbye")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Rоwling", "Rowling"),  # Cyrillic о
+        ("JΚ Rowlіng", "JK Rowling"),  # Greek Κ, Cyrillic і
+        ("Кто такой Пушкин", "Кто такой Пушкин"),  # all-Cyrillic words stay as they are
+        ("naïve café", "naïve café"),
+    ],
+)
+def test_deconfuse_maps_look_alikes_inside_latin_words(text: str, expected: str) -> None:
+    assert deconfuse(text) == expected
+
+
+def test_homoglyph_alias_still_matches() -> None:
+    assert normalize("Who is J. K. Rоwlіng?") == normalize("Who is J. K. Rowling?")
