@@ -88,14 +88,13 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error_response(_validation_to_error(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        error: ProxyError = (
-            NotFoundError(f"no route {exc.detail}") if exc.status_code == 404 else ProxyError(str(exc.detail))
-        )
-        error.status_code = exc.status_code
-        if exc.status_code == 405:
-            error = InvalidRequestError("method not allowed for this endpoint")
-            error.status_code = 405
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        error: ProxyError
+        if exc.status_code == 404:
+            error = NotFoundError(f"unknown URL {request.method} {request.url.path}")
+        else:  # 405 and other routing errors
+            error = InvalidRequestError(str(exc.detail))
+            error.status_code = exc.status_code
         metrics.errors.labels(error.error_type).inc()
         return _error_response(error)
 

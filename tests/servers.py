@@ -3,18 +3,37 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 import yaml
+from fastapi import FastAPI, Request
 
 from benchmarks.processes import free_port, process_output, wait_healthy
 from benchmarks.processes import proxy_server as process_server
 
-__all__ = ["free_port", "process_output", "process_server", "thread_server", "write_config"]
+__all__ = [
+    "fake_upstream", "free_port", "process_output", "process_server", "thread_server", "write_config",
+]
+
+ChatHandler = Callable[[Request], Awaitable[Any]]
+
+
+def fake_upstream(chat: ChatHandler, *, embeddings: ChatHandler | None = None) -> FastAPI:
+    """Fault injection only: an app with ``/healthz`` whose chat completions ``chat`` answers."""
+    app = FastAPI()
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.post("/v1/chat/completions")(chat)
+    if embeddings is not None:
+        app.post("/v1/embeddings")(embeddings)
+    return app
 
 
 def write_config(path: Path, data: dict[str, Any]) -> Path:

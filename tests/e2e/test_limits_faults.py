@@ -11,11 +11,12 @@ import numpy as np
 import openai
 import pytest
 from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from benchmarks.stub_upstream import build_app as build_stub
 from proxy.config import parse_config
 from proxy.server import create_app
-from tests.servers import process_output, process_server, thread_server, write_config
+from tests.servers import fake_upstream, process_output, process_server, thread_server, write_config
 
 SECRET = "sk-upstream-secret-must-not-leak-42"
 
@@ -62,13 +63,7 @@ def test_message_count_and_prompt_size_limits(stub_url: str, tmp_path: Path) -> 
 
 def _embedding_server(state: dict[str, bool]) -> FastAPI:
     """Fault injection: an embeddings endpoint that can be switched to failing."""
-    app = FastAPI()
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.post("/v1/embeddings")
     async def embeddings(request: Request) -> dict:
         if state["fail"]:
             raise RuntimeError("embedder is down")
@@ -79,7 +74,13 @@ def _embedding_server(state: dict[str, bool]) -> FastAPI:
             rows.append({"index": i, "embedding": np.random.default_rng(seed).normal(size=16).tolist()})
         return {"object": "list", "data": rows}
 
-    return app
+    return fake_upstream(_echo_key_chat, embeddings=embeddings)
+
+
+async def _echo_key_chat(request: Request) -> JSONResponse:
+    """An upstream that rejects the request and echoes the credentials it was sent."""
+    echoed = request.headers.get("authorization", "")
+    return JSONResponse({"error": {"message": f"bad request from {echoed}"}}, status_code=400)
 
 
 @pytest.mark.parametrize(("fail_mode", "expected"), [("closed", "content_filter"), ("open", "length")])
@@ -108,23 +109,7 @@ def test_fail_mode_when_the_embedder_fails(stub_url: str, tmp_path: Path, fail_m
 
 
 def test_upstream_key_never_leaks(tmp_path: Path) -> None:
-    def failing_upstream() -> FastAPI:
-        app = FastAPI()
-
-        @app.get("/healthz")
-        async def healthz() -> dict[str, str]:
-            return {"status": "ok"}
-
-        @app.post("/v1/chat/completions")
-        async def chat(request: Request):  # type: ignore[no-untyped-def]
-            from fastapi.responses import JSONResponse
-
-            echoed = request.headers.get("authorization", "")
-            return JSONResponse({"error": {"message": f"bad request from {echoed}"}}, status_code=400)
-
-        return app
-
-    with thread_server(failing_upstream()) as upstream:
+    with thread_server(fake_upstream(_echo_key_chat)) as upstream:
         config = write_config(tmp_path / "c.yaml", {
             "server": {"state_dir": str(tmp_path / "state")},
             "models": {"m": {"backend": "openai", "base_url": f"{upstream}/v1", "api_key_env": "UPSTREAM_KEY"}},

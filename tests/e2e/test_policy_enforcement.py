@@ -9,12 +9,12 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.responses import StreamingResponse
 
 from proxy.config import parse_config
 from proxy.server import create_app
-from tests.servers import thread_server
+from tests.servers import fake_upstream, thread_server
 
 ROWLING = {
     "id": "jk-rowling",
@@ -122,40 +122,30 @@ LEAKED_ANSWER = (
 CONTENT_WORDS = {"Joanne", "Rowling", "Yate", "Gloucestershire", "Amnesty", "International", "Potter"}
 
 
-def _leaky_upstream() -> FastAPI:
+async def _leaky_chat(request: Request):  # type: ignore[no-untyped-def]
     """An upstream that streams a forget answer word by word (what a leaking model does)."""
-    app = FastAPI()
+    body = await request.json()
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def words() -> AsyncIterator[bytes]:
+        for i, word in enumerate(LEAKED_ANSWER.split(" ")):
+            piece = word if i == 0 else " " + word
+            chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m",
+                     "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+            yield f"data: {json.dumps(chunk)}\n\n".encode()
+        yield b"data: [DONE]\n\n"
 
-    @app.post("/v1/chat/completions")
-    async def chat(request: Request):  # type: ignore[no-untyped-def]
-        body = await request.json()
-
-        async def words() -> AsyncIterator[bytes]:
-            for i, word in enumerate(LEAKED_ANSWER.split(" ")):
-                piece = word if i == 0 else " " + word
-                chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m",
-                         "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
-                yield f"data: {json.dumps(chunk)}\n\n".encode()
-            yield b"data: [DONE]\n\n"
-
-        if body.get("stream"):
-            return StreamingResponse(words(), media_type="text/event-stream")
-        return {"id": "x", "object": "chat.completion", "created": 0, "model": "m",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": LEAKED_ANSWER},
-                             "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": 5, "completion_tokens": 20, "total_tokens": 25}}
-
-    return app
+    if body.get("stream"):
+        return StreamingResponse(words(), media_type="text/event-stream")
+    return {"id": "x", "object": "chat.completion", "created": 0, "model": "m",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": LEAKED_ANSWER},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 20, "total_tokens": 25}}
 
 
 @pytest.fixture(scope="module")
 def leaky_front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     state = tmp_path_factory.mktemp("leaky")
-    with thread_server(_leaky_upstream()) as upstream:
+    with thread_server(fake_upstream(_leaky_chat)) as upstream:
         config = parse_config({
             "server": {"state_dir": str(state)},
             "models": {"m": {"backend": "openai", "base_url": f"{upstream}/v1"}},

@@ -10,12 +10,19 @@ from pathlib import Path
 
 import openai
 import pytest
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from proxy.config import parse_config
 from proxy.server import create_app
-from tests.servers import free_port, process_server, process_output, thread_server, write_config
+from tests.servers import (
+    fake_upstream,
+    free_port,
+    process_output,
+    process_server,
+    thread_server,
+    write_config,
+)
 
 UPSTREAM_KEY = "sk-upstream-secret-0123456789"
 GREEDY = {"temperature": 0.0, "max_tokens": 16}
@@ -37,42 +44,31 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         assert UPSTREAM_KEY not in process_output(process)
 
 
-def _fake_upstream() -> FastAPI:
-    """Fault injection only: an upstream that is slow, cuts streams, or returns garbage."""
-    app = FastAPI()
+async def _faulty_chat(request: Request):  # type: ignore[no-untyped-def]
+    """Fault injection: an upstream that is slow, cuts streams, or returns garbage."""
+    mode = (await request.json())["model"]
+    if mode == "slow":
+        await asyncio.sleep(5)
+    if mode == "garbage":
+        return PlainTextResponse("<html>oops</html>")
+    if mode == "error500":
+        return JSONResponse({"error": {"message": f"boom {UPSTREAM_KEY}"}}, status_code=500)
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    async def cut() -> AsyncIterator[bytes]:
+        chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "cut",
+                 "choices": [{"index": 0, "delta": {"content": "partial "}, "finish_reason": None}]}
+        yield f"data: {json.dumps(chunk)}\n\n".encode()
+        yield b": keep-alive\n\n"
+        yield f"data: {json.dumps(chunk)}\n\n".encode()
 
-    @app.post("/v1/chat/completions")
-    async def chat(request: Request):  # type: ignore[no-untyped-def]
-        body = await request.json()
-        mode = body["model"]
-        if mode == "slow":
-            await asyncio.sleep(5)
-        if mode == "garbage":
-            return PlainTextResponse("<html>oops</html>")
-        if mode == "error500":
-            return JSONResponse({"error": {"message": f"boom {UPSTREAM_KEY}"}}, status_code=500)
-
-        async def cut() -> AsyncIterator[bytes]:
-            chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "cut",
-                     "choices": [{"index": 0, "delta": {"content": "partial "}, "finish_reason": None}]}
-            yield f"data: {json.dumps(chunk)}\n\n".encode()
-            yield b": keep-alive\n\n"
-            yield f"data: {json.dumps(chunk)}\n\n".encode()
-
-        return StreamingResponse(cut(), media_type="text/event-stream")
-
-    return app
+    return StreamingResponse(cut(), media_type="text/event-stream")
 
 
 @pytest.fixture(scope="module")
 def front(upstream: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("front")
     dead_port = free_port()
-    with thread_server(_fake_upstream()) as fake_url:
+    with thread_server(fake_upstream(_faulty_chat)) as fake_url:
         models = {
             "gemma": {"backend": "openai", "base_url": f"{upstream}/v1", "api_key_env": "UP_KEY"},
             "wrong-key": {"backend": "openai", "base_url": f"{upstream}/v1",
@@ -92,7 +88,7 @@ def front(upstream: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
 
 
 def _client(url: str, key: str = "unused") -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0, timeout=30)
+    return openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0, timeout=180)
 
 
 def test_chat_through_the_proxy_equals_direct(front: str, upstream: str) -> None:
