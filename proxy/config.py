@@ -33,6 +33,7 @@ class ServerConfig(_Strict):
     max_body_bytes: int = Field(1_048_576, gt=0)
     max_messages: int = Field(256, gt=0)
     max_prompt_chars: int = Field(200_000, gt=0)
+    max_tokens_limit: int = Field(8192, gt=0, description="largest max_tokens a client may ask")
     rate_limit_per_minute: int | None = Field(None, gt=0, description="per client key")
     state_dir: str = Field(".unlearn-proxy", description="SQLite store and compiled artefacts")
 
@@ -70,6 +71,17 @@ class TransformersModelConfig(_ModelBase):
     model_path: str | None = Field(None, description="HF model dir; default: embedded Gemma GGUF")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     batch_size: int = Field(8, gt=0)
+    weights: str | None = Field(
+        None, description="trained-parameter state (.pt, e.g. a benchmarks.baselines "
+        "checkpoint) loaded over the base model")
+    mix_alpha: float = Field(
+        1.0, ge=0.0, le=1.0, description="model mixing: (1-a)*base + a*weights (needs weights)")
+
+    @model_validator(mode="after")
+    def _mixing_needs_weights(self) -> TransformersModelConfig:
+        if self.weights is None and self.mix_alpha != 1.0:
+            raise ValueError("mix_alpha needs weights")
+        return self
 
 
 ModelConfig = Annotated[

@@ -152,6 +152,12 @@ def _check_limits(runtime: Runtime, parsed: Any, pipeline_request: PipelineReque
             f"too many messages ({len(pipeline_request.messages)} > {server.max_messages})",
             param="messages",
         )
+    asked = pipeline_request.params.max_tokens
+    if asked is not None and asked > server.max_tokens_limit:
+        raise InvalidRequestError(
+            f"max_tokens={asked} exceeds this server's limit of {server.max_tokens_limit}",
+            param="max_tokens",
+        )
     size = len(json.dumps(pipeline_request.guard_messages, ensure_ascii=False))
     if size > server.max_prompt_chars:
         raise InvalidRequestError(

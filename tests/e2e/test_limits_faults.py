@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -47,9 +48,10 @@ def test_rate_limit_per_key(stub_url: str, tmp_path: Path) -> None:
         assert other.chat.completions.create(model="stub", messages=messages).choices
 
 
-def test_message_count_and_prompt_size_limits(stub_url: str, tmp_path: Path) -> None:
+def test_message_count_prompt_size_and_token_limits(stub_url: str, tmp_path: Path) -> None:
     config = parse_config({
-        "server": {"state_dir": str(tmp_path), "max_messages": 2, "max_prompt_chars": 500},
+        "server": {"state_dir": str(tmp_path), "max_messages": 2, "max_prompt_chars": 500,
+                   "max_tokens_limit": 64},
         "models": {"stub": {"backend": "openai", "base_url": f"{stub_url}/v1"}},
     })
     with thread_server(create_app(config)) as url:
@@ -59,6 +61,35 @@ def test_message_count_and_prompt_size_limits(stub_url: str, tmp_path: Path) -> 
             )
         with pytest.raises(openai.BadRequestError, match="too long"):
             _client(url).completions.create(model="stub", prompt="z" * 600)
+        with pytest.raises(openai.BadRequestError, match="limit of 64") as info:
+            _client(url).completions.create(model="stub", prompt="z", max_tokens=65)
+        assert info.value.body["param"] == "max_tokens"  # type: ignore[index]
+
+
+async def _echo_body_chat(request: Request) -> dict:
+    """An upstream that answers with the JSON body it received."""
+    body = await request.json()
+    return {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": json.dumps(body, sort_keys=True)}}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+
+
+def test_unknown_fields_pass_through_to_the_upstream(tmp_path: Path) -> None:
+    with thread_server(fake_upstream(_echo_body_chat)) as upstream:
+        config = parse_config({
+            "server": {"state_dir": str(tmp_path)},
+            "models": {"m": {"backend": "openai", "base_url": f"{upstream}/v1", "upstream_model": "up"}},
+        })
+        with thread_server(create_app(config)) as url:
+            result = _client(url).chat.completions.create(
+                model="m", messages=[{"role": "user", "content": "x"}], logit_bias={"42": 5},
+                extra_body={"repetition_penalty": 1.1}, user="u-1", seed=3,
+            )
+    sent = json.loads(result.choices[0].message.content or "{}")
+    assert sent["model"] == "up"
+    assert sent["logit_bias"] == {"42": 5} and sent["repetition_penalty"] == 1.1
+    assert sent["user"] == "u-1" and sent["seed"] == 3
 
 
 def _embedding_server(state: dict[str, bool]) -> FastAPI:
