@@ -9,9 +9,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
+import dataclasses
+import pickle
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
 import jinja2
 import torch
 from transformers import PreTrainedModel
@@ -24,6 +31,7 @@ from proxy.backends.hf_loader import ModelInfo, load_causal_lm
 from proxy.backends.hf_scoring import Score, score_pairs
 from proxy.backends.transcript import render_transcript, with_transcript_stops
 from proxy.config import TransformersModelConfig
+from proxy.errors import ConfigError
 
 
 class _QueueStreamer(BaseStreamer):
@@ -56,6 +64,54 @@ def _merge_system(messages: list[Message]) -> list[Message]:
     elif system:
         rest.insert(0, {"role": "user", "content": "\n\n".join(system)})
     return rest
+
+
+_BASES: dict[tuple[str | None, str], tuple[PreTrainedModel, Any, ModelInfo]] = {}
+_BASES_LOCK = threading.Lock()
+
+
+def _load_mixed(cfg: TransformersModelConfig) -> tuple[PreTrainedModel, Any, ModelInfo]:
+    """The base model with ``cfg.weights`` mixed in at ``cfg.mix_alpha`` (model mixing,
+    ``benchmarks.baselines.mix_models``: α = 0 is the base exactly, α = 1 the weights).
+
+    The parameters the state does not name are *shared* with one cached copy of the base model
+    per ``(model_path, device)``, so a sweep of α over a baseline that froze the embeddings
+    costs little memory; such a model is for inference (do not fine-tune it in place).
+    """
+    from benchmarks.baselines.mixing import mix_models  # only the baselines need this
+
+    path = Path(cfg.weights or "").expanduser()
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, pickle.UnpicklingError) as exc:
+        raise ConfigError(f"weights: cannot read a parameter state from {path}: {exc}") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ConfigError(f"weights: {path} is not a {{name: tensor}} parameter state")
+    key = (cfg.model_path, cfg.device)
+    with _BASES_LOCK:
+        if key not in _BASES:
+            _BASES[key] = load_causal_lm(cfg.model_path, device=cfg.device)
+    started = time.perf_counter()
+    base, tokenizer, info = _BASES[key]
+    params = dict(base.named_parameters())
+    unknown = sorted(set(state) - set(params))
+    if unknown:
+        raise ConfigError(f"weights: {path} names parameters the model lacks: {unknown[:5]}")
+    shared = {id(p): p for name, p in params.items() if name not in state}
+    model = copy.deepcopy(base, shared)  # copies only the parameters the state names
+    own = dict(model.named_parameters())
+    with torch.no_grad():
+        try:
+            mixed = mix_models({name: params[name].detach() for name in state}, state,
+                               cfg.mix_alpha)
+        except ValueError as exc:  # BaselineConfigError / BaselineDataError
+            raise ConfigError(f"weights: {path}: {exc}") from None
+        for name, value in mixed.items():
+            own[name].copy_(value)
+    model.eval()
+    label = f"{info.model_id}+{path.parent.name}/{path.stem}@{cfg.mix_alpha:g}"
+    return model, tokenizer, dataclasses.replace(
+        info, model_id=label, load_s=info.load_s + time.perf_counter() - started)
 
 
 class TransformersBackend:
@@ -92,9 +148,15 @@ class TransformersBackend:
         """Load the configured model (the embedded Gemma when ``model_path`` is unset).
 
         ``public_model`` is accepted for the registry's uniform call and not needed here.
-        Raises ConfigError naming ``model_path`` or ``device``.
+        With ``weights`` (a trained-parameter state, e.g. a weight-based unlearning baseline),
+        the served model is the mix ``(1 - mix_alpha) * base + mix_alpha * weights`` of the
+        parameters the state names (:func:`_load_mixed`).
+        Raises ConfigError naming ``model_path``, ``device`` or ``weights``.
         """
-        model, tokenizer, info = load_causal_lm(cfg.model_path, device=cfg.device)
+        if cfg.weights is None:
+            model, tokenizer, info = load_causal_lm(cfg.model_path, device=cfg.device)
+        else:
+            model, tokenizer, info = _load_mixed(cfg)
         return cls(
             model,
             tokenizer,

@@ -171,6 +171,10 @@ def test_training_data_uses_documents_else_example_answers() -> None:
         retain=[QAExample(question="Sky?", answer="Blue.")])
     assert training_data(qa, Benchmark(name="tofu", targets=())) == (
         [("Who is A?", "A writer.")], [("Sky?", "Blue.")])
+    two = PolicyConfig(forget=[
+        ForgetTargetConfig(id=t, name=t, documents=[DocumentConfig(text=f"{t}{i}") for i in
+                                                    range(n)]) for t, n in (("a", 3), ("b", 1))])
+    assert training_data(two, benchmark)[0] == ["a0", "b0", "a1", "a2"]  # targets alternate
 
 
 def test_bad_options_and_configs_are_config_errors(model_dir: Path, tmp_path: Path) -> None:
