@@ -50,7 +50,7 @@ def test_shipped_configs_validate() -> None:
     (lambda c: c["methods"][1].update(knob="prefix.template"), "methods.1"),
     (lambda c: c["methods"][1].update(knob="input_detector.nope"), "has no field 'nope'"),
     (lambda c: c["methods"].append({"name": "none2"}), "methods: Value error, needs exactly one"),
-    (lambda c: c["methods"].append({"name": "ga", "kind": "baseline"}), "methods.2.kind"),
+    (lambda c: c["methods"].append({"name": "x", "kind": "telepathy"}), "methods.2.kind"),
     (lambda c: c["datasets"][0].update(mode="detect") or c.update(transport="http"),
      "datasets.0.mode"),
     (lambda c: c["datasets"][0].update(loader={"limit": 3}), "datasets.0"),

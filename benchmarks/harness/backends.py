@@ -1,0 +1,115 @@
+"""Backend wrappers for in-process runs: a timing/memoising one and a detection oracle.
+
+:class:`RecordingBackend` sits between the pipeline and the real engine: it times every call
+(so the latency a method adds is the request time minus the engine time) and answers a repeated
+greedy request from memory (a guard that lets a request through sends the model exactly the
+prompt the no-defence row sent). :class:`OracleBackend` always answers with the gold answer:
+against it, a method's block rate is its detection rate (forget probes) or false-positive rate.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+
+from benchmarks.errors import BenchmarkError
+from proxy.backends.base import (
+    Backend, Capabilities, Chunk, Generation, GenerationParams, Message, Usage, approx_token_count,
+)
+
+__all__ = ["OracleBackend", "RecordingBackend"]
+
+
+class RecordingBackend:
+    """Wraps ``inner``; ``elapsed_ms`` accumulates engine time since :meth:`reset`."""
+
+    def __init__(self, inner: Backend) -> None:
+        self.inner = inner
+        self.capabilities: Capabilities = inner.capabilities
+        self.elapsed_ms = 0.0
+        self.calls = 0
+        self._memo: dict[str, Generation] = {}
+
+    def reset(self) -> None:
+        """Start timing a new request."""
+        self.elapsed_ms = 0.0
+
+    async def _generate(self, kind: str, payload: object, params: GenerationParams) -> Generation:
+        key = json.dumps([kind, payload, repr(params)], ensure_ascii=False, default=str)
+        if params.temperature == 0 and key in self._memo:
+            return self._memo[key]
+        started = time.perf_counter()
+        if kind == "chat":
+            generation = await self.inner.chat(payload, params)  # type: ignore[arg-type]
+        else:
+            generation = await self.inner.complete(str(payload), params)
+        self.elapsed_ms += (time.perf_counter() - started) * 1000
+        self.calls += 1
+        if params.temperature == 0:
+            self._memo[key] = generation
+        return generation
+
+    async def chat(self, messages: Sequence[Message], params: GenerationParams) -> Generation:
+        return await self._generate("chat", list(messages), params)
+
+    async def complete(self, prompt: str, params: GenerationParams) -> Generation:
+        return await self._generate("completion", prompt, params)
+
+    def stream_chat(self, messages: Sequence[Message],
+                    params: GenerationParams) -> AsyncIterator[Chunk]:
+        return self.inner.stream_chat(messages, params)
+
+    def stream_complete(self, prompt: str, params: GenerationParams) -> AsyncIterator[Chunk]:
+        return self.inner.stream_complete(prompt, params)
+
+    def count_tokens(self, text: str) -> int:
+        return self.inner.count_tokens(text)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    def __repr__(self) -> str:
+        return f"RecordingBackend({self.inner!r}, calls={self.calls}, memo={len(self._memo)})"
+
+
+class OracleBackend:
+    """Answers every known prompt with its gold answer; a known prompt is found inside what a
+    policy made of it (after a prefix, inside an ICUL template), the longest one winning."""
+
+    capabilities = Capabilities()
+
+    def __init__(self, answers: Mapping[str, str]) -> None:
+        self._answers = sorted(answers.items(), key=lambda item: -len(item[0]))
+
+    def _answer(self, text: str) -> Generation:
+        gold = next((a for prompt, a in self._answers if prompt in text), None)
+        if gold is None:
+            raise BenchmarkError(f"oracle: no gold answer for the prompt {text[-120:]!r}")
+        return Generation(f" {gold}", "stop", Usage(approx_token_count(text),
+                                                    approx_token_count(gold)))
+
+    async def chat(self, messages: Sequence[Message], params: GenerationParams) -> Generation:
+        users = [m for m in messages if m.get("role") == "user"]
+        return self._answer(str(users[-1].get("content", "")) if users else "")
+
+    async def complete(self, prompt: str, params: GenerationParams) -> Generation:
+        return self._answer(prompt)
+
+    async def stream_chat(self, messages: Sequence[Message],
+                          params: GenerationParams) -> AsyncIterator[Chunk]:
+        generation = await self.chat(messages, params)
+        yield Chunk(generation.text, generation.finish_reason, generation.usage)
+
+    async def stream_complete(self, prompt: str, params: GenerationParams) -> AsyncIterator[Chunk]:
+        generation = await self.complete(prompt, params)
+        yield Chunk(generation.text, generation.finish_reason, generation.usage)
+
+    def count_tokens(self, text: str) -> int:
+        return approx_token_count(text)
+
+    async def aclose(self) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return f"OracleBackend(answers={len(self._answers)})"

@@ -1,0 +1,186 @@
+"""The bench config (``unlearn-proxy bench --config BENCH.yaml``), validated with pydantic.
+
+Every model forbids unknown keys; :func:`load_bench_config` turns any problem into a
+:class:`~proxy.errors.ConfigError` naming the file and the field path (``methods.2.knob``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator,
+)
+
+from proxy.config import MethodConfig, ModelConfig, _format_validation_error, _substitute_env
+from proxy.errors import ConfigError
+
+__all__ = ["BenchConfig", "DatasetSpec", "GenerationSettings", "MethodSpec", "SampleSizes",
+           "load_bench_config", "parse_bench_config"]
+
+DEFAULT_STOP = ("\nQuestion:", "\n\n")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class GenerationSettings(_Strict):
+    """How every probe is asked (greedy by default, so runs are reproducible)."""
+
+    request_kind: Literal["completion", "chat"] = Field(
+        "completion", description="completion: the benchmark's prompt text ending in 'Answer:'")
+    max_tokens: int = Field(24, gt=0)
+    mcq_max_tokens: int = Field(4, gt=0)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    stop: list[str] = Field(default_factory=lambda: list(DEFAULT_STOP))
+
+
+class SampleSizes(_Strict):
+    """Probes per kind (``None``: all of them)."""
+
+    forget: int | None = Field(40, ge=0)
+    neighbour: int | None = Field(40, ge=0)
+    retain: int | None = Field(0, ge=0)
+    utility: int | None = Field(0, ge=0)
+
+
+class DatasetSpec(_Strict):
+    """One benchmark: which probes, how they are selected and which metrics run on them."""
+
+    name: str = Field(description="a benchmarks.datasets alias: rwku, tofu, wmdp, muse")
+    loader: dict[str, Any] = Field(default_factory=dict, description="load_benchmark kwargs")
+    mode: Literal["generate", "detect"] = Field(
+        "generate", description="detect: block rates against an oracle that answers the gold")
+    candidates: SampleSizes = Field(default_factory=SampleSizes)
+    max_scored: int | None = Field(None, gt=0, description="cap per kind after the known filter")
+    known_min_rouge: float | None = Field(
+        0.5, ge=0.0, le=1.0, description="score only probes the original model answers")
+    holdout_share: float = Field(
+        0.25, ge=0.0, lt=1.0, description="forget/neighbour/retain probes kept for the policy")
+    max_documents: int | None = Field(None, ge=0, description="forget documents per target")
+    extraction_strength: int | None = Field(None, ge=1, description="ES prefix grid size")
+    likelihood: bool = Field(False, description="tier L metrics (needs a log-prob engine)")
+
+    @model_validator(mode="after")
+    def _loader_args(self) -> DatasetSpec:
+        clash = sorted({"limit", "seed", "data_dir"} & set(self.loader))
+        if clash:
+            raise ValueError(f"loader: {', '.join(clash)} are set by the harness")
+        return self
+
+
+class MethodSpec(_Strict):
+    """A method row: a policy (``policy``: proxy method configs) or another registered kind.
+
+    ``knob`` names ``<method type>.<field>`` of the policy (``input_detector.threshold``) or,
+    for non-policy kinds, a key their runner understands; ``values`` sweep it.
+    """
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.+-]+$")
+    kind: str = "policy"
+    policy: list[MethodConfig] = Field(default_factory=list)
+    knob: str | None = None
+    values: list[float] = Field(default_factory=list)
+    options: dict[str, Any] = Field(default_factory=dict, description="for non-policy kinds")
+
+    @property
+    def is_reference(self) -> bool:
+        """The no-defence row: a policy kind with no methods."""
+        return self.kind == "policy" and not self.policy
+
+    @model_validator(mode="after")
+    def _knob(self) -> MethodSpec:
+        if (self.knob is None) != (not self.values):
+            raise ValueError("knob and values go together")
+        if self.kind != "policy" or self.knob is None:
+            return self
+        kind, _, field = self.knob.partition(".")
+        method = next((m for m in self.policy if m.type == kind), None)
+        if method is None:
+            raise ValueError(f"knob {self.knob!r}: the policy has no {kind!r} method")
+        if field not in type(method).model_fields:
+            raise ValueError(f"knob {self.knob!r}: {kind} has no field {field!r}")
+        return self
+
+
+class BenchConfig(_Strict):
+    """A whole benchmark run."""
+
+    name: str = Field(min_length=1)
+    seed: int = 0
+    out_dir: str | None = Field(None, description="default: benchmarks/results/<name>")
+    state_dir: str | None = Field(None, description="compiled policy artefacts (cache)")
+    model_name: str = "model"
+    model: ModelConfig
+    generation: GenerationSettings = Field(default_factory=GenerationSettings)
+    transport: Literal["in_process", "http"] = "in_process"
+    matched_utility_points: float = Field(2.0, ge=0.0)
+    datasets: list[DatasetSpec] = Field(min_length=1)
+    methods: list[MethodSpec] = Field(min_length=1)
+
+    @field_validator("methods")
+    @classmethod
+    def _one_reference(cls, methods: list[MethodSpec]) -> list[MethodSpec]:
+        names = [m.name for m in methods]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate method names {', '.join(dupes)}")
+        if sum(m.is_reference for m in methods) != 1:
+            raise ValueError("needs exactly one no-defence row (kind policy, empty policy)")
+        return methods
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BenchConfig:
+        for index, spec in enumerate(self.datasets):
+            where = f"datasets.{index}"
+            if spec.extraction_strength and self.generation.request_kind != "completion":
+                raise ValueError(f"{where}.extraction_strength needs prefill, i.e. "
+                                 "generation.request_kind 'completion'")
+            if spec.likelihood and (self.transport != "in_process" or
+                                    self.model.backend != "transformers"):
+                raise ValueError(f"{where}.likelihood needs the transformers backend and "
+                                 "transport 'in_process'")
+            if spec.mode == "detect" and self.transport != "in_process":
+                raise ValueError(f"{where}.mode 'detect' needs transport 'in_process' (the "
+                                 "oracle model lives in this process)")
+        return self
+
+    @property
+    def reference(self) -> MethodSpec:
+        """The no-defence method."""
+        return next(m for m in self.methods if m.is_reference)
+
+
+def parse_bench_config(data: Any, *, source: str = "<bench config>") -> BenchConfig:
+    """Validate parsed YAML; raises ConfigError naming ``source`` and each bad field."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping")
+    try:
+        config = BenchConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(source, exc)) from None
+    from benchmarks.harness.methods import METHOD_KINDS
+
+    for index, method in enumerate(config.methods):
+        if method.kind not in METHOD_KINDS:
+            raise ConfigError(f"{source}: methods.{index}.kind: unknown kind {method.kind!r} "
+                              f"(known: {', '.join(METHOD_KINDS.names())})")
+    return config
+
+
+def load_bench_config(path: str | os.PathLike[str]) -> BenchConfig:
+    """Read, ``${ENV}``-substitute and validate a bench YAML file."""
+    file = Path(path)
+    try:
+        data = yaml.safe_load(_substitute_env(file.read_text(encoding="utf-8")))
+    except OSError as exc:
+        raise ConfigError(f"{file}: cannot read bench config: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML: {exc}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{file}: {exc}") from None
+    return parse_bench_config(data, source=str(file))

@@ -1,0 +1,164 @@
+"""The run's report: ``report.json`` (every number with its provenance), ``items.jsonl``,
+``report.md``, one PNG per dataset and a self-contained ``report.html`` (PNGs as base64)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness.config import BenchConfig
+from benchmarks.harness.evaluate import DatasetResult
+from benchmarks.harness.plots import tradeoff_plot
+from benchmarks.harness.scoring import METRIC_INFO, Row
+from benchmarks.harness.tradeoff import Matched, match_utility
+
+__all__ = ["build_report", "render_html", "render_markdown", "write_report"]
+
+Table = tuple[list[str], list[list[str]]]
+_ARROW = {"lower": "↓", "higher": "↑"}
+_TIERS = "Tiers: T = text only (any endpoint), L = log-probs of a given continuation."
+
+
+def _cell(name: str, row: Row) -> str:
+    if name not in row.metrics:
+        return "–"
+    value = row.metrics[name]
+    return f"{100 * value:.1f}" if METRIC_INFO[name].unit == "%" else f"{value:.1f}"
+
+
+def _rows_table(rows: Sequence[Row]) -> Table:
+    names = [n for n in METRIC_INFO if any(n in r.metrics for r in rows)]
+    headers = ["Method", "Knob"] + [
+        f"{METRIC_INFO[n].title} {_ARROW[METRIC_INFO[n].better]} [{METRIC_INFO[n].tier}]"
+        + ("" if METRIC_INFO[n].unit == "%" else f" ({METRIC_INFO[n].unit})") for n in names
+    ] + ["Matched utility", "Wall s"]
+    body = [[r.label, f"{r.knob}" if r.knob else "–"] + [_cell(n, r) for n in names]
+            + ["–" if r.matched is None else "yes" if r.matched else "no", f"{r.wall_s:.1f}"]
+            for r in rows]
+    return headers, body
+
+
+def _matched_table(matched: Sequence[Matched]) -> Table:
+    def pct(value: float | None) -> str:
+        return "–" if value is None else f"{100 * value:.1f}"
+
+    headers = ["Method", "Row", "Within band", "Utility ↑", "Forget efficacy ↑"]
+    return headers, [[m.method, m.label, "yes" if m.matched else "no", pct(m.utility),
+                      pct(m.efficacy)] for m in matched]
+
+
+def _markdown_table(table: Table) -> str:
+    headers, body = table
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in body])
+
+
+def _html_table(table: Table) -> str:
+    headers, body = table
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>"
+                   for cells in body)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def _dataset_entry(result: DatasetResult, config: BenchConfig, out_dir: Path) -> dict[str, Any]:
+    spec = result.spec
+    matched = match_utility(result.rows, config.reference.name, config.matched_utility_points)
+    plot = tradeoff_plot(result.rows, out_dir / f"tradeoff_{spec.name}.png",
+                         title=f"{spec.name} ({spec.mode}) — {config.model_name}",
+                         mode=spec.mode, reference=config.reference.name,
+                         points=config.matched_utility_points)
+    return {
+        "name": spec.name, "mode": spec.mode, "spec": spec.model_dump(mode="json"),
+        "wall_s": round(result.wall_s, 1),
+        "files_sha256": dict(result.benchmark.files),
+        "loader_params": dict(result.benchmark.params),
+        "sizes": {**result.split.counts(),
+                  "scored": {k: len(v) for k, v in result.scored.items()},
+                  "scored_ids": {k: [p.id for p in v] for k, v in result.scored.items()}},
+        "rows": [r.to_dict() for r in result.rows],
+        "matched_utility": [m.__dict__ for m in matched], "plot": plot.name,
+        "cache_files": result.cache_files,
+        "tables": {"rows": _rows_table(result.rows), "matched": _matched_table(matched)},
+    }
+
+
+def build_report(results: Sequence[DatasetResult], config: BenchConfig, out_dir: Path,
+                 provenance: dict[str, Any]) -> dict[str, Any]:
+    """The JSON report (also draws the PNGs into ``out_dir``)."""
+    return {"bench": config.name, "provenance": provenance,
+            "config": config.model_dump(mode="json"),
+            "datasets": [_dataset_entry(r, config, out_dir) for r in results]}
+
+
+def _sizes_line(entry: dict[str, Any]) -> str:
+    sizes, spec = entry["sizes"], entry["spec"]
+    parts = [f"{kind} {sizes['scored'][kind]} of {sizes['candidates'][kind]} candidates"
+             for kind in sizes["scored"] if sizes["candidates"][kind]]
+    known = spec["known_min_rouge"]
+    rule = (f"scored = probes the no-defence model answers (ROUGE-L recall ≥ {known})"
+            if known is not None and entry["mode"] == "generate" else "all candidates scored")
+    return (f"Scored probes: {', '.join(parts)}; {rule} (MCQ not filtered). "
+            f"Dataset wall time {entry['wall_s']:.0f} s.")
+
+
+def _sections(report: dict[str, Any]) -> list[tuple[str, str, Table, Table, str]]:
+    prov = report["provenance"]
+    out = []
+    for entry in report["datasets"]:
+        title = (f"{entry['name']} ({entry['mode']}) — engine {prov['engine']}, model "
+                 f"{prov['model']['name']}, seed {prov['seed']}, transport {prov['transport']}")
+        out.append((title, _sizes_line(entry), entry["tables"]["rows"],
+                    entry["tables"]["matched"], entry["plot"]))
+    return out
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """``report.md``: one labelled table per dataset plus the matched-utility table."""
+    prov = report["provenance"]
+    lines = [f"# Bench `{report['bench']}`", "",
+             f"Run {prov['started_utc']} → {prov['ended_utc']}, wall time "
+             f"{prov['wall_time_s']:.0f} s, git {str(prov['git_commit'])[:10]}"
+             f"{' (dirty)' if prov['git_dirty'] else ''}. {_TIERS}", ""]
+    points = report["config"]["matched_utility_points"]
+    for title, sizes, rows, matched, plot in _sections(report):
+        lines += [f"## {title}", "", sizes, "", _markdown_table(rows), "",
+                  f"At matched utility (at most {points:g} points below no defence):", "",
+                  _markdown_table(matched), "", f"![trade-off]({plot})", ""]
+    return "\n".join(lines)
+
+
+def render_html(report: dict[str, Any], out_dir: Path) -> str:
+    """``report.html``: the tables and the plots (embedded), no external resources."""
+    parts = [f"<h1>Bench {html.escape(report['bench'])}</h1>",
+             f"<p>{html.escape(_TIERS)}</p>"]
+    for title, sizes, rows, matched, plot in _sections(report):
+        image = base64.b64encode((out_dir / plot).read_bytes()).decode("ascii")
+        parts += [f"<h2>{html.escape(title)}</h2>", f"<p>{html.escape(sizes)}</p>",
+                  _html_table(rows), "<h3>At matched utility</h3>", _html_table(matched),
+                  f'<img alt="trade-off {html.escape(plot)}" src="data:image/png;base64,{image}">']
+    provenance = html.escape(json.dumps(report["provenance"], indent=2))
+    parts.append(f"<h2>Provenance</h2><pre>{provenance}</pre>")
+    style = ("body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:"
+             "collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}"
+             "img{max-width:100%}")
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Bench "
+            f"{html.escape(report['bench'])}</title><style>{style}</style></head><body>"
+            + "\n".join(parts) + "</body></html>")
+
+
+def write_report(report: dict[str, Any], items: Sequence[dict[str, Any]], out_dir: Path) -> Path:
+    """Write ``report.json``, ``items.jsonl``, ``report.md`` and ``report.html``; returns the
+    JSON path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "report.json"
+    path.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
+    with (out_dir / "items.jsonl").open("w", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(item, ensure_ascii=False) + "\n" for item in items)
+    (out_dir / "report.md").write_text(render_markdown(report), encoding="utf-8")
+    (out_dir / "report.html").write_text(render_html(report, out_dir), encoding="utf-8")
+    return path

@@ -1,0 +1,74 @@
+"""Forget efficacy vs utility, and the comparison at matched utility.
+
+Wang et al. 2024 (*Unlearning with Control*; *Towards Effective Evaluations and Comparisons for
+LLM Unlearning Methods*): a method that trades away utility can look strong on forgetting, so
+each method is calibrated, by its knob, to keep utility within ``points`` of the original
+model, and forget efficacy is compared there. Generate mode: utility = mean neighbour/retain
+ROUGE-L, efficacy = 1 - forget ROUGE-L (MCQ forget sets: 1 - accuracy). Detect mode: utility = 1 - flag rate on
+neighbour/retain probes, efficacy = detection rate on forget probes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from benchmarks.harness.scoring import Row
+from benchmarks.metrics.base import mean
+
+__all__ = ["Matched", "efficacy", "match_utility", "utility"]
+
+_UTILITY = ("neighbour_rouge_l", "retain_rouge_l")
+_FLAGGED = ("neighbour_blocked", "retain_blocked")
+
+
+def utility(row: Row) -> float | None:
+    """Utility in [0, 1] (see the module docstring), or None without the metrics."""
+    kept = [row.metrics[name] for name in _UTILITY if name in row.metrics]
+    if kept:
+        return mean(kept)
+    flagged = [row.metrics[name] for name in _FLAGGED if name in row.metrics]
+    return 1.0 - mean(flagged) if flagged else None
+
+
+def efficacy(row: Row) -> float | None:
+    """Forget efficacy in [0, 1], higher = more forgotten, or None without the metrics."""
+    for name in ("forget_rouge_l", "forget_mcq"):
+        if name in row.metrics:
+            return 1.0 - row.metrics[name]
+    return row.metrics.get("forget_blocked")
+
+
+@dataclass(frozen=True)
+class Matched:
+    """The row chosen for one method: the best efficacy among rows within the utility band,
+    or (``matched`` False) the row with the highest utility when none is within it."""
+
+    method: str
+    label: str
+    matched: bool
+    utility: float | None
+    efficacy: float | None
+
+
+def match_utility(rows: Sequence[Row], reference: str, points: float) -> list[Matched]:
+    """Mark every row's ``matched`` flag and choose one row per method (in first-seen order).
+
+    ``reference`` is the no-defence method; a row is matched when its utility is at most
+    ``points`` percentage points below the reference's.
+    """
+    base = next((utility(r) for r in rows if r.method == reference), None)
+    chosen: list[Matched] = []
+    for method in dict.fromkeys(r.method for r in rows):
+        candidates = [r for r in rows if r.method == method]
+        for row in candidates:
+            u = utility(row)
+            row.matched = None if u is None or base is None else (base - u) * 100 <= points
+        inside = [r for r in candidates if r.matched]
+        if inside:
+            best = max(inside, key=lambda r: (efficacy(r) or 0.0, utility(r) or 0.0))
+        else:
+            best = max(candidates, key=lambda r: (utility(r) or 0.0, efficacy(r) or 0.0))
+        chosen.append(Matched(method, best.label, bool(best.matched), utility(best),
+                              efficacy(best)))
+    return chosen
