@@ -7,7 +7,7 @@ CONFIG ?=
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install dev serve test test-fast bench bench-smoke clean
+.PHONY: install dev serve test test-fast bench bench-smoke bench-weights clean
 
 # torch is installed first and pinned: pip takes the CPU build from local disk; an unpinned
 # torch would pull a multi-GB CUDA build.
@@ -36,6 +36,9 @@ test-fast: $(VENV)/.dev-installed
 
 bench: $(VENV)/.dev-installed
 	$(VENV)/bin/unlearn-proxy bench --config benchmarks/configs/default.yaml
+
+bench-weights: $(VENV)/.dev-installed
+	$(VENV)/bin/unlearn-proxy bench --config benchmarks/configs/weights.yaml
 
 bench-smoke: $(VENV)/.dev-installed
 	$(VENV)/bin/unlearn-proxy bench --config benchmarks/configs/smoke.yaml
