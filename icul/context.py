@@ -75,7 +75,7 @@ class ICULMethod:
         self._pool = pool
         self._lock = threading.Lock()
         self._selector: EraseSelector | None = None
-        if pool and cfg.s > 0:
+        if pool and cfg.s > 0 and cfg.retain_selection == "erase":
             ids = list(pool)
             vectors = embedder.embed([pool[i].question for i in ids])
             self._selector = EraseSelector(ids, vectors, k=cfg.s, epsilon=cfg.epsilon, seed=cfg.seed)
@@ -95,8 +95,13 @@ class ICULMethod:
         return chosen
 
     def retain_demonstrations(self) -> list[Demonstration]:
-        """The ERASE representatives of the retain pool."""
+        """The ERASE representatives of the retain pool (or a seeded random sample of it)."""
         with self._lock:
+            if self.cfg.retain_selection == "random":
+                ids = sorted(self._pool)
+                rng = np.random.default_rng(self.cfg.seed)
+                picks = rng.choice(len(ids), size=min(self.cfg.s, len(ids)), replace=False)
+                return [self._pool[ids[i]] for i in sorted(picks)]
             ids = self._selector.selected() if self._selector else []
             return [self._pool[i] for i in ids]
 
@@ -104,8 +109,11 @@ class ICULMethod:
         """Delete a retain example from the pool exactly; True when k-means was recomputed."""
         key = example_id(question)
         with self._lock:
-            if self._selector is None or key not in self._selector:
+            if key not in self._pool:
                 raise KeyError(question)
+            del self._pool[key]
+            if self._selector is None:
+                return True  # a random sample is simply drawn again from the smaller pool
             return self._selector.delete(key)
 
     @property
@@ -136,7 +144,8 @@ class ICULMethod:
     def describe(self) -> list[str]:
         """Lines for ``check-config``: the chosen retain demonstrations."""
         retain = self.retain_demonstrations()
+        how = "by ERASE" if self.cfg.retain_selection == "erase" else "at random"
         lines = [f"icul: k={self.cfg.k} forget demos per query (nearest of {len(self._forget)}), "
-                 f"s={self.cfg.s} retain demos chosen by ERASE from {len(self._pool)}:"]
+                 f"s={self.cfg.s} retain demos chosen {how} from {len(self._pool)}:"]
         lines += [f"  - {d.question} -> {d.answer}" for d in retain]
         return lines

@@ -183,6 +183,9 @@ class ICULConfig(_Strict):
     completion_query: Literal["wrap", "verbatim"] = Field(
         "wrap", description="put a completion prompt in the template's question slot, or append it"
     )
+    retain_selection: Literal["erase", "random"] = Field(
+        "erase", description="ERASE representatives, or a seeded random sample (plain ICUL)"
+    )
     epsilon: float = Field(0.5, gt=0.0, description="ERASE quantization grid size")
     seed: int = Field(0, ge=0)
     when: Literal["always", "detected"] = "always"
