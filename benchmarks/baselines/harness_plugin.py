@@ -29,9 +29,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,6 +40,7 @@ from benchmarks.datasets import Benchmark
 from benchmarks.harness.config import MethodSpec
 from benchmarks.harness.methods import Variant
 from proxy.config import PolicyConfig, TransformersModelConfig
+from proxy.cache_dirs import build_cached_dir, is_complete
 from proxy.errors import ConfigError
 
 __all__ = ["BaselineOptions", "baseline_variants", "training_data", "unlearned_artefact"]
@@ -51,7 +49,6 @@ log = logging.getLogger("unlearn_proxy.bench")
 
 STATE_FILE = "unlearned.pt"
 META_FILE = "meta.json"
-COMPLETE_MARKER = ".complete"
 CACHE_VERSION = 1
 KNOBS = ("alpha", "step")
 
@@ -150,24 +147,13 @@ def unlearned_artefact(options: BaselineOptions, method: str, forget: Sequence[I
                 "model": _model_fingerprint(options.model_path), "device": device.type}
     key = hashlib.sha256(json.dumps(key_data, sort_keys=True, default=list).encode()).hexdigest()
     target = _cache_root(options) / f"{method}-{key[:16]}"
-    if (target / COMPLETE_MARKER).is_file():
+    if is_complete(target):
         log.info("%s: cached unlearned weights %s", label or method, target)
         return target
-    if target.exists():
-        shutil.rmtree(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    tmp.chmod(0o755)  # mkdtemp's 0700 would hide a shared cache from other users
-    try:
-        _train(options, method, config, forget, retain, tmp, label=label or method)
-        (tmp / COMPLETE_MARKER).write_text(key + "\n")
-        os.rename(tmp, target)
-    except OSError:
-        if not (target / COMPLETE_MARKER).is_file():  # not a concurrent run that won
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return build_cached_dir(
+        target, key, lambda tmp: _train(options, method, config, forget, retain, tmp,
+                                        label=label or method)
+    )
 
 
 def _train(options: BaselineOptions, method: str, config: Any, forget: Sequence[Item],

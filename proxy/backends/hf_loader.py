@@ -9,9 +9,6 @@ conversion never leaves a half cache, and a dir without the marker is rebuilt.
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,9 +28,9 @@ from proxy.backends.embedded import (
     embedded_gguf_path,
     embedded_gguf_sha256,
 )
+from proxy.cache_dirs import build_cached_dir
 from proxy.errors import ConfigError
 
-COMPLETE_MARKER = ".complete"
 
 
 @dataclass(frozen=True)
@@ -77,23 +74,7 @@ def file_sha256(path: Path) -> str:
 def converted_dir(gguf: Path, sha256: str) -> Path:
     """The cached HF checkpoint converted from ``gguf``, converting it first if needed."""
     target = cache_dir() / "hf" / sha256[:16]
-    if (target / COMPLETE_MARKER).is_file():
-        return target
-    if target.exists():
-        shutil.rmtree(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    tmp.chmod(0o755)  # mkdtemp's 0700 would hide a shared cache from other users
-    try:
-        _convert_gguf(gguf, tmp)
-        (tmp / COMPLETE_MARKER).write_text(sha256 + "\n")
-        os.rename(tmp, target)
-    except OSError:
-        if not (target / COMPLETE_MARKER).is_file():  # not a concurrent conversion that won
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return build_cached_dir(target, sha256, lambda tmp: _convert_gguf(gguf, tmp))
 
 
 def _convert_gguf(gguf: Path, out: Path) -> None:

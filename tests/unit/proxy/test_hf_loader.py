@@ -9,6 +9,7 @@ import pytest
 
 from proxy.backends import hf_loader
 from proxy.backends.embedded import embedded_gguf_path, embedded_gguf_sha256
+from proxy.cache_dirs import COMPLETE_MARKER
 from proxy.errors import ConfigError
 
 
@@ -32,7 +33,7 @@ def test_conversion_is_cached_by_sha(
     second = hf_loader.converted_dir(gguf, "ab" * 32)
     assert first == second == tmp_path / "cache" / "hf" / ("ab" * 8)
     assert len(calls) == 1
-    assert (first / hf_loader.COMPLETE_MARKER).is_file()
+    assert (first / COMPLETE_MARKER).is_file()
     assert [p.name for p in first.parent.iterdir()] == [first.name]  # no temp dirs left
 
 
@@ -82,7 +83,7 @@ def test_device_is_validated() -> None:
 def test_embedded_model_loads_from_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
     sha = embedded_gguf_sha256()
     cached = hf_loader.converted_dir(embedded_gguf_path(), sha)  # converts if the cache is empty
-    assert (cached / hf_loader.COMPLETE_MARKER).is_file()
+    assert (cached / COMPLETE_MARKER).is_file()
     assert cached.name == sha[:16] and (cached / "config.json").is_file()
 
     def no_conversion(gguf: Path, out: Path) -> None:
