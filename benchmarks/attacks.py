@@ -143,8 +143,8 @@ def _run(loop: asyncio.Runner, runtimes: Mapping[str, CompiledRuntimePolicy],
         for stack, runtime in runtimes.items():
             request = Request(kind="chat", model=MODEL, messages=messages, params=_PARAMS,
                               request_id=f"attack-{index}-{stack}")
-            _, _, blocked, _, _ = loop.run(answer_request(pipeline, request, runtime.name))
-            passed[stack].append(not blocked)
+            reply = loop.run(answer_request(pipeline, request, runtime.name))
+            passed[stack].append(not reply.blocked)
     return passed
 
 
