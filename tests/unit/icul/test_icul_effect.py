@@ -1,13 +1,16 @@
-"""ICUL on the real embedded Gemma 3 270M (transformers, CPU, greedy): TOFU forget01 answers.
+"""ICUL on the real embedded Gemma 3 270M (transformers, CPU, greedy) with TOFU forget01.
 
-The policy forgets the two forget01 authors, given their even-numbered QA pairs as example
-questions; its retain examples are the first 40 retain99 QA pairs. Scored: the 20 odd-numbered
-questions, never given to the policy, as completion requests prepared by the server's own
-``Pipeline.admit``. The base model never saw TOFU's fictitious authors, so there is little to
-forget: any few-shot context teaches TOFU's answer style and *raises* ROUGE-L recall over the
-plain prompt. ICUL is therefore judged against the same policy without forget demonstrations
-(k=0): the forget demos must be the query author's own questions, must change most answers, and
-must not raise recall (they carry refusals, never the gold answers).
+The policy forgets the two forget01 authors, given two of every five of their QA pairs (16) as
+example questions; its retain examples are the first 40 retain99 QA pairs. Scored: TOFU's
+paraphrases of those 16 questions (never given to the policy verbatim), as completion requests
+prepared by the server's own ``Pipeline.admit`` and answered in one batched call.
+
+The base model never saw TOFU's fictitious authors, so there is little to forget: any few-shot
+context teaches TOFU's answer style and *raises* ROUGE-L recall over the plain prompt. ICUL is
+therefore judged against the same policy without forget demonstrations (k=0, s=4). Measured
+here: plain 0.083, k=0 0.235, ICUL 0.159, 4 of 16 answers refused. Questions the policy was not
+given are not forgotten: on 16 such questions of the same authors (policy given the other 24)
+k=0 scored 0.233 and ICUL 0.234.
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ import pytest
 
 from benchmarks.datasets.base import Benchmark, Probe
 from benchmarks.datasets.tofu import load_tofu
+from benchmarks.icul_overhead import QUERY, tofu_icul_policy
 from benchmarks.metrics.rouge import rouge_l_recall
 from proxy.backends.base import GenerationParams
 from proxy.backends.transformers_backend import TransformersBackend
-from proxy.config import ForgetTargetConfig, ICULConfig, PolicyConfig, QAExample
 from proxy.config import TransformersModelConfig
 from proxy.metrics import Metrics
 from proxy.pipeline import Pipeline, PolicyRuntime, Request
@@ -31,17 +34,13 @@ from proxy.policy_runtime import CompiledRuntimePolicy, compile_runtime_policy
 pytestmark = pytest.mark.slow
 
 MODEL = "gemma"
-QUERY = "Question: {}\nAnswer:"
-PARAMS = GenerationParams(max_tokens=24, temperature=0, stop=("\n",))
+PARAMS = GenerationParams(max_tokens=16, temperature=0, stop=("\n",))
 ICUL_K, ICUL_S = 2, 4
-N_RETAIN = 40
-# Greedy decoding is deterministic here, but other CPUs' kernels may flip a token or two.
-RECALL_TOLERANCE = 0.02
 
 
 @dataclass(frozen=True)
 class Scored:
-    """Greedy answers to the held-out questions and their mean ROUGE-L recall."""
+    """Greedy answers to the scored questions and their mean ROUGE-L recall."""
 
     answers: list[str]
     recall: float
@@ -53,40 +52,26 @@ def tofu() -> Benchmark:
 
 
 @pytest.fixture(scope="module")
-def held_out(tofu: Benchmark) -> list[Probe]:
-    return list(tofu.forget_probes[1::2])
+def given(tofu: Benchmark) -> list[Probe]:
+    """The forget QA pairs given to the policy; their paraphrases are scored."""
+    return [p for i, p in enumerate(tofu.forget_probes) if i % 5 in (0, 2)]
 
 
 @pytest.fixture(scope="module")
 def backend() -> TransformersBackend:
-    cfg = TransformersModelConfig(backend="transformers", device="cpu", batch_size=10)
+    cfg = TransformersModelConfig(backend="transformers", device="cpu", batch_size=16)
     return TransformersBackend.from_config(cfg)
-
-
-def _policy(tofu: Benchmark, k: int) -> PolicyConfig:
-    given = tofu.forget_probes[0::2]
-    targets = [
-        ForgetTargetConfig(
-            id=t.id, name=t.name, aliases=list(t.aliases),
-            questions=[QAExample(question=p.question, answer=p.answer)
-                       for p in given if p.target_id == t.id],
-        )
-        for t in tofu.targets
-    ]
-    retain = [QAExample(question=p.question, answer=p.answer) for p in tofu.retain_probes[:N_RETAIN]]
-    icul = ICULConfig(type="icul", k=k, s=ICUL_S, completion_query="verbatim")
-    return PolicyConfig(forget=targets, retain=retain, methods=[icul])
 
 
 @pytest.fixture(scope="module")
 def runtimes(
-    tofu: Benchmark, tmp_path_factory: pytest.TempPathFactory
+    tofu: Benchmark, given: list[Probe], tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, CompiledRuntimePolicy]:
     state_dir = tmp_path_factory.mktemp("icul_state")
-    return {
-        name: compile_runtime_policy(name, _policy(tofu, k), base_dir=Path.cwd(), state_dir=state_dir)
-        for name, k in (("control", 0), ("icul", ICUL_K))
-    }
+    policies = {"control": tofu_icul_policy(tofu, given, k=0, s=ICUL_S),
+                "icul": tofu_icul_policy(tofu, given, k=ICUL_K, s=ICUL_S)}
+    return {name: compile_runtime_policy(name, policy, base_dir=Path.cwd(), state_dir=state_dir)
+            for name, policy in policies.items()}
 
 
 @pytest.fixture(scope="module")
@@ -95,11 +80,15 @@ def pipeline(backend: TransformersBackend, runtimes: dict[str, CompiledRuntimePo
     return Pipeline(backends={MODEL: backend}, policies=policies, metrics=Metrics(), store=None)
 
 
+def _query(probe: Probe) -> str:
+    return QUERY.format(probe.paraphrased_question)
+
+
 async def _score(pipeline: Pipeline, probes: list[Probe], policy: str | None) -> Scored:
-    """Prepare each question through ``admit``, then answer all of them in one batched call."""
+    """Prepare each query through ``admit``, then answer all of them in one batched call."""
     prompts = []
     for probe in probes:
-        request = Request("completion", MODEL, [], PARAMS, probe.id, prompt=QUERY.format(probe.question))
+        request = Request("completion", MODEL, [], PARAMS, probe.id, prompt=_query(probe))
         decision, prepared = await pipeline.admit(request, policy)
         assert decision.blocking is None
         prompts.append(prepared.prompt or "")
@@ -109,30 +98,29 @@ async def _score(pipeline: Pipeline, probes: list[Probe], policy: str | None) ->
     return Scored(answers, rouge_l_recall(answers, [p.answer for p in probes]).value)
 
 
-def test_forget_demonstrations_are_the_query_authors_questions(
-    tofu: Benchmark, runtimes: dict[str, CompiledRuntimePolicy], held_out: list[Probe]
+def test_nearest_forget_demonstration_is_the_paraphrased_question(
+    runtimes: dict[str, CompiledRuntimePolicy], given: list[Probe]
 ) -> None:
-    author = {p.question: p.target_id for p in tofu.forget_probes}
     (method,) = runtimes["icul"].icul
-    for probe in held_out:
-        demos = method.forget_demonstrations(QUERY.format(probe.question))
-        assert len(demos) == ICUL_K
-        assert {author[d.question] for d in demos} == {probe.target_id}
+    nearest = [method.forget_demonstrations(_query(p))[0].question for p in given]
+    hits = sum(q == p.question for q, p in zip(nearest, given, strict=True))
+    assert hits >= 0.75 * len(given)
 
 
-async def test_icul_changes_answers_without_raising_recall(
-    pipeline: Pipeline, runtimes: dict[str, CompiledRuntimePolicy], held_out: list[Probe]
+async def test_icul_changes_answers_and_lowers_recall(
+    pipeline: Pipeline, runtimes: dict[str, CompiledRuntimePolicy], given: list[Probe]
 ) -> None:
-    plain = await _score(pipeline, held_out, None)
-    control = await _score(pipeline, held_out, "control")
-    icul = await _score(pipeline, held_out, "icul")
+    plain = await _score(pipeline, given, None)
+    control = await _score(pipeline, given, "control")
+    icul = await _score(pipeline, given, "icul")
     changed = sum(a != b for a, b in zip(icul.answers, control.answers, strict=True))
-    refusals = sum(a == runtimes["icul"].config.refusal_text for a in icul.answers)
+    refused = sum(a == runtimes["icul"].config.refusal_text for a in icul.answers)
     print(
-        f"\nTOFU forget01, {len(held_out)} held-out questions, ROUGE-L recall vs gold: "
-        f"plain {plain.recall:.3f} | retain demos only (k=0, s={ICUL_S}) {control.recall:.3f} | "
-        f"ICUL (k={ICUL_K}, s={ICUL_S}) {icul.recall:.3f}; ICUL changed {changed}/{len(held_out)} "
-        f"answers vs k=0, refused {refusals}"
+        f"\nTOFU forget01, {len(given)} paraphrased forget questions, ROUGE-L recall vs gold: "
+        f"plain {plain.recall:.3f} | k=0, s={ICUL_S} {control.recall:.3f} | "
+        f"ICUL k={ICUL_K}, s={ICUL_S} {icul.recall:.3f}; "
+        f"ICUL changed {changed}/{len(given)} answers vs k=0 and refused {refused}"
     )
-    assert changed > len(held_out) / 2
-    assert icul.recall <= control.recall + RECALL_TOLERANCE
+    assert changed > len(given) / 2
+    assert refused >= 1
+    assert icul.recall < control.recall
