@@ -317,8 +317,8 @@ def resolve_document(doc: DocumentConfig, base_dir: Path) -> str:
     """The text of a forget document (inline, or read from its path)."""
     if doc.text is not None:
         return doc.text
-    assert doc.path is not None  # guaranteed by DocumentConfig._one_source
-    path = Path(doc.path) if Path(doc.path).is_absolute() else base_dir / doc.path
+    path = Path(doc.path or "")  # DocumentConfig guarantees a path when there is no text
+    path = path if path.is_absolute() else base_dir / path
     return path.read_text(encoding="utf-8")
 
 
