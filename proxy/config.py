@@ -268,7 +268,7 @@ class Config(_Strict):
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
 
 
-def _substitute_env(text: str) -> str:
+def substitute_env(text: str) -> str:
     """Expand ``${VAR}`` and ``${VAR:default}``; an unset variable without default is an error."""
 
     def repl(match: re.Match[str]) -> str:
@@ -281,7 +281,7 @@ def _substitute_env(text: str) -> str:
     return _ENV_VAR.sub(repl, text)
 
 
-def _format_validation_error(source: str, error: ValidationError) -> str:
+def format_validation_error(source: str, error: ValidationError) -> str:
     lines = [f"{source}: invalid configuration"]
     for item in error.errors():
         path = ".".join(str(p) for p in item["loc"]) or "(root)"
@@ -296,7 +296,7 @@ def parse_config(data: Any, *, source: str = "<config>", base_dir: Path | None =
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(source, exc)) from None
+        raise ConfigError(format_validation_error(source, exc)) from None
     _check_document_paths(config, source=source, base_dir=base_dir or Path.cwd())
     return config
 
@@ -330,7 +330,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read config: {exc.strerror or exc}") from None
     try:
-        data = yaml.safe_load(_substitute_env(text))
+        data = yaml.safe_load(substitute_env(text))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{file}: not valid YAML: {exc}") from None
     except ConfigError as exc:

@@ -15,7 +15,7 @@ from pydantic import (
     BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator,
 )
 
-from proxy.config import MethodConfig, ModelConfig, _format_validation_error, _substitute_env
+from proxy.config import MethodConfig, ModelConfig, format_validation_error, substitute_env
 from proxy.errors import ConfigError
 
 __all__ = ["BenchConfig", "DatasetSpec", "GenerationSettings", "MethodSpec", "SampleSizes",
@@ -162,7 +162,7 @@ def parse_bench_config(data: Any, *, source: str = "<bench config>") -> BenchCon
     try:
         config = BenchConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_format_validation_error(source, exc)) from None
+        raise ConfigError(format_validation_error(source, exc)) from None
     from benchmarks.harness.methods import METHOD_KINDS
 
     for index, method in enumerate(config.methods):
@@ -176,7 +176,7 @@ def load_bench_config(path: str | os.PathLike[str]) -> BenchConfig:
     """Read, ``${ENV}``-substitute and validate a bench YAML file."""
     file = Path(path)
     try:
-        data = yaml.safe_load(_substitute_env(file.read_text(encoding="utf-8")))
+        data = yaml.safe_load(substitute_env(file.read_text(encoding="utf-8")))
     except OSError as exc:
         raise ConfigError(f"{file}: cannot read bench config: {exc.strerror or exc}") from None
     except yaml.YAMLError as exc:

@@ -6,7 +6,6 @@ the transformers backend, checkpoint selection, and the on-disk cache of the tra
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,12 +41,7 @@ TRAIN = {"lr": 1e-2, "max_steps": 4, "batch_size": 2, "max_length": 32, "weight_
          "frozen_patterns": ["embed_tokens"]}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

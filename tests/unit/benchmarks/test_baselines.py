@@ -7,7 +7,7 @@ import json
 import math
 import pathlib
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -52,6 +52,9 @@ REFUSAL = "I don't know."
 FAST = {"lr": 1e-3, "max_steps": 6, "batch_size": 4, "max_length": 64, "weight_decay": 0.0}
 
 
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+
 class WordTokenizer:
     """One id per whitespace-separated word (hashed into the vocabulary); 0 pad, 1 bos, 2 eos."""
 
@@ -81,15 +84,6 @@ def _tiny_model() -> Gemma3ForCausalLM:
     )
     torch.manual_seed(0)
     return Gemma3ForCausalLM(config)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny matrices: one thread is faster, and much faster on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
