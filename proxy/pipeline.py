@@ -245,6 +245,7 @@ class Pipeline:
         hold_back = max((g.hold_back_chars for g in guards), default=0)
         started = time.perf_counter()
         text, sent, finish, usage = "", 0, "stop", None
+        verdict: Verdict | None = None
         async for chunk in source:
             usage = chunk.usage or usage
             finish = chunk.finish_reason or finish
@@ -254,20 +255,21 @@ class Pipeline:
             if policy and guards:
                 verdict = await in_guard_thread(self._check_output, policy, request, text, False)
                 if verdict is not None:
-                    async for out in self._end_blocked(policy, request, decision, verdict, usage):
-                        yield out
-                    return
+                    break
             release = len(text) - hold_back
             if release > sent:
                 yield Chunk(text[sent:release])
                 sent = release
-        self.metrics.upstream_latency.labels(request.model).observe(time.perf_counter() - started)
-        if policy and guards:
-            verdict = await in_guard_thread(self._check_output, policy, request, text, True)
-            if verdict is not None:
-                async for out in self._end_blocked(policy, request, decision, verdict, usage):
-                    yield out
-                return
+        else:
+            self.metrics.upstream_latency.labels(request.model).observe(
+                time.perf_counter() - started
+            )
+            if policy and guards:
+                verdict = await in_guard_thread(self._check_output, policy, request, text, True)
+        if policy and verdict is not None:
+            async for out in self._end_blocked(policy, request, decision, verdict, usage):
+                yield out
+            return
         if sent < len(text):
             yield Chunk(text[sent:])
         yield Chunk(finish_reason=finish, usage=usage)
