@@ -9,12 +9,22 @@ export TOKENIZERS_PARALLELISM := false
 
 .PHONY: install dev serve test test-fast bench bench-smoke bench-weights clean
 
+# llama-cpp-python compiles llama.cpp. A native build (-march=native) emits AMX tile
+# instructions on hosts whose CPU lists AMX, and a VM that does not grant AMX state kills the
+# process with SIGILL on the first generation: build for AVX2/FMA/F16C instead, never from a
+# wheel cached with other flags.
+ifeq ($(shell uname -m),x86_64)
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+endif
+LLAMA_CPP ?= llama-cpp-python==0.3.36
+
 # torch is installed first and pinned: pip takes the CPU build from local disk; an unpinned
 # torch would pull a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet torch==2.13.0
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install --quiet --no-cache-dir "$(LLAMA_CPP)"
 	$(PIP) install --quiet -e .
 	touch $@
 

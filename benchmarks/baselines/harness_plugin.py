@@ -34,11 +34,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from benchmarks.datasets import Benchmark
 from benchmarks.harness.config import MethodSpec
-from benchmarks.harness.methods import Variant
+from benchmarks.harness.methods import Variant, parse_options
 from proxy.config import PolicyConfig, TransformersModelConfig
 from proxy.cache_dirs import build_cached_dir, is_complete
 from proxy.errors import ConfigError
@@ -68,15 +68,6 @@ class BaselineOptions(BaseModel):
     max_forget: int | None = Field(None, gt=0)
     max_retain: int | None = Field(None, gt=0)
     cache_dir: str | None = Field(None, description="default: <unlearn-proxy cache>/baselines")
-
-
-def _options(spec: MethodSpec) -> BaselineOptions:
-    try:
-        return BaselineOptions.model_validate(spec.options)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(p) for p in error["loc"])
-        raise ConfigError(f"method {spec.name!r}: options.{where}: {error['msg']}") from None
 
 
 def training_data(base: PolicyConfig, benchmark: Benchmark) -> tuple[list[Item], list[Item]]:
@@ -206,7 +197,7 @@ def _weights(spec: MethodSpec, artefact: Path, value: float | None) -> tuple[Pat
 def baseline_variants(spec: MethodSpec, base: PolicyConfig,
                       benchmark: Benchmark) -> list[Variant]:
     """The ``baseline`` VariantBuilder: one served model per knob value (no knob: α = 1)."""
-    options = _options(spec)
+    options: BaselineOptions = parse_options(spec, BaselineOptions)
     if spec.knob is not None and spec.knob not in KNOBS:
         raise ConfigError(f"method {spec.name!r}: knob {spec.knob!r}: a baseline sweeps "
                           f"{' or '.join(KNOBS)}")
@@ -217,11 +208,16 @@ def baseline_variants(spec: MethodSpec, base: PolicyConfig,
     if not forget:
         raise ConfigError(f"method {spec.name!r}: {benchmark.name} gives no forget material")
     artefact = unlearned_artefact(options, method, forget, retain, label=spec.name)
+    meta = json.loads((artefact / META_FILE).read_text(encoding="utf-8"))
+    training = {"wall_s": meta["train_wall_s"], "device": meta["device"], "dtype": meta["dtype"],
+                "steps": meta["steps"], "forget_items": meta["forget_items"],
+                "retain_items": meta["retain_items"]}
     variants = []
     for value in list(spec.values) or [None]:
         weights, alpha = _weights(spec, artefact, value)
         model = TransformersModelConfig(
             backend="transformers", model_path=options.model_path, device=options.device,
             batch_size=options.batch_size, weights=str(weights), mix_alpha=alpha)
-        variants.append(Variant(spec.name, spec.knob, value, None, model))
+        variants.append(Variant(spec.name, spec.knob, value, None, model,
+                                training=training))
     return variants

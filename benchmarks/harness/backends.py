@@ -3,22 +3,38 @@
 :class:`RecordingBackend` sits between the pipeline and the real engine: it times every call
 (so the latency a method adds is the request time minus the engine time) and answers a repeated
 greedy request from memory (a guard that lets a request through sends the model exactly the
-prompt the no-defence row sent). :class:`OracleBackend` always answers with the gold answer:
+prompt the no-defence row sent), and on an engine that batches it can answer a list of requests
+up front (:meth:`RecordingBackend.prefetch`). :class:`OracleBackend` always answers with the gold answer:
 against it, a method's block rate is its detection rate (forget probes) or false-positive rate.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 from benchmarks.errors import BenchmarkError
 from proxy.backends.base import (
     Backend, Capabilities, Chunk, Generation, GenerationParams, Message, Usage, approx_token_count,
 )
+from proxy.pipeline import Request
 
-__all__ = ["OracleBackend", "RecordingBackend"]
+__all__ = ["BatchGenerator", "OracleBackend", "RecordingBackend"]
+
+
+@runtime_checkable
+class BatchGenerator(Protocol):
+    """An engine that answers many prompts at once (the transformers backend)."""
+
+    batch_size: int
+
+    def generate(self, prompts: Sequence[str], params: GenerationParams) -> list[Generation]: ...
+
+    def generate_chat(self, conversations: Sequence[Sequence[Message]],
+                      params: GenerationParams) -> list[Generation]: ...
 
 
 class RecordingBackend:
@@ -28,6 +44,7 @@ class RecordingBackend:
         self.inner = inner
         self.capabilities: Capabilities = inner.capabilities
         self.elapsed_ms = 0.0
+        self.prefetch_ms = 0.0
         self.calls = 0
         self._memo: dict[str, Generation] = {}
 
@@ -35,8 +52,41 @@ class RecordingBackend:
         """Start timing a new request."""
         self.elapsed_ms = 0.0
 
+    @property
+    def batch_size(self) -> int:
+        """How many prompts :meth:`prefetch` gives the engine at once (1: it does not batch)."""
+        return self.inner.batch_size if isinstance(self.inner, BatchGenerator) else 1
+
+    async def prefetch(self, requests: Sequence[Request]) -> None:
+        """Answer the greedy ``requests`` in batches now (when the engine batches), so that
+        sending them one by one through the pipeline answers from memory."""
+        inner = self.inner
+        if not isinstance(inner, BatchGenerator):
+            return
+        groups: dict[str, list[Request]] = {}  # same kind and params: one batched call
+        for request in requests:
+            key = self._key(request.kind, _payload(request), request.params)
+            if request.params.temperature == 0 and key not in self._memo:
+                groups.setdefault(f"{request.kind} {request.params!r}", []).append(request)
+        for group in groups.values():
+            kind, params = group[0].kind, group[0].params
+            payloads = [_payload(r) for r in group]
+            started = time.perf_counter()
+            if kind == "chat":
+                answers = await asyncio.to_thread(inner.generate_chat, payloads, params)
+            else:
+                answers = await asyncio.to_thread(inner.generate, payloads, params)
+            self.prefetch_ms += (time.perf_counter() - started) * 1000
+            self.calls += len(answers)
+            self._memo.update((self._key(kind, payload, params), answer)
+                              for payload, answer in zip(payloads, answers, strict=True))
+
+    @staticmethod
+    def _key(kind: str, payload: object, params: GenerationParams) -> str:
+        return json.dumps([kind, payload, repr(params)], ensure_ascii=False, default=str)
+
     async def _generate(self, kind: str, payload: object, params: GenerationParams) -> Generation:
-        key = json.dumps([kind, payload, repr(params)], ensure_ascii=False, default=str)
+        key = self._key(kind, payload, params)
         if params.temperature == 0 and key in self._memo:
             return self._memo[key]
         started = time.perf_counter()
@@ -71,6 +121,11 @@ class RecordingBackend:
 
     def __repr__(self) -> str:
         return f"RecordingBackend({self.inner!r}, calls={self.calls}, memo={len(self._memo)})"
+
+
+def _payload(request: Request) -> Any:
+    """What the pipeline hands the engine for ``request`` (see ``Pipeline.generate``)."""
+    return list(request.messages) if request.kind == "chat" else request.prompt or ""
 
 
 class OracleBackend:

@@ -86,6 +86,15 @@ class MethodSpec(_Strict):
     knob: str | None = None
     values: list[float] = Field(default_factory=list)
     options: dict[str, Any] = Field(default_factory=dict, description="for non-policy kinds")
+    reference: str | None = Field(
+        None, description="the row its utility is matched against (default: no defence), "
+                          "e.g. the model row of the engine that serves a baseline")
+    datasets: list[str] = Field(
+        default_factory=list, description="names of the datasets it runs on (default: all)")
+
+    def runs_on(self, dataset: str) -> bool:
+        """Whether this method has a row on the dataset named ``dataset``."""
+        return not self.datasets or dataset in self.datasets
 
     @property
     def is_reference(self) -> bool:
@@ -131,12 +140,36 @@ class BenchConfig(_Strict):
             raise ValueError(f"duplicate method names {', '.join(dupes)}")
         if sum(m.is_reference for m in methods) != 1:
             raise ValueError("needs exactly one no-defence row (kind policy, empty policy)")
+        for method in methods:
+            if method.reference is not None and method.reference not in names:
+                raise ValueError(f"method {method.name!r}: reference {method.reference!r} is "
+                                 "not a method of this config")
         return methods
 
     @model_validator(mode="after")
     def _consistent(self) -> BenchConfig:
+        names = {spec.name for spec in self.datasets}
+        methods = {method.name: method for method in self.methods}
+        for index, method in enumerate(self.methods):
+            unknown = sorted(set(method.datasets) - names)
+            if unknown:
+                raise ValueError(f"methods.{index}.datasets: {', '.join(unknown)} is not a "
+                                 f"dataset of this config (have: {', '.join(sorted(names))})")
+            if method.is_reference and method.datasets:
+                raise ValueError(f"methods.{index}.datasets: the no-defence row runs on every "
+                                 "dataset")
+            missing = [d for d in names if method.runs_on(d) and method.reference
+                       and not methods[method.reference].runs_on(d)]
+            if missing:
+                raise ValueError(f"methods.{index}.reference: {method.reference!r} does not run "
+                                 f"on {', '.join(sorted(missing))}")
         for index, spec in enumerate(self.datasets):
             where = f"datasets.{index}"
+            own_model = [m.name for m in self.methods if m.kind != "policy" and m.runs_on(spec.name)]
+            if spec.mode == "detect" and own_model:
+                raise ValueError(f"{where}.mode 'detect' scores guards against an oracle model; "
+                                 f"{', '.join(own_model)} serve their own model: give them "
+                                 "`datasets:` without this one")
             if spec.extraction_strength and self.generation.request_kind != "completion":
                 raise ValueError(f"{where}.extraction_strength needs prefill, i.e. "
                                  "generation.request_kind 'completion'")

@@ -115,11 +115,12 @@ def _deploy(ctx: BenchContext, variants: Sequence[Variant],
     backend = RecordingBackend(OracleBackend(oracle)) if oracle is not None else ctx.backend
     if backend is None:
         raise RuntimeError("the bench model is not loaded")
-    local = InProcessDeployment(ctx.config, variants, backend=backend, state_dir=ctx.state_dir)
+    local = InProcessDeployment(ctx.config, variants, backend=backend, state_dir=ctx.state_dir,
+                                loop=ctx.loop)
     try:
         yield local
     finally:
-        ctx.loop.run(local.aclose())
+        local.close()
 
 
 def _prompt_text(task: Task) -> str:
@@ -149,7 +150,8 @@ def _select(spec: DatasetSpec, split: ProbeSplit,
 def _score(asking: _Asking, spec: DatasetSpec, scored: Mapping[ProbeKind, list[Probe]],
            reference: Mapping[str, Outcome]) -> tuple[Row, dict[str, Outcome]]:
     variant = asking.variant
-    row = Row(spec.name, variant.method, variant.label, variant.knob, variant.value)
+    row = Row(spec.name, variant.method, variant.label, variant.knob, variant.value,
+              training=variant.training)
     started = time.perf_counter()
     probes = [p for kind in KINDS for p in scored[kind]]
     outcomes = asking.answers(probes)
@@ -174,7 +176,8 @@ def evaluate_dataset(ctx: BenchContext, spec: DatasetSpec) -> DatasetResult:
     benchmark = load_benchmark(spec.name, ctx.data_dir, seed=config.seed, **spec.loader)
     split = split_probes(benchmark, spec, seed=config.seed)
     base = base_policy(benchmark, split, spec)
-    variants = [v for m in config.methods for v in METHOD_KINDS.get(m.kind)(m, base, benchmark)]
+    variants = [v for m in config.methods if m.runs_on(spec.name)
+                for v in METHOD_KINDS.get(m.kind)(m, base, benchmark)]
     reference = next(v for v in variants if v.method == config.reference.name)
     oracle = _oracle(benchmark.name, split, ctx) if spec.mode == "detect" else None
     result = DatasetResult(spec, benchmark, split, {}, [])

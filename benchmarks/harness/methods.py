@@ -3,9 +3,10 @@
 A variant is data: the policy the proxy applies (``None``: no policy) and the model it serves
 (``None``: the bench model). Every kind of method reduces to that, so policies and weight-based
 baselines are scored by the same pipeline on the same probes: a baseline variant is "no policy,
-the unlearned checkpoint served by the transformers backend". :data:`METHOD_KINDS` maps a
-``MethodSpec.kind`` to its ``VariantBuilder`` (``baseline``: ``benchmarks.baselines``, imported
-on first use).
+the unlearned checkpoint served by the transformers backend", and a ``model`` row is "no policy,
+another engine" (the original weights on the baselines' engine: their reference row).
+:data:`METHOD_KINDS` maps a ``MethodSpec.kind`` to its ``VariantBuilder`` (``baseline``:
+``benchmarks.baselines``, imported on first use).
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from benchmarks.datasets import Benchmark
 from benchmarks.harness.config import MethodSpec
@@ -22,7 +24,8 @@ from proxy.config import ModelConfig, PolicyConfig
 from proxy.errors import ConfigError
 from proxy.registry import Registry
 
-__all__ = ["METHOD_KINDS", "Variant", "VariantBuilder", "format_value", "policy_variants"]
+__all__ = ["METHOD_KINDS", "Variant", "VariantBuilder", "format_value", "model_variants",
+           "parse_options", "policy_variants"]
 
 
 def format_value(value: float | None) -> str:
@@ -41,6 +44,7 @@ class Variant:
     value: float | None
     policy: PolicyConfig | None
     model: ModelConfig | None = None
+    training: dict[str, Any] | None = None  # weight-based rows: wall_s, device, dtype, steps
 
     @property
     def label(self) -> str:
@@ -60,6 +64,17 @@ class Variant:
 VariantBuilder = Callable[[MethodSpec, PolicyConfig, Benchmark], list[Variant]]
 """``(spec, base policy: the dataset's targets and retain examples with no methods, the loaded
 benchmark: e.g. its retain documents) -> variants``."""
+
+
+def parse_options(spec: MethodSpec, schema: Any) -> Any:
+    """``spec.options`` validated against ``schema`` (a pydantic model or annotated type);
+    the first problem becomes a ConfigError naming the method and the option."""
+    try:
+        return TypeAdapter(schema).validate_python(spec.options)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"])
+        raise ConfigError(f"method {spec.name!r}: options.{where}: {error['msg']}") from None
 
 
 def _with_knob(spec: MethodSpec, base: PolicyConfig, value: float | None) -> PolicyConfig:
@@ -86,6 +101,16 @@ def policy_variants(spec: MethodSpec, base: PolicyConfig, benchmark: Benchmark) 
     return [Variant(spec.name, spec.knob, v, _with_knob(spec, base, v)) for v in values]
 
 
+def model_variants(spec: MethodSpec, base: PolicyConfig, benchmark: Benchmark) -> list[Variant]:
+    """A ``model`` row: no policy, the model its ``options`` configure (a proxy model config,
+    e.g. ``{backend: transformers}``), so other engines get their own no-defence row."""
+    if spec.knob is not None:
+        raise ConfigError(f"method {spec.name!r}: a model row has no knob")
+    model: ModelConfig = parse_options(spec, ModelConfig)
+    return [Variant(spec.name, None, None, None, model)]
+
+
 METHOD_KINDS: Registry[VariantBuilder] = Registry("method kind")
 METHOD_KINDS.register("policy", policy_variants)
+METHOD_KINDS.register("model", model_variants)
 METHOD_KINDS.register("baseline", "benchmarks.baselines.harness_plugin:baseline_variants")

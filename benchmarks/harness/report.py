@@ -36,10 +36,20 @@ def _rows_table(rows: Sequence[Row]) -> Table:
         f"{METRIC_INFO[n].title} {_ARROW[METRIC_INFO[n].better]} [{METRIC_INFO[n].tier}]"
         + ("" if METRIC_INFO[n].unit == "%" else f" ({METRIC_INFO[n].unit})") for n in names
     ] + ["Matched utility", "Wall s"]
+    trained = any(r.training for r in rows)
+    headers += ["Train s"] if trained else []
     body = [[r.label, f"{r.knob}" if r.knob else "–"] + [_cell(n, r) for n in names]
             + ["–" if r.matched is None else "yes" if r.matched else "no", f"{r.wall_s:.1f}"]
+            + ([_training_cell(r)] if trained else [])
             for r in rows]
     return headers, body
+
+
+def _training_cell(row: Row) -> str:
+    """A weight-based row's training wall time and device (shared by its knob values)."""
+    if not row.training:
+        return "–"
+    return f"{float(row.training['wall_s']):.1f} ({row.training['device']})"
 
 
 def _matched_table(matched: Sequence[Matched]) -> Table:
@@ -67,7 +77,9 @@ def _html_table(table: Table) -> str:
 
 def _dataset_entry(result: DatasetResult, config: BenchConfig, out_dir: Path) -> dict[str, Any]:
     spec = result.spec
-    matched = match_utility(result.rows, config.reference.name, config.matched_utility_points)
+    references = {m.name: m.reference for m in config.methods if m.reference}
+    matched = match_utility(result.rows, config.reference.name, config.matched_utility_points,
+                            references)
     plot = tradeoff_plot(result.rows, out_dir / f"tradeoff_{spec.name}.png",
                          title=f"{spec.name} ({spec.mode}) — {config.model_name}",
                          mode=spec.mode, reference=config.reference.name,

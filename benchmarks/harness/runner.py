@@ -3,7 +3,8 @@
 :func:`answer_request` is what ``proxy.server`` does for a non-streaming request: ``admit``,
 then the block answer or ``generate``. :class:`InProcessAsker` calls it on a live pipeline;
 :class:`HttpAsker` sends the same request to a running ``unlearn-proxy`` and reads the same
-outcome from its response. :func:`run_tasks` asks what the cache does not hold yet.
+outcome from its response. :func:`run_tasks` asks what the cache does not hold yet, batching
+the generation where the engine can.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from proxy.pipeline import Pipeline, Request, block_answer
 
 __all__ = ["Asker", "HttpAsker", "InProcessAsker", "Outcome", "Reply", "answer_request",
            "run_tasks"]
+
+PREFETCH_BATCHES = 4
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,13 @@ class InProcessAsker:
                                                        self.policy_name)
         return None if decision.blocking is not None else prepared
 
+    async def prefetch(self, requests: Sequence[Request]) -> None:
+        """Generate what the model will be asked for ``requests`` in batches (when its engine
+        batches), so that :meth:`ask` then takes the full request path answered from memory."""
+        if self.backend.batch_size > 1:
+            prepared = [await self.prepare(r) for r in requests]
+            await self.backend.prefetch([p for p in prepared if p is not None])
+
 
 class HttpAsker:
     """One variant behind a running proxy, selected by its client key.
@@ -139,10 +149,24 @@ class HttpAsker:
 
 def run_tasks(loop: asyncio.Runner, asker: Asker, tasks: Sequence[Task], cache: ResultCache,
               *, desc: str) -> dict[str, Outcome]:
-    """Outcomes of ``tasks`` by key; only requests missing from ``cache`` are sent."""
+    """Outcomes of ``tasks`` by key; only requests missing from ``cache`` are sent.
+
+    In-process on an engine that batches, each run of :data:`PREFETCH_BATCHES` batches is
+    generated at once first (:meth:`InProcessAsker.prefetch`).
+    """
     unique = {task.key: task for task in tasks}
     pending = [task for key, task in unique.items() if cache.get(key) is None]
-    for task in tqdm(pending, desc=desc, unit="req", leave=False, disable=not pending):
-        outcome = loop.run(asker.ask(task.request))
-        cache.put(task.key, {"probe_id": task.probe.id, **outcome.to_record()})
+    step = len(pending) or 1
+    if isinstance(asker, InProcessAsker) and asker.backend.batch_size > 1:
+        step = asker.backend.batch_size * PREFETCH_BATCHES
+    with tqdm(total=len(pending), desc=desc, unit="req", leave=False,
+              disable=not pending) as progress:
+        for start in range(0, len(pending), step):
+            chunk = pending[start : start + step]
+            if isinstance(asker, InProcessAsker):
+                loop.run(asker.prefetch([task.request for task in chunk]))
+            for task in chunk:
+                outcome = loop.run(asker.ask(task.request))
+                cache.put(task.key, {"probe_id": task.probe.id, **outcome.to_record()})
+                progress.update()
     return {key: Outcome.from_record(cache.get(key) or {}) for key in unique}

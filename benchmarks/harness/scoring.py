@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from benchmarks.datasets import Probe, ProbeKind
 from benchmarks.metrics.base import MetricResult, Tier, mean
@@ -74,6 +74,7 @@ class Row:
     items: dict[str, list[float]] = field(default_factory=dict)
     wall_s: float = 0.0
     matched: bool | None = None
+    training: dict[str, Any] | None = None
 
     def add(self, name: str, result: MetricResult) -> None:
         """Record ``result`` under the row metric ``name`` (must be in METRIC_INFO)."""
@@ -90,7 +91,7 @@ class Row:
                    for name, value in self.metrics.items()}
         return {"dataset": self.dataset, "method": self.method, "label": self.label,
                 "knob": self.knob, "value": self.value, "matched_utility": self.matched,
-                "wall_s": round(self.wall_s, 3), "metrics": metrics}
+                "wall_s": round(self.wall_s, 3), "training": self.training, "metrics": metrics}
 
 
 def _texts(probes: Sequence[Probe], outcomes: Mapping[str, Outcome]) -> list[str]:

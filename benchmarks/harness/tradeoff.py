@@ -10,7 +10,7 @@ neighbour/retain probes, efficacy = detection rate on forget probes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from benchmarks.harness.scoring import Row
@@ -51,15 +51,18 @@ class Matched:
     efficacy: float | None
 
 
-def match_utility(rows: Sequence[Row], reference: str, points: float) -> list[Matched]:
+def match_utility(rows: Sequence[Row], reference: str, points: float,
+                  references: Mapping[str, str] | None = None) -> list[Matched]:
     """Mark every row's ``matched`` flag and choose one row per method (in first-seen order).
 
     ``reference`` is the no-defence method; a row is matched when its utility is at most
-    ``points`` percentage points below the reference's.
+    ``points`` percentage points below its reference's: ``references[method]`` when given (a
+    baseline against the original weights on its own engine), else ``reference``.
     """
-    base = next((utility(r) for r in rows if r.method == reference), None)
     chosen: list[Matched] = []
     for method in dict.fromkeys(r.method for r in rows):
+        own = (references or {}).get(method, reference)
+        base = next((utility(r) for r in rows if r.method == own), None)
         candidates = [r for r in rows if r.method == method]
         for row in candidates:
             u = utility(row)

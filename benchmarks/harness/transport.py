@@ -44,32 +44,40 @@ def _model_name(config: BenchConfig, variant: Variant) -> str:
 
 
 class InProcessDeployment:
-    """All variants on one pipeline over ``backend`` (the bench model, already loaded)."""
+    """All variants on one pipeline over ``backend`` (the bench model, already loaded).
+
+    A variant with its own model (a baseline's weights) has it loaded when its asker is made,
+    and the previously loaded one closed first: at most one such model is in memory at a time.
+    """
 
     def __init__(self, config: BenchConfig, variants: Sequence[Variant], *,
-                 backend: RecordingBackend, state_dir: Path) -> None:
-        self.config = config
-        self.backends = {config.model_name: backend}
-        for variant in variants:
-            if variant.model is not None:
-                name = _model_name(config, variant)
-                self.backends[name] = RecordingBackend(build_backend(name, variant.model))
+                 backend: RecordingBackend, state_dir: Path, loop: asyncio.Runner) -> None:
+        self.config, self.loop = config, loop
+        self._own_model: str | None = None
         policies = {v.slug: cast(PolicyRuntime, compile_runtime_policy(
             v.slug, v.policy, base_dir=Path.cwd(), state_dir=state_dir))
             for v in variants if v.policy is not None}
-        self.pipeline = Pipeline(backends=dict(self.backends), policies=policies,
+        self.pipeline = Pipeline(backends={config.model_name: backend}, policies=policies,
                                  metrics=Metrics(), store=None)
 
     def asker(self, variant: Variant) -> InProcessAsker:
         model = _model_name(self.config, variant)
+        backends = self.pipeline.backends
+        if variant.model is not None and model not in backends:
+            self._close_own_model()
+            backends[model] = RecordingBackend(build_backend(model, variant.model))
+            self._own_model = model
         return InProcessAsker(self.pipeline, variant.slug if variant.policy else None,
-                              model=model, backend=self.backends[model])
+                              model=model, backend=cast(RecordingBackend, backends[model]))
 
-    async def aclose(self) -> None:
-        """Close the variants' own models (the bench model belongs to the caller)."""
-        for name, backend in self.backends.items():
-            if name != self.config.model_name:
-                await backend.aclose()
+    def _close_own_model(self) -> None:
+        if self._own_model is not None:
+            self.loop.run(self.pipeline.backends.pop(self._own_model).aclose())
+            self._own_model = None
+
+    def close(self) -> None:
+        """Close the variants' own model (the bench model belongs to the caller)."""
+        self._close_own_model()
 
 
 class HttpDeployment:

@@ -6,6 +6,7 @@ the transformers backend, checkpoint selection, and the on-disk cache of the tra
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,14 @@ from transformers import Gemma3ForCausalLM, Gemma3TextConfig, PreTrainedTokenize
 
 from benchmarks.baselines import harness_plugin
 from benchmarks.baselines.harness_plugin import STATE_FILE, baseline_variants, training_data
-from benchmarks.datasets import Benchmark, ForgetTarget
-from benchmarks.harness.config import MethodSpec
+from benchmarks.datasets import Benchmark, ForgetTarget, Probe
+from benchmarks.harness.backends import RecordingBackend
+from benchmarks.harness.cache import ResultCache
+from benchmarks.harness.config import MethodSpec, parse_bench_config
+from benchmarks.harness.methods import model_variants
+from benchmarks.harness.runner import run_tasks
+from benchmarks.harness.tasks import probe_task
+from benchmarks.harness.transport import InProcessDeployment
 from proxy.backends import build_backend
 from proxy.backends.base import GenerationParams
 from proxy.config import (
@@ -185,3 +192,37 @@ def test_bad_options_and_configs_are_config_errors(model_dir: Path, tmp_path: Pa
     with pytest.raises(ConfigError, match="weights: cannot read"):
         build_backend("m", TransformersModelConfig(backend="transformers", model_path=str(
             model_dir), device="cpu", weights=str(tmp_path / "absent.pt")))
+
+
+def test_harness_serves_baselines_one_model_at_a_time_with_batched_answers(
+        model_dir: Path, tmp_path: Path) -> None:
+    base, benchmark = _benchmark()
+    engine = {"backend": "transformers", "model_path": str(model_dir), "device": "cpu",
+              "batch_size": 2}
+    original = MethodSpec(name="orig", kind="model", options=engine)
+    variants = (model_variants(original, base, benchmark)
+                + baseline_variants(_spec(model_dir, tmp_path, method="ga", values=[0.5, 1.0]),
+                                    base, benchmark))
+    assert [v.training is None for v in variants] == [True, False, False]
+    assert variants[1].training["steps"] == TRAIN["max_steps"]  # type: ignore[index]
+    config = parse_bench_config({"name": "t", "model": engine, "datasets": [{"name": "toy"}],
+                                 "methods": [{"name": "none"}]})
+    probes = [Probe(id=f"p{i}", question=f"Quenna Vix {w}", answer="x", kind="forget")
+              for i, w in enumerate(["wrote", "was born", "studied", "won", "Lyon"])]
+    tasks = [probe_task("toy", p, config.generation, model="m", seed=0) for p in probes]
+    with asyncio.Runner() as loop:
+        bench_model = RecordingBackend(build_backend("t", config.model))
+        deployment = InProcessDeployment(config, variants, backend=bench_model,
+                                         state_dir=tmp_path / "state", loop=loop)
+        for variant in variants:
+            asker = deployment.asker(variant)
+            assert len(deployment.pipeline.backends) == 2  # the bench model + this variant's
+            answers = run_tasks(loop, asker, tasks, ResultCache(tmp_path / f"{variant.slug}.jsonl"),
+                                desc=variant.label)
+            assert asker.backend.prefetch_ms > 0 and asker.backend.calls == len(tasks)
+            inner = asker.backend.inner
+            single = [inner.generate([t.request.prompt], t.request.params)[0]  # type: ignore[attr-defined]
+                      for t in tasks]
+            assert [answers[t.key].text for t in tasks] == [g.text for g in single]
+        deployment.close()
+        assert list(deployment.pipeline.backends) == [config.model_name]

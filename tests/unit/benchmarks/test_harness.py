@@ -15,7 +15,7 @@ from benchmarks.datasets import Benchmark, Probe, load_benchmark
 from benchmarks.harness.backends import OracleBackend, RecordingBackend
 from benchmarks.harness.cache import ResultCache
 from benchmarks.harness.config import DatasetSpec, MethodSpec, load_bench_config, parse_bench_config
-from benchmarks.harness.methods import policy_variants
+from benchmarks.harness.methods import model_variants, policy_variants
 from benchmarks.harness.policies import base_policy, split_probes
 from benchmarks.harness.runner import Outcome, run_tasks
 from benchmarks.harness.scoring import METRIC_INFO, Row, known_probes, score_outcomes
@@ -55,6 +55,15 @@ def test_shipped_configs_validate() -> None:
      "datasets.0.mode"),
     (lambda c: c["datasets"][0].update(loader={"limit": 3}), "datasets.0"),
     (lambda c: c.update(transport="carrier-pigeon"), "transport"),
+    (lambda c: c["methods"][1].update(reference="nobody"), "reference 'nobody' is not a method"),
+    (lambda c: c["methods"][1].update(datasets=["tofu"]), "methods.1.datasets: tofu is not"),
+    (lambda c: c["methods"][0].update(datasets=["rwku"]), "the no-defence row runs on every"),
+    (lambda c: c["datasets"].append({"name": "tofu"}) or c["methods"][1].update(
+        datasets=["tofu"]) or c["methods"].append({"name": "x", "policy": [{"type": "prefix"}], "reference": "det"}),
+     "methods.2.reference: 'det' does not run on rwku"),
+    (lambda c: c["datasets"][0].update(mode="detect") or c["methods"].append(
+        {"name": "hf", "kind": "model", "options": {"backend": "transformers"}}),
+     "datasets.0.mode 'detect' scores guards against an oracle model; hf serve"),
 ])
 def test_config_errors_name_the_field(change: Any, where: str) -> None:
     config = json.loads(json.dumps(MINIMAL))
@@ -75,6 +84,22 @@ def test_knob_values_become_variants_and_bad_values_raise() -> None:
     with pytest.raises(ConfigError, match="threshold=2"):
         policy_variants(spec.model_copy(update={"values": [2.0]}), base, benchmark)
     assert policy_variants(MethodSpec(name="none"), base, benchmark)[0].policy is None
+
+
+def test_model_rows_serve_another_engine_without_a_policy() -> None:
+    base = PolicyConfig(forget=[ForgetTargetConfig(id="a", name="A")])
+    benchmark = Benchmark("b", targets=())
+    spec = MethodSpec(name="hf", kind="model", options={"backend": "transformers",
+                                                        "batch_size": 4})
+    [variant] = model_variants(spec, base, benchmark)
+    assert variant.policy is None and variant.model is not None
+    assert variant.model.backend == "transformers" and variant.model.batch_size == 4
+    with pytest.raises(ConfigError, match=r"method 'hf': options\.transformers\.batch_size"):
+        model_variants(spec.model_copy(update={"options": {"backend": "transformers",
+                                                           "batch_size": 0}}), base, benchmark)
+    with pytest.raises(ConfigError, match="no knob"):
+        model_variants(spec.model_copy(update={"knob": "alpha", "values": [1.0]}), base,
+                       benchmark)
 
 
 # probe hygiene --------------------------------------------------------------------------------
@@ -190,6 +215,11 @@ def test_match_utility_picks_best_forgetting_within_the_band() -> None:
     assert chosen["det"].label == "det@0.6" and chosen["det"].matched
     assert chosen["det"].efficacy == pytest.approx(0.7)
     assert not chosen["bad"].matched and rows[1].matched is False
+
+    rows.append(row("engine", None, 0.8, 0.40))  # another engine's original model ...
+    rows.append(row("ga", 1.0, 0.2, 0.39))  # ... is what a baseline served by it is matched to
+    chosen = {m.method: m for m in match_utility(rows, "none", 2.0, {"ga": "engine"})}
+    assert chosen["ga"].matched and not chosen["engine"].matched
 
 
 # the smoke bench ----------------------------------------------------------------------------
