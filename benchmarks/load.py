@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import uvloop
 import yaml
 
+from benchmarks.load_client import drive_load
 from benchmarks.processes import free_port, proxy_server, python_server
 from benchmarks.provenance import provenance
 from benchmarks.proxy_overhead import percentile
@@ -58,46 +60,21 @@ def _config(tmp: Path, upstream: str, with_policy: bool) -> Path:
     return path
 
 
-async def _one(
-    client: httpx.AsyncClient, url: str, i: int, stream: bool, tag: str
-) -> tuple[float, bool]:
+def _body(i: int, stream: bool, tag: str) -> bytes:
     text = f"{QUESTIONS[i % len(QUESTIONS)]} ({tag} #{i})"  # unique: no embedding-cache hits
-    body = {"model": "stub", "max_tokens": 16, "stream": stream,
-            "messages": [{"role": "user", "content": text}]}
-    started = time.perf_counter()
-    try:
-        if stream:
-            async with client.stream("POST", f"{url}/v1/chat/completions", json=body) as response:
-                ok = response.status_code == 200
-                async for _ in response.aiter_bytes():
-                    pass
-        else:
-            ok = (await client.post(f"{url}/v1/chat/completions", json=body)).status_code == 200
-    except httpx.HTTPError:
-        ok = False
-    return (time.perf_counter() - started) * 1000, ok
+    return json.dumps({"model": "stub", "max_tokens": 16, "stream": stream,
+                       "messages": [{"role": "user", "content": text}]}).encode()
 
 
-async def drive(url: str, *, concurrency: int, requests: int, stream: bool) -> dict[str, float]:
+def drive(url: str, *, concurrency: int, requests: int, stream: bool) -> dict[str, float]:
     """``requests`` requests from ``concurrency`` concurrent clients; latency percentiles, rps."""
-    queue = iter(range(requests))
-    latencies: list[float] = []
-    errors = 0
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-
-    async def worker(client: httpx.AsyncClient) -> None:
-        nonlocal errors
-        for i in queue:
-            ms, ok = await _one(client, url, i, stream, f"{stream}-{concurrency}")
-            latencies.append(ms)
-            errors += 0 if ok else 1
-
-    async with httpx.AsyncClient(limits=limits, timeout=120) as client:
-        started = time.perf_counter()
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
-        wall = time.perf_counter() - started
-    return {"rps": requests / wall, "p50": percentile(latencies, 50), "p95": percentile(latencies, 95),
-            "p99": percentile(latencies, 99), "errors": errors}
+    tag = f"{stream}-{concurrency}"
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        latencies, errors, wall = runner.run(drive_load(
+            url, "/v1/chat/completions", lambda i: _body(i, stream, tag),
+            concurrency=concurrency, requests=requests))
+    return {"rps": len(latencies) / wall, "p50": percentile(latencies, 50),
+            "p95": percentile(latencies, 95), "p99": percentile(latencies, 99), "errors": errors}
 
 
 def embedding_floor() -> dict[str, float]:
@@ -149,7 +126,7 @@ def run(levels: list[int], requests: int, latency_ms: float) -> dict[str, Any]:
                 for level in levels:
                     key = f"{'stream' if stream else 'json'}@{level}"
                     n = max(requests, level * 4)
-                    row = {name: asyncio.run(drive(url, concurrency=level, requests=n, stream=stream))
+                    row = {name: drive(url, concurrency=level, requests=n, stream=stream)
                            for name, url in targets.items()}
                     results["levels"][key] = row
                     print(_line(key, row, floor))

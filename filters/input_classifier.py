@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import faiss
 import numpy as np
 from scipy import sparse
+from scipy.special import expit
 from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer
 from sklearn.linear_model import LogisticRegression
 
@@ -107,10 +108,21 @@ class Featurizer:
         near = np.c_[to_forget, to_negative, to_forget - to_negative] * NEIGHBOUR_WEIGHT
         parts = [sparse.csr_matrix(np.c_[np.asarray(vectors, dtype=np.float64), near])]
         if self.char_ngrams:
-            parts.append(
-                self._tfidf.transform(self._hasher.transform([normalize(t) for t in texts]))
-            )
+            parts.append(self._ngram_tfidf(texts))
         return sparse.hstack(parts, format="csr")
+
+    def _ngram_tfidf(self, texts: Sequence[str]) -> sparse.csr_matrix:
+        """``TfidfTransformer.transform`` of the hashed n-gram counts, without sklearn's
+        per-call input checks (this runs on every request): sublinear tf × idf, rows L2-normed."""
+        counts = self._hasher.transform([normalize(t) for t in texts])
+        weights = counts.tocsr().astype(np.float64)
+        np.log(weights.data, out=weights.data)
+        weights.data += 1.0
+        weights.data *= self._tfidf.idf_[weights.indices]
+        rows = np.repeat(np.arange(weights.shape[0]), np.diff(weights.indptr))
+        norms = np.sqrt(np.bincount(rows, weights.data**2, minlength=weights.shape[0]))
+        weights.data /= np.maximum(norms, 1e-300)[rows]
+        return weights
 
 
 class ClassifierModel:
@@ -131,7 +143,10 @@ class ClassifierModel:
         self._lr.fit(features, labels)
 
     def predict_features(self, features: sparse.csr_matrix) -> np.ndarray:
-        probabilities: np.ndarray = self._lr.predict_proba(features)[:, 1]
+        """``predict_proba(features)[:, 1]`` of the fitted logistic regression, computed as
+        ``sigmoid(features · w + b)`` without sklearn's per-call input checks."""
+        logits = features @ self._lr.coef_[0] + self._lr.intercept_[0]
+        probabilities: np.ndarray = expit(np.asarray(logits, dtype=np.float64).ravel())
         return probabilities
 
     def predict(self, vectors: np.ndarray, texts: Sequence[str]) -> np.ndarray:

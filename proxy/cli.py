@@ -64,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int)
     serve.add_argument("--no-watch", dest="watch", action="store_false",
                        help="do not reload when the config file changes (SIGHUP still reloads)")
-    serve.add_argument("--log-level", default="info")
+    serve.add_argument("--log-level", default="info",
+                       choices=["critical", "error", "warning", "info", "debug"])
     serve.set_defaults(func=_serve)
     check = sub.add_parser("check-config", help="validate a config and print it resolved")
     check.add_argument("file")
@@ -82,8 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
+    level: int = getattr(logging, getattr(args, "log_level", "info").upper())
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # httpx logs every request at INFO (remote embedders): one line per call is noise (and CPU).
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, level))
     try:
         return int(args.func(args))
     except ConfigError as exc:

@@ -52,6 +52,8 @@ class OpenAIModelConfig(_ModelBase):
     upstream_model: str | None = Field(None, description="model name sent upstream")
     connect_timeout_s: float = Field(5.0, gt=0)
     read_timeout_s: float = Field(60.0, gt=0)
+    max_connections: int = Field(
+        256, gt=0, description="upstream connections, all kept alive (requests beyond wait)")
 
 
 class LlamaCppModelConfig(_ModelBase):

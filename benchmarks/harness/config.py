@@ -187,6 +187,14 @@ class BenchConfig(_Strict):
         """The no-defence method."""
         return next(m for m in self.methods if m.is_reference)
 
+    @property
+    def references(self) -> dict[str, str]:
+        """Each method's reference row: its ``reference``, else no defence; a row that is
+        another's reference is its own (the no-defence row of its engine)."""
+        own = {m.reference for m in self.methods if m.reference}
+        return {m.name: m.name if m.name in own else m.reference or self.reference.name
+                for m in self.methods}
+
 
 def parse_bench_config(data: Any, *, source: str = "<bench config>") -> BenchConfig:
     """Validate parsed YAML; raises ConfigError naming ``source`` and each bad field."""

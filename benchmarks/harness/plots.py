@@ -1,12 +1,13 @@
 """PNG trade-off plots (matplotlib, Agg backend): forget efficacy vs utility per method.
 
 One figure per dataset: every method is a point, a swept method a curve through its knob
-values (annotated), the no-defence row a star, and the matched-utility region is shaded.
+values (annotated), each reference row (no defence; another engine's original model) a star,
+and the matched-utility region of each reference is marked.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -20,7 +21,8 @@ from benchmarks.harness.tradeoff import efficacy, utility  # noqa: E402
 
 __all__ = ["tradeoff_plot"]
 
-_MARKERS = "osD^vP<>Xh"
+_MARKERS = "osD^vP<>Xhdp"
+_COLOURS = plt.get_cmap("tab20").colors
 _AXES = {
     "generate": ("Forget efficacy: 1 - forget ROUGE-L (higher = forgotten)",
                  "Utility: neighbour/retain ROUGE-L"),
@@ -28,25 +30,40 @@ _AXES = {
 }
 
 
-def tradeoff_plot(rows: Sequence[Row], path: Path, *, title: str, mode: str, reference: str,
-                  points: float) -> Path:
-    """Draw and save the figure; returns ``path``."""
-    figure, axes = plt.subplots(figsize=(7.5, 5.5), dpi=110)
-    base = next((utility(r) for r in rows if r.method == reference), None)
-    if base is not None:
-        axes.axhspan(base - points / 100, 1.03, color="tab:green", alpha=0.12,
-                     label=f"matched utility (>= no defence - {points:g} pts)")
-    for index, method in enumerate(dict.fromkeys(r.method for r in rows)):
+def tradeoff_plot(rows: Sequence[Row], path: Path, *, title: str, mode: str,
+                  references: Mapping[str, str], points: float) -> Path:
+    """Draw and save the figure; returns ``path``.
+
+    ``references`` maps each method to its reference row (see ``BenchConfig.references``):
+    reference rows are stars, the first one's matched band is shaded, any other's is a dashed
+    line, and rows matched against another reference are drawn dashed.
+    """
+    figure, axes = plt.subplots(figsize=(8.5, 6), dpi=110)
+    methods = list(dict.fromkeys(r.method for r in rows))
+    own = [m for m in methods if references.get(m) == m]
+    for number, ref in enumerate(own):
+        base = next((utility(r) for r in rows if r.method == ref), None)
+        if base is None:
+            continue
+        floor = base - points / 100
+        if number == 0:
+            axes.axhspan(floor, 1.03, color="tab:green", alpha=0.12,
+                         label=f"matched utility (>= {ref} - {points:g} pts)")
+        else:
+            axes.axhline(floor, color="tab:grey", linestyle="--", linewidth=1,
+                         label=f"matched utility vs {ref}")
+    for index, method in enumerate(methods):
         curve = [r for r in rows if r.method == method
                  and efficacy(r) is not None and utility(r) is not None]
         if not curve:
             continue
         xs = [efficacy(r) or 0.0 for r in curve]
         ys = [utility(r) or 0.0 for r in curve]
-        marker = "*" if method == reference else _MARKERS[index % len(_MARKERS)]
-        size = 14 if method == reference else 6
-        axes.plot(xs, ys, marker=marker, markersize=size, linestyle="-" if len(curve) > 1 else "",
-                  label=method)
+        is_reference = method in own
+        line = "--" if own and references.get(method) not in (method, own[0]) else "-"
+        axes.plot(xs, ys, marker="*" if is_reference else _MARKERS[index % len(_MARKERS)],
+                  markersize=14 if is_reference else 6, color=_COLOURS[index % len(_COLOURS)],
+                  linestyle=line if len(curve) > 1 else "", label=method)
         for row, x, y in zip(curve, xs, ys, strict=True):
             if row.value is not None:
                 axes.annotate(format_value(row.value), (x, y), textcoords="offset points",
@@ -54,7 +71,7 @@ def tradeoff_plot(rows: Sequence[Row], path: Path, *, title: str, mode: str, ref
     x_label, y_label = _AXES[mode]
     axes.set(xlabel=x_label, ylabel=y_label, title=title, xlim=(-0.03, 1.03), ylim=(-0.03, 1.03))
     axes.grid(alpha=0.3)
-    axes.legend(fontsize=7, loc="lower left")
+    axes.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)

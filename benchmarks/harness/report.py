@@ -77,12 +77,12 @@ def _html_table(table: Table) -> str:
 
 def _dataset_entry(result: DatasetResult, config: BenchConfig, out_dir: Path) -> dict[str, Any]:
     spec = result.spec
-    references = {m.name: m.reference for m in config.methods if m.reference}
+    references = config.references
     matched = match_utility(result.rows, config.reference.name, config.matched_utility_points,
                             references)
     plot = tradeoff_plot(result.rows, out_dir / f"tradeoff_{spec.name}.png",
                          title=f"{spec.name} ({spec.mode}) — {config.model_name}",
-                         mode=spec.mode, reference=config.reference.name,
+                         mode=spec.mode, references=references,
                          points=config.matched_utility_points)
     return {
         "name": spec.name, "mode": spec.mode, "spec": spec.model_dump(mode="json"),

@@ -48,3 +48,34 @@ def test_summary_names_every_figure() -> None:
         "5-fold",
     ):
         assert part in summary
+
+
+def test_fast_inference_equals_sklearn() -> None:
+    """Per-request TF-IDF and probabilities skip sklearn's checks but give its numbers."""
+    from sklearn.feature_extraction.text import TfidfTransformer
+
+    from filters.input_classifier import ClassifierModel, Featurizer
+    from filters.normalize import normalize
+
+    rng = np.random.default_rng(0)
+
+    def unit(n: int) -> np.ndarray:
+        rows = rng.normal(size=(n, 8))
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+    texts = [f"Where was author number {i} born, and what did {i % 3} write?" for i in range(40)]
+    texts += ["", "Zz"]
+    featurizer = Featurizer(char_ngrams=True, forget=unit(5), negatives=unit(6),
+                            negative_groups=np.arange(6)).fit(texts)
+    vectors = unit(len(texts))
+    reference = TfidfTransformer(sublinear_tf=True).fit(
+        featurizer._hasher.transform([normalize(t) for t in texts[:30]]))
+    featurizer._tfidf = reference
+    hashed = featurizer._hasher.transform([normalize(t) for t in texts])
+    expected = reference.transform(hashed).toarray()
+    features = featurizer.transform(vectors, texts)
+    assert np.allclose(features[:, vectors.shape[1] + 3:].toarray(), expected, atol=1e-12)
+    labels = np.arange(len(texts)) % 2
+    model = ClassifierModel(featurizer, features, labels)
+    assert np.allclose(model.predict(vectors, texts),
+                       model._lr.predict_proba(features)[:, 1], atol=1e-12)
