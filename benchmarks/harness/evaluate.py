@@ -77,6 +77,12 @@ class _Asking:
         tag = f"{spec.name}-{fingerprint(spec.loader, spec.mode)[:6]}"
         path = ctx.out_dir / "cache" / tag / f"{variant.slug}.seed{config.seed}.{key}.jsonl"
         self.cache = ResultCache(path)
+        self.cost_s = 0.0  # what the answers asked for so far cost (cached costs included)
+
+    def _run(self, tasks: Sequence[Task], desc: str) -> dict[str, Outcome]:
+        outcomes = run_tasks(self.ctx.loop, self.asker, tasks, self.cache, desc=desc)
+        self.cost_s += sum(outcomes[key].cost_ms for key in {t.key for t in tasks}) / 1000
+        return outcomes
 
     def task(self, probe: Probe, prefill: str = "") -> Task:
         config = self.ctx.config
@@ -86,8 +92,7 @@ class _Asking:
     def answers(self, probes: Sequence[Probe], label: str = "") -> dict[str, Outcome]:
         """Outcomes by probe id."""
         tasks = {p.id: self.task(p) for p in probes}
-        desc = f"{self.spec.name} {self.variant.label}{label}"
-        outcomes = run_tasks(self.ctx.loop, self.asker, list(tasks.values()), self.cache, desc=desc)
+        outcomes = self._run(list(tasks.values()), f"{self.spec.name} {self.variant.label}{label}")
         return {pid: outcomes[task.key] for pid, task in tasks.items()}
 
     def extraction(self, probes: Sequence[Probe]) -> MetricResult:
@@ -96,8 +101,7 @@ class _Asking:
 
         def generate(pairs: list[tuple[str, str]]) -> list[str]:
             tasks = [self.task(by_id[pid], prefix) for pid, prefix in pairs]
-            outcomes = run_tasks(self.ctx.loop, self.asker, tasks, self.cache,
-                                 desc=f"{self.spec.name} {self.variant.label} ES")
+            outcomes = self._run(tasks, f"{self.spec.name} {self.variant.label} ES")
             return [outcomes[t.key].text for t in tasks]
 
         return extraction_strength(generate, list(by_id), [p.answer for p in probes],
@@ -152,7 +156,6 @@ def _score(asking: _Asking, spec: DatasetSpec, scored: Mapping[ProbeKind, list[P
     variant = asking.variant
     row = Row(spec.name, variant.method, variant.label, variant.knob, variant.value,
               training=variant.training)
-    started = time.perf_counter()
     probes = [p for kind in KINDS for p in scored[kind]]
     outcomes = asking.answers(probes)
     refusal = variant.policy.refusal_text if variant.policy else DEFAULT_REFUSAL
@@ -160,12 +163,13 @@ def _score(asking: _Asking, spec: DatasetSpec, scored: Mapping[ProbeKind, list[P
     open_forget = [p for p in scored["forget"] if not is_asked_as_mcq(p)]
     if spec.extraction_strength and spec.mode == "generate" and open_forget:
         row.add("forget_es", asking.extraction(open_forget))
+    scoring_started = time.perf_counter()
     if spec.likelihood and isinstance(asking.asker, InProcessAsker):
         tasks = {p.id: asking.task(p) for p in probes}
         likelihood_metrics(row, asking.asker, asking.ctx.loop, scored, tasks, outcomes)
     cost_metrics(row, [outcomes[p.id] for p in probes], [reference[p.id] for p in probes],
                  tokens=spec.mode == "generate")
-    row.wall_s = time.perf_counter() - started
+    row.wall_s = asking.cost_s + time.perf_counter() - scoring_started
     return row, outcomes
 
 

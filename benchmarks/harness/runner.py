@@ -42,6 +42,7 @@ class Outcome:
     completion_tokens: int
     added_ms: float
     total_ms: float
+    cost_ms: float = 0.0  # wall time the harness spent on it (its share of a batch included)
 
     def to_record(self) -> dict[str, Any]:
         """A JSON-ready dict (the cache line)."""
@@ -49,8 +50,9 @@ class Outcome:
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Outcome:
-        """Inverse of :meth:`to_record` (extra keys ignored)."""
-        return cls(**{name: record[name] for name in cls.__dataclass_fields__})
+        """Inverse of :meth:`to_record` (extra keys ignored, missing ``cost_ms``: 0)."""
+        return cls(**{name: record[name] for name in cls.__dataclass_fields__
+                      if name in record or name != "cost_ms"})
 
 
 class Asker(Protocol):
@@ -149,7 +151,8 @@ class HttpAsker:
 
 def run_tasks(loop: asyncio.Runner, asker: Asker, tasks: Sequence[Task], cache: ResultCache,
               *, desc: str) -> dict[str, Outcome]:
-    """Outcomes of ``tasks`` by key; only requests missing from ``cache`` are sent.
+    """Outcomes of ``tasks`` by key; only requests missing from ``cache`` are sent, and each
+    records its ``cost_ms``, so a resumed run reports the same row wall times.
 
     In-process on an engine that batches, each run of :data:`PREFETCH_BATCHES` batches is
     generated at once first (:meth:`InProcessAsker.prefetch`).
@@ -163,10 +166,13 @@ def run_tasks(loop: asyncio.Runner, asker: Asker, tasks: Sequence[Task], cache: 
               disable=not pending) as progress:
         for start in range(0, len(pending), step):
             chunk = pending[start : start + step]
+            started = time.perf_counter()
             if isinstance(asker, InProcessAsker):
                 loop.run(asker.prefetch([task.request for task in chunk]))
+            share_ms = (time.perf_counter() - started) * 1000 / len(chunk)
             for task in chunk:
                 outcome = loop.run(asker.ask(task.request))
+                outcome = replace(outcome, cost_ms=outcome.total_ms + share_ms)
                 cache.put(task.key, {"probe_id": task.probe.id, **outcome.to_record()})
                 progress.update()
     return {key: Outcome.from_record(cache.get(key) or {}) for key in unique}

@@ -174,6 +174,7 @@ def test_run_tasks_resumes_from_the_cache(tmp_path: Path) -> None:
         again = run_tasks(loop, asker, tasks, ResultCache(path), desc="t")
     assert asker.calls == 3
     assert first == again and first[tasks[0].key].text.startswith("answer to Question: Q0?")
+    assert all(o.cost_ms >= o.total_ms > 0 for o in again.values())  # costs survive a resume
 
 
 class _FakeEngine:
