@@ -81,7 +81,8 @@ def embedding_floor() -> dict[str, float]:
     """One MiniLM embedding of a request (median ms) and MiniLM's batched rate (texts/s)."""
     from filters.embedder import LocalEmbedder
 
-    embedder = LocalEmbedder()
+    embedder = LocalEmbedder()  # the proxy's default: one torch thread, pinned
+    embedder.pin_threads()
     embedder.embed(QUESTIONS)
     singles = []
     for i in range(60):
@@ -96,9 +97,12 @@ def embedding_floor() -> dict[str, float]:
 
 
 def _rss_mb(pid: int) -> float:
+    """RSS of the process and its children (the embedding worker) together."""
     import psutil
 
-    return psutil.Process(pid).memory_info().rss / 2**20
+    process = psutil.Process(pid)
+    tree = [process, *process.children(recursive=True)]
+    return sum(p.memory_info().rss for p in tree) / 2**20
 
 
 def embedded_rss_mb() -> float:

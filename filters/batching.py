@@ -1,9 +1,9 @@
 """Micro-batching: concurrent ``embed`` calls from many threads become one batched call.
 
-One worker thread owns the model. A caller enqueues its texts and waits on a future; the worker
-takes the first waiting request, then everything else already queued (up to ``max_batch``
-texts, waiting at most ``max_wait_ms`` for more), embeds them in one call and hands each caller
-its rows. With one client nothing waits; under load, requests that arrive while a batch runs
+One worker thread owns the model (and pins its torch thread count once). A caller enqueues its
+texts and waits on a future; the worker takes the first waiting request, then everything else
+already queued (up to ``max_batch`` texts, waiting at most ``max_wait_ms`` for more), embeds
+them in one call and hands each caller its rows. With one client nothing waits; under load, requests that arrive while a batch runs
 form the next batch, so throughput approaches the embedder's batched rate.
 """
 
@@ -75,6 +75,9 @@ class BatchingEmbedder:
         return pending
 
     def _run(self) -> None:
+        pin_threads = getattr(self.inner, "pin_threads", None)
+        if pin_threads is not None:
+            pin_threads()
         while True:
             pending = self._collect()
             texts = [text for batch, _ in pending for text in batch]

@@ -50,12 +50,13 @@ def _normalised(vectors: np.ndarray) -> np.ndarray:
 
 @contextmanager
 def _torch_threads(count: int | None) -> Iterator[None]:
-    """Run torch with ``count`` intra-op threads, then restore the process setting."""
-    if count is None:
-        yield
-        return
+    """Run torch with ``count`` intra-op threads in this thread, then restore its setting
+    (nothing to do when the thread already runs ``count``, e.g. after :meth:`pin_threads`)."""
     import torch
 
+    if count is None or torch.get_num_threads() == count:
+        yield
+        return
     previous = torch.get_num_threads()
     torch.set_num_threads(count)
     try:
@@ -97,6 +98,14 @@ class LocalEmbedder:
         with self._lock:
             if self._model is None:
                 self._model = self._load()
+
+    def pin_threads(self) -> None:
+        """Give the calling thread ``num_threads`` torch threads for good (a thread that owns
+        the model: setting and restoring the count around every call costs milliseconds)."""
+        if self.num_threads is not None:
+            import torch
+
+            torch.set_num_threads(self.num_threads)
 
     def embed(self, texts: list[str]) -> np.ndarray:
         """Embed ``texts`` (an empty list gives a ``(0, dim)`` array)."""
@@ -222,8 +231,12 @@ def build_embedder(cfg: EmbedderConfig) -> Embedder:
     with _SHARED_LOCK:
         if cfg not in _SHARED:
             inner: Embedder
-            if cfg.type == "local":
-                inner = LocalEmbedder(cfg.model)
+            if cfg.type == "local" and cfg.worker == "process":
+                from filters.embedding_worker import ProcessEmbedder
+
+                inner = ProcessEmbedder(cfg.model, num_threads=cfg.num_threads)
+            elif cfg.type == "local":
+                inner = LocalEmbedder(cfg.model, num_threads=cfg.num_threads)
             else:
                 if cfg.base_url is None:
                     raise ConfigError("embedder.base_url: required for an 'openai' embedder")

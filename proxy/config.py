@@ -146,6 +146,11 @@ class EmbedderConfig(_Strict):
     base_url: str | None = None
     api_key_env: str | None = None
     timeout_s: float = Field(10.0, gt=0)
+    num_threads: int | None = Field(
+        1, gt=0, description="local: torch threads of the embedding worker (null: all cores)")
+    worker: Literal["process", "thread"] = Field(
+        "process", description="local: embed in a child process (never waits on the server's "
+        "GIL) or in a thread of this process")
 
     @model_validator(mode="after")
     def _remote_needs_url(self) -> EmbedderConfig:
