@@ -6,9 +6,12 @@
 Starts ``benchmarks.stub_upstream`` (an OpenAI-compatible server with a fixed latency) and two
 unlearn-proxy processes in front of it — one without a policy, one with the full input-side
 policy (alias + embedding detector + classifier) — then drives each, and the upstream directly,
-at every concurrency level, streaming and not. Added latency = proxied minus direct percentile at
-the same level. The embedding floor (one MiniLM embedding of a request, and MiniLM's batched
-rate) is measured in this process in the same run. Also records the proxies' RSS.
+at every concurrency level, streaming and not, with the lean keep-alive client of
+:mod:`benchmarks.load_client` (so that the client costs little of the two cores). Added
+latency = proxied minus direct percentile at the same level. The embedding floor (one MiniLM
+embedding of a request, and MiniLM's batched rate, with the proxy's default one torch thread)
+is measured in this process in the same run. Also records the proxies' RSS, their embedding
+worker processes included.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 One worker thread owns the model (and pins its torch thread count once). A caller enqueues its
 texts and waits on a future; the worker takes the first waiting request, then everything else
 already queued (up to ``max_batch`` texts, waiting at most ``max_wait_ms`` for more), embeds
-them in one call and hands each caller its rows. With one client nothing waits; under load, requests that arrive while a batch runs
-form the next batch, so throughput approaches the embedder's batched rate.
+them in one call and hands each caller its rows. With one client nothing waits; under load,
+requests that arrive while a batch runs form the next batch, so throughput approaches the
+embedder's batched rate.
 """
 
 from __future__ import annotations

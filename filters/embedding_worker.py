@@ -10,6 +10,7 @@ is restarted on the next call, and the failed call raises :class:`EmbedderError`
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing
 import threading
 from multiprocessing.connection import Connection
@@ -55,6 +56,7 @@ class ProcessEmbedder:
         self._lock = threading.Lock()
         self._conn: Connection | None = None
         self._process: Any = None
+        self._exit_hook = False
 
     def warm_up(self) -> None:
         """Start the child and load the model now (a start failure raises EmbedderError)."""
@@ -79,6 +81,9 @@ class ProcessEmbedder:
             process.join(5)
             raise EmbedderError(f"the embedding worker could not load the model: {detail}")
         self._conn, self._process = parent, process
+        if not self._exit_hook:  # stop the child before multiprocessing kills daemon children
+            atexit.register(self.close)
+            self._exit_hook = True
         return parent
 
     @staticmethod

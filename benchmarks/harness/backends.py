@@ -3,9 +3,10 @@
 :class:`RecordingBackend` sits between the pipeline and the real engine: it times every call
 (so the latency a method adds is the request time minus the engine time) and answers a repeated
 greedy request from memory (a guard that lets a request through sends the model exactly the
-prompt the no-defence row sent), and on an engine that batches it can answer a list of requests
-up front (:meth:`RecordingBackend.prefetch`). :class:`OracleBackend` always answers with the gold answer:
-against it, a method's block rate is its detection rate (forget probes) or false-positive rate.
+prompt the no-defence row sent), and on an engine that batches it can answer a list of
+requests up front (:meth:`RecordingBackend.prefetch`). :class:`OracleBackend` always answers
+with the gold answer: against it, a method's block rate is its detection rate (forget probes)
+or false-positive rate.
 """
 
 from __future__ import annotations

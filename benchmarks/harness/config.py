@@ -165,7 +165,8 @@ class BenchConfig(_Strict):
                                  f"on {', '.join(sorted(missing))}")
         for index, spec in enumerate(self.datasets):
             where = f"datasets.{index}"
-            own_model = [m.name for m in self.methods if m.kind != "policy" and m.runs_on(spec.name)]
+            own_model = [m.name for m in self.methods
+                         if m.kind != "policy" and m.runs_on(spec.name)]
             if spec.mode == "detect" and own_model:
                 raise ValueError(f"{where}.mode 'detect' scores guards against an oracle model; "
                                  f"{', '.join(own_model)} serve their own model: give them "
