@@ -139,7 +139,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     points = report["config"]["matched_utility_points"]
     for title, sizes, rows, matched, plot in _sections(report):
         lines += [f"## {title}", "", sizes, "", _markdown_table(rows), "",
-                  f"At matched utility (at most {points:g} points below no defence):", "",
+                  f"At matched utility (at most {points:g} points below the row's reference: no "
+                  "defence, or the `reference` it names):", "",
                   _markdown_table(matched), "", f"![trade-off]({plot})", ""]
     return "\n".join(lines)
 

@@ -50,9 +50,8 @@ class Outcome:
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Outcome:
-        """Inverse of :meth:`to_record` (extra keys ignored, missing ``cost_ms``: 0)."""
-        return cls(**{name: record[name] for name in cls.__dataclass_fields__
-                      if name in record or name != "cost_ms"})
+        """Inverse of :meth:`to_record` (extra keys ignored; older lines lack ``cost_ms``)."""
+        return cls(**{name: record[name] for name in cls.__dataclass_fields__ if name in record})
 
 
 class Asker(Protocol):
