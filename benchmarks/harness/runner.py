@@ -109,9 +109,8 @@ class InProcessAsker:
     async def prefetch(self, requests: Sequence[Request]) -> None:
         """Generate what the model will be asked for ``requests`` in batches (when its engine
         batches), so that :meth:`ask` then takes the full request path answered from memory."""
-        if self.backend.batch_size > 1:
-            prepared = [await self.prepare(r) for r in requests]
-            await self.backend.prefetch([p for p in prepared if p is not None])
+        prepared = [await self.prepare(r) for r in requests]
+        await self.backend.prefetch([p for p in prepared if p is not None])
 
 
 class HttpAsker:
@@ -158,16 +157,15 @@ def run_tasks(loop: asyncio.Runner, asker: Asker, tasks: Sequence[Task], cache: 
     """
     unique = {task.key: task for task in tasks}
     pending = [task for key, task in unique.items() if cache.get(key) is None]
-    step = len(pending) or 1
-    if isinstance(asker, InProcessAsker) and asker.backend.batch_size > 1:
-        step = asker.backend.batch_size * PREFETCH_BATCHES
+    batcher = asker if isinstance(asker, InProcessAsker) and asker.backend.batch_size > 1 else None
+    step = batcher.backend.batch_size * PREFETCH_BATCHES if batcher else len(pending) or 1
     with tqdm(total=len(pending), desc=desc, unit="req", leave=False,
               disable=not pending) as progress:
         for start in range(0, len(pending), step):
             chunk = pending[start : start + step]
             started = time.perf_counter()
-            if isinstance(asker, InProcessAsker):
-                loop.run(asker.prefetch([task.request for task in chunk]))
+            if batcher is not None:
+                loop.run(batcher.prefetch([task.request for task in chunk]))
             share_ms = (time.perf_counter() - started) * 1000 / len(chunk)
             for task in chunk:
                 outcome = loop.run(asker.ask(task.request))
