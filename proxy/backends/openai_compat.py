@@ -15,6 +15,8 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
+from aiohttp.helpers import BasicAuth, get_env_proxy_for_url
+from yarl import URL
 
 from proxy.backends.base import (
     Capabilities,
@@ -55,6 +57,7 @@ class OpenAICompatBackend:
             total=None, connect=cfg.read_timeout_s, sock_connect=cfg.connect_timeout_s,
             sock_read=cfg.read_timeout_s,
         )
+        self._proxy, self._proxy_auth = _env_proxy(self._base_url)
         self._session: aiohttp.ClientSession | None = None
         self._session_loop: asyncio.AbstractEventLoop | None = None
 
@@ -64,7 +67,7 @@ class OpenAICompatBackend:
         if self._session is None or self._session.closed or self._session_loop is not loop:
             connector = aiohttp.TCPConnector(limit=self._cfg.max_connections, limit_per_host=0)
             self._session = aiohttp.ClientSession(
-                connector=connector, headers=self._headers, timeout=self._timeout, trust_env=True
+                connector=connector, headers=self._headers, timeout=self._timeout
             )
             self._session_loop = loop
         return self._session
@@ -137,7 +140,9 @@ class OpenAICompatBackend:
         """POST ``body``; upstream HTTP errors and transport failures become ProxyErrors."""
         what = "stream" if streamed else "request"
         try:
-            async with self._client().post(self._base_url + path, json=body) as response:
+            async with self._client().post(
+                self._base_url + path, json=body, proxy=self._proxy, proxy_auth=self._proxy_auth
+            ) as response:
                 if response.status >= 400:
                     text = (await response.read()).decode("utf-8", "replace")
                     raise self._mapped_error(response.status, text, response.headers)
@@ -178,6 +183,15 @@ class OpenAICompatBackend:
         if 400 <= status < 500:
             return InvalidRequestError(f"upstream: {message}")
         return UpstreamError(f"the upstream model failed with HTTP {status}")
+
+
+def _env_proxy(url: str) -> tuple[URL | None, BasicAuth | None]:
+    """The proxy ``HTTP(S)_PROXY``/``NO_PROXY`` name for ``url``, looked up once (aiohttp's
+    ``trust_env`` would read the environment and ``~/.netrc`` on every request)."""
+    try:
+        return get_env_proxy_for_url(URL(url))
+    except LookupError:
+        return None, None
 
 
 def _upstream_message(text: str) -> str:

@@ -75,6 +75,9 @@ def front(upstream: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
                           "api_key_env": "UP_WRONG", "upstream_model": "gemma"},
             "down": {"backend": "openai", "base_url": f"http://127.0.0.1:{dead_port}/v1",
                      "connect_timeout_s": 1},
+            # a host that does not resolve: reachable only through the HTTP proxy set below
+            "via-proxy": {"backend": "openai", "base_url": "http://upstream.invalid/v1",
+                          "api_key_env": "UP_KEY", "upstream_model": "gemma"},
         }
         for mode in ("slow", "garbage", "error500", "cut"):
             models[mode] = {"backend": "openai", "base_url": f"{fake_url}/v1", "read_timeout_s": 0.5}
@@ -82,6 +85,8 @@ def front(upstream: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("UP_KEY", UPSTREAM_KEY)
             patch.setenv("UP_WRONG", "sk-not-the-right-one")
+            patch.setenv("HTTP_PROXY", upstream)  # the upstream server answers proxy-form requests
+            patch.setenv("NO_PROXY", "127.0.0.1,localhost")
             app = create_app(config)
         with thread_server(app) as url:
             yield url
@@ -99,6 +104,15 @@ def test_chat_through_the_proxy_equals_direct(front: str, upstream: str) -> None
     proxied = _client(front).chat.completions.create(model="gemma", messages=messages, **GREEDY)
     assert proxied.choices[0].message.content == direct.choices[0].message.content
     assert proxied.usage == direct.usage
+
+
+def test_upstream_reached_through_the_environment_http_proxy(front: str, upstream: str) -> None:
+    messages = [{"role": "user", "content": "Who wrote Harry Potter?"}]
+    direct = _client(upstream, UPSTREAM_KEY).chat.completions.create(
+        model="gemma", messages=messages, **GREEDY
+    )
+    proxied = _client(front).chat.completions.create(model="via-proxy", messages=messages, **GREEDY)
+    assert proxied.choices[0].message.content == direct.choices[0].message.content
 
 
 def test_stream_through_the_proxy_equals_direct(front: str, upstream: str) -> None:
