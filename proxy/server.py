@@ -31,7 +31,7 @@ from proxy.metrics import Metrics
 from proxy.pipeline import Decision, Request as PipelineRequest, block_answer
 from proxy.reload import ConfigReloader
 from proxy.runtime import Runtime, RuntimeHolder, build_runtime
-from proxy.sse import DONE, event
+from proxy.sse import DONE, SLOT, EventTemplate, event
 from proxy.store import Store
 
 log = logging.getLogger("unlearn_proxy.server")
@@ -308,23 +308,27 @@ async def _sse_body(
     *,
     include_usage: bool,
 ) -> AsyncIterator[bytes]:
-    if factory.kind == "chat":
-        yield event(factory.choice("", first=True))
+    """The SSE body; events that are ready together go out in one write (the role event with
+    the first text, and the finish chunk with the usage chunk and ``[DONE]``)."""
+    content = EventTemplate(factory.choice(SLOT))
+    out = event(factory.choice("", first=True)) if factory.kind == "chat" else b""
     usage: Usage | None = None
     try:
         chunk = first
         while chunk is not None:
             usage = chunk.usage or usage
             if chunk.text:
-                yield event(factory.choice(chunk.text))
-            if chunk.finish_reason:
-                yield event(factory.choice(None if factory.kind == "chat" else "", chunk.finish_reason))
+                out += content.render(chunk.text)
+            if chunk.finish_reason:  # only the usage and the end follow a finish reason
+                out += event(factory.choice(None if factory.kind == "chat" else "", chunk.finish_reason))
+            elif out:
+                yield out
+                out = b""
             chunk = await anext(rest, None)
     except ProxyError as exc:
         log.info("stream ended with %s: %s", type(exc).__name__, exc.message)
-        yield event(exc.envelope())
-        yield DONE
+        yield out + event(exc.envelope()) + DONE
         return
     if include_usage:
-        yield event(factory.usage(usage or Usage(0, 0)))
-    yield DONE
+        out += event(factory.usage(usage or Usage(0, 0)))
+    yield out + DONE

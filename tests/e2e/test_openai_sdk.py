@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import openai
 import pytest
@@ -57,6 +59,28 @@ def test_chat_stream_matches_non_stream_and_reports_usage(client: openai.OpenAI)
     assert len(finishing) == 1
     assert chunks[-1].choices == [] and chunks[-1].usage is not None
     assert chunks[-1].usage.completion_tokens > 0
+
+
+def test_chat_stream_wire_format(llama_url: str) -> None:
+    """The raw SSE bytes: OpenAI's event framing, role first, finish, usage, then [DONE]."""
+    body = {"model": "gemma", "messages": [{"role": "user", "content": "Say hello."}], "stream": True,
+            "stream_options": {"include_usage": True}, **GREEDY}
+    headers = {"Authorization": f"Bearer {CLIENT_KEY}"}
+    with httpx.stream("POST", f"{llama_url}/v1/chat/completions", json=body, headers=headers,
+                      timeout=120) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        raw = response.read()
+    assert raw.endswith(b"\n\ndata: [DONE]\n\n")
+    events = raw.split(b"\n\n")[:-2]
+    assert all(e.startswith(b"data: {") and b"\n" not in e for e in events)
+    chunks = [json.loads(e[len(b"data: "):]) for e in events]
+    assert len({c["id"] for c in chunks}) == 1 and {c["object"] for c in chunks} == {"chat.completion.chunk"}
+    assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+    *content, finish, usage = chunks
+    assert all(c["choices"][0]["finish_reason"] is None for c in content)
+    assert "".join(c["choices"][0]["delta"].get("content", "") for c in content).strip()
+    assert finish["choices"][0]["delta"] == {} and finish["choices"][0]["finish_reason"] in ("stop", "length")
+    assert usage["choices"] == [] and usage["usage"]["completion_tokens"] > 0
 
 
 def test_completion_stream(client: openai.OpenAI) -> None:
