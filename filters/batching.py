@@ -35,10 +35,13 @@ class BatchStats:
         return self.texts / self.batches if self.batches else 0.0
 
 
+DEFAULT_MAX_BATCH = 64
+
+
 class BatchingEmbedder:
     """An :class:`Embedder` that coalesces concurrent calls (thread-safe)."""
 
-    def __init__(self, inner: Embedder, *, max_batch: int = 64, max_wait_ms: float = 0.0) -> None:
+    def __init__(self, inner: Embedder, *, max_batch: int = DEFAULT_MAX_BATCH, max_wait_ms: float = 0.0) -> None:
         self.inner = inner
         self.model_id = getattr(inner, "model_id", repr(inner))
         self.max_batch = max_batch

@@ -99,17 +99,29 @@ class Featurizer:
             self._tfidf.fit(self._hasher.transform([normalize(t) for t in texts]))
         return self
 
+    def _dense(self, vectors: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
+        """The embedding and the neighbour-similarity columns."""
+        to_forget = _max_similarity(vectors, self._forget, groups, self._forget_groups)
+        to_negative = _max_similarity(vectors, self._negatives, groups, self._negative_groups)
+        near = np.c_[to_forget, to_negative, to_forget - to_negative] * NEIGHBOUR_WEIGHT
+        return np.c_[np.asarray(vectors, dtype=np.float64), near]
+
     def transform(
         self, vectors: np.ndarray, texts: Sequence[str], groups: np.ndarray | None = None
     ) -> sparse.csr_matrix:
         """Features; ``groups`` (training only) hides each text's own group from the neighbours."""
-        to_forget = _max_similarity(vectors, self._forget, groups, self._forget_groups)
-        to_negative = _max_similarity(vectors, self._negatives, groups, self._negative_groups)
-        near = np.c_[to_forget, to_negative, to_forget - to_negative] * NEIGHBOUR_WEIGHT
-        parts = [sparse.csr_matrix(np.c_[np.asarray(vectors, dtype=np.float64), near])]
+        parts = [sparse.csr_matrix(self._dense(vectors, groups))]
         if self.char_ngrams:
             parts.append(self._ngram_tfidf(texts))
         return sparse.hstack(parts, format="csr")
+
+    def dot(self, vectors: np.ndarray, texts: Sequence[str], weights: np.ndarray) -> np.ndarray:
+        """``transform(vectors, texts) @ weights`` without building the sparse feature matrix."""
+        dense = self._dense(vectors, None)
+        out: np.ndarray = dense @ weights[: dense.shape[1]]
+        if self.char_ngrams:
+            out += self._ngram_tfidf(texts) @ weights[dense.shape[1] :]
+        return out
 
     def _ngram_tfidf(self, texts: Sequence[str]) -> sparse.csr_matrix:
         """``TfidfTransformer.transform`` of the hashed n-gram counts, without sklearn's
@@ -153,7 +165,9 @@ class ClassifierModel:
         """The probability that each text is about a forget target."""
         if self.featurizer is None:
             raise RuntimeError("this model was fitted on precomputed features only")
-        return self.predict_features(self.featurizer.transform(vectors, texts))
+        logits = self.featurizer.dot(vectors, texts, self._lr.coef_[0]) + self._lr.intercept_[0]
+        probabilities: np.ndarray = expit(logits)
+        return probabilities
 
 
 def _embed(
