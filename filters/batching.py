@@ -1,31 +1,35 @@
-"""Micro-batching: concurrent ``embed`` calls from many threads become one batched call.
+"""Micro-batching: concurrent calls from many threads become one batched call.
 
-One worker thread owns the model (and pins its torch thread count once). A caller enqueues its
-texts and waits on a future; the worker takes the first waiting request, then everything else
-already queued (up to ``max_batch`` texts, waiting at most ``max_wait_ms`` for more), embeds
-them in one call and hands each caller its rows. With one client nothing waits; under load,
-requests that arrive while a batch runs form the next batch, so throughput approaches the
-embedder's batched rate.
+Leader/follower: a call that finds no batch running runs one itself, in its own thread, over
+its items and those of every call already waiting (up to ``max_batch`` items); calls that arrive
+meanwhile wait, and the oldest of them leads the next batch with everything queued by then. A
+lone call runs at once, with no hand-off to another thread; under load, calls that arrive while
+a batch runs form the next one, so throughput approaches the batched rate. The embedder and the
+FAISS forget index both batch this way.
 """
 
 from __future__ import annotations
 
-import queue
 import threading
-import time
-from concurrent.futures import Future
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import numpy as np
 
 if TYPE_CHECKING:
     from filters.embedder import Embedder
 
+T = TypeVar("T")
+R = TypeVar("R")
+
+DEFAULT_MAX_BATCH = 64
+
 
 @dataclass
 class BatchStats:
-    """How many batches ran and how many texts they held."""
+    """How many batches ran and how many items they held."""
 
     batches: int = 0
     texts: int = 0
@@ -35,21 +39,100 @@ class BatchStats:
         return self.texts / self.batches if self.batches else 0.0
 
 
-DEFAULT_MAX_BATCH = 64
+class _Call(Generic[T, R]):
+    """One caller's items, its share of a batch's result, and the lock it sleeps on."""
+
+    __slots__ = ("items", "rows", "error", "_wake")
+
+    def __init__(self, items: list[T]) -> None:
+        self.items = items
+        self.rows: Sequence[R] | None = None
+        self.error: BaseException | None = None
+        self._wake = threading.Lock()
+        self._wake.acquire()
+
+    @property
+    def served(self) -> bool:
+        return self.rows is not None or self.error is not None
+
+    def sleep(self) -> None:
+        self._wake.acquire()
+
+    def wake(self) -> None:
+        self._wake.release()
+
+
+class MicroBatcher(Generic[T, R]):
+    """``fn`` over a list of items, with concurrent calls coalesced into one (thread-safe).
+
+    ``fn`` must return one row per item, in order, as a sliceable sequence (a list, an array).
+    """
+
+    def __init__(
+        self, fn: Callable[[list[T]], Sequence[R]], *, max_batch: int = DEFAULT_MAX_BATCH
+    ) -> None:
+        self.fn = fn
+        self.max_batch = max_batch
+        self.stats = BatchStats()
+        self._lock = threading.Lock()
+        self._waiting: deque[_Call[T, R]] = deque()  # the head leads the next batch
+        self._running = False
+
+    def __call__(self, items: Sequence[T]) -> Sequence[R]:
+        """``fn(items)``, possibly computed together with other callers' items."""
+        call: _Call[T, R] = _Call(list(items))
+        with self._lock:
+            self._waiting.append(call)
+            lead, self._running = not self._running, True
+        if not lead:
+            call.sleep()  # until served, or until this call leads the next batch
+        if not call.served:
+            self._run_batch()
+        if call.error is not None:
+            raise call.error
+        assert call.rows is not None
+        return call.rows
+
+    def _run_batch(self) -> None:
+        with self._lock:
+            batch = [self._waiting.popleft()]
+            size = len(batch[0].items)
+            while self._waiting and size + len(self._waiting[0].items) <= self.max_batch:
+                batch.append(self._waiting.popleft())
+                size += len(batch[-1].items)
+        items = [item for call in batch for item in call.items]
+        try:
+            rows = self.fn(items)
+        except BaseException as exc:  # every caller in the batch gets the failure
+            for call in batch:
+                call.error = exc
+        else:
+            self.stats.batches += 1
+            self.stats.texts += len(items)
+            start = 0
+            for call in batch:
+                call.rows = rows[start : start + len(call.items)]
+                start += len(call.items)
+        with self._lock:
+            leader = self._waiting[0] if self._waiting else None
+            self._running = leader is not None
+        for call in batch[1:]:
+            call.wake()
+        if leader is not None:
+            leader.wake()
 
 
 class BatchingEmbedder:
     """An :class:`Embedder` that coalesces concurrent calls (thread-safe)."""
 
-    def __init__(self, inner: Embedder, *, max_batch: int = DEFAULT_MAX_BATCH, max_wait_ms: float = 0.0) -> None:
+    def __init__(self, inner: Embedder, *, max_batch: int = DEFAULT_MAX_BATCH) -> None:
         self.inner = inner
         self.model_id = getattr(inner, "model_id", repr(inner))
-        self.max_batch = max_batch
-        self.max_wait_s = max_wait_ms / 1000
-        self.stats = BatchStats()
-        self._queue: queue.Queue[tuple[list[str], Future[np.ndarray]]] = queue.Queue()
-        self._worker = threading.Thread(target=self._run, name="embed-batcher", daemon=True)
-        self._worker.start()
+        self._batcher: MicroBatcher[str, np.ndarray] = MicroBatcher(inner.embed, max_batch=max_batch)
+
+    @property
+    def stats(self) -> BatchStats:
+        return self._batcher.stats
 
     def warm_up(self) -> None:
         """Load the wrapped model now, if it loads lazily."""
@@ -61,42 +144,7 @@ class BatchingEmbedder:
         """Embed ``texts`` in the next batch; raises what the inner embedder raised."""
         if not texts:
             return self.inner.embed([])
-        future: Future[np.ndarray] = Future()
-        self._queue.put((list(texts), future))
-        return future.result()
-
-    def _collect(self) -> list[tuple[list[str], Future[np.ndarray]]]:
-        pending = [self._queue.get()]
-        size = len(pending[0][0])
-        deadline = time.monotonic() + self.max_wait_s
-        while size < self.max_batch:
-            try:
-                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                break
-            pending.append(item)
-            size += len(item[0])
-        return pending
-
-    def _run(self) -> None:
-        pin_threads = getattr(self.inner, "pin_threads", None)
-        if pin_threads is not None:
-            pin_threads()
-        while True:
-            pending = self._collect()
-            texts = [text for batch, _ in pending for text in batch]
-            try:
-                vectors = self.inner.embed(texts)
-            except Exception as exc:  # every waiting caller gets the failure
-                for _, future in pending:
-                    future.set_exception(exc)
-                continue
-            self.stats.batches += 1
-            self.stats.texts += len(texts)
-            start = 0
-            for batch, future in pending:
-                future.set_result(vectors[start : start + len(batch)])
-                start += len(batch)
+        return np.asarray(self._batcher(texts))
 
     def __repr__(self) -> str:
-        return f"BatchingEmbedder({self.inner!r}, max_batch={self.max_batch})"
+        return f"BatchingEmbedder({self.inner!r}, max_batch={self._batcher.max_batch})"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from filters.batching import MicroBatcher
 from filters.embedder import Embedder
 from proxy.config import ForgetTargetConfig, resolve_document
 
@@ -90,8 +92,14 @@ def collect_items(
     return items
 
 
+Hits = list[tuple[float, ForgetItem]]
+
+
 class ForgetIndex:
-    """Forget items and their embeddings in a FAISS ``IndexFlatIP`` (cosine similarity)."""
+    """Forget items and their embeddings in a FAISS ``IndexFlatIP`` (cosine similarity).
+
+    Searches from concurrent requests are batched into one FAISS call (:class:`MicroBatcher`).
+    """
 
     def __init__(self, items: Sequence[ForgetItem], vectors: np.ndarray) -> None:
         if len(items) != len(vectors):
@@ -101,6 +109,8 @@ class ForgetIndex:
         self._index = faiss.IndexFlatIP(self.vectors.shape[1])
         if len(self.items):
             self._index.add(self.vectors)
+        self._batchers: dict[int, MicroBatcher[np.ndarray, Hits]] = {}
+        self._batchers_lock = threading.Lock()
 
     @classmethod
     def build(
@@ -125,12 +135,21 @@ class ForgetIndex:
     def dim(self) -> int:
         return int(self.vectors.shape[1])
 
-    def search(self, vectors: np.ndarray, k: int = 1) -> list[list[tuple[float, ForgetItem]]]:
+    def search(self, vectors: np.ndarray, k: int = 1) -> list[Hits]:
         """The ``k`` nearest items of each query row, best first, as ``(cosine, item)``."""
         queries = np.ascontiguousarray(vectors, dtype=np.float32)
         if not len(self.items) or not len(queries):
             return [[] for _ in range(len(queries))]
-        scores, ids = self._index.search(queries, min(k, len(self.items)))
+        return list(self._batcher(min(k, len(self.items)))(list(queries)))
+
+    def _batcher(self, k: int) -> MicroBatcher[np.ndarray, Hits]:
+        with self._batchers_lock:
+            if k not in self._batchers:
+                self._batchers[k] = MicroBatcher(lambda rows: self._search_rows(rows, k))
+            return self._batchers[k]
+
+    def _search_rows(self, rows: list[np.ndarray], k: int) -> list[Hits]:
+        scores, ids = self._index.search(np.stack(rows), k)
         return [
             [(float(s), self.items[int(i)]) for s, i in zip(row_s, row_i, strict=True) if i >= 0]
             for row_s, row_i in zip(scores, ids, strict=True)

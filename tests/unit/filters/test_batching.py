@@ -1,14 +1,16 @@
-"""Micro-batching of embeddings: same vectors as direct calls, fewer model calls under load."""
+"""Micro-batching of embeddings and FAISS searches: same results as direct calls, fewer calls."""
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 
-from filters.batching import BatchingEmbedder
+from filters.batching import BatchingEmbedder, MicroBatcher
 from filters.embedder import LocalEmbedder
+from filters.forget_index import ForgetIndex, ForgetItem
 
 TEXTS = [f"Question number {i} about topic {i % 7}?" for i in range(96)]
 
@@ -20,7 +22,7 @@ def minilm() -> LocalEmbedder:
 
 def test_concurrent_calls_are_batched_and_exact(minilm: LocalEmbedder) -> None:
     direct = minilm.embed(TEXTS)
-    batching = BatchingEmbedder(minilm, max_batch=32, max_wait_ms=5)
+    batching = BatchingEmbedder(minilm, max_batch=32)
     with ThreadPoolExecutor(max_workers=32) as pool:
         rows = list(pool.map(lambda t: batching.embed([t])[0], TEXTS))
     np.testing.assert_allclose(np.stack(rows), direct, atol=1e-5)
@@ -32,7 +34,7 @@ def test_concurrent_calls_are_batched_and_exact(minilm: LocalEmbedder) -> None:
 
 
 def test_a_lone_call_does_not_wait(minilm: LocalEmbedder) -> None:
-    batching = BatchingEmbedder(minilm, max_wait_ms=0)
+    batching = BatchingEmbedder(minilm)
     assert batching.embed(["one text"]).shape == (1, 384)
     assert batching.embed([]).shape[0] == 0
     assert batching.stats.batches == 1
@@ -51,3 +53,47 @@ def test_failures_reach_every_caller() -> None:
         batching.embed(["x"])
     with pytest.raises(RuntimeError, match="embedder down"):
         batching.embed(["y"])
+
+
+def test_micro_batcher_serves_every_caller_its_own_rows() -> None:
+    calls: list[int] = []
+
+    def slow_double(items: list[int]) -> list[int]:
+        calls.append(len(items))
+        time.sleep(0.01)  # long enough for the other threads to queue behind each batch
+        return [2 * x for x in items]
+
+    batcher: MicroBatcher[int, int] = MicroBatcher(slow_double, max_batch=8)
+    requests = [list(range(i, i + 1 + i % 3)) for i in range(60)]
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(lambda items: list(batcher(items)), requests))
+    assert answers == [[2 * x for x in items] for items in requests]
+    assert sum(calls) == sum(len(r) for r in requests) and max(calls) <= 8
+    assert len(calls) < len(requests) / 2, calls
+
+
+def test_micro_batcher_failure_reaches_its_batch_and_the_next_batch_runs() -> None:
+    def fail_on_negative(items: list[int]) -> list[int]:
+        time.sleep(0.005)
+        if any(x < 0 for x in items):
+            raise ValueError("negative")
+        return items
+
+    batcher: MicroBatcher[int, int] = MicroBatcher(fail_on_negative)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        futures = [pool.submit(batcher, [i if i % 10 else -1]) for i in range(1, 40)]
+        outcomes = [f.exception() or f.result() for f in futures]
+    assert any(isinstance(o, ValueError) for o in outcomes)
+    assert list(batcher([5])) == [5]  # a failed batch leaves no stuck leader behind
+
+
+def test_concurrent_forget_index_searches_are_batched_and_exact(minilm: LocalEmbedder) -> None:
+    items = [ForgetItem(f"t/q/{i}", "t", "question", text) for i, text in enumerate(TEXTS[:40])]
+    index = ForgetIndex(items, minilm.embed([item.text for item in items]))
+    queries = minilm.embed(TEXTS[40:])
+    direct = [index._search_rows([row], 3)[0] for row in queries]
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        hits = list(pool.map(lambda row: index.search(row[None, :], k=3)[0], queries))
+    assert hits == direct
+    stats = index._batcher(3).stats
+    assert stats.texts == len(queries)  # every search went through the batcher
