@@ -3,9 +3,11 @@
     python -m benchmarks.load [--concurrency 1 8 32 128] [--requests-per-level 200]
                               [--upstream-latency-ms 50] [--out benchmarks/results/load.json]
 
-Starts ``benchmarks.stub_upstream`` (an OpenAI-compatible server with a fixed latency) and two
+Starts ``benchmarks.stub_upstream`` (an OpenAI-compatible server with a fixed latency) and three
 unlearn-proxy processes in front of it — one without a policy, one with the full input-side
-policy (alias + embedding detector + classifier) — then drives each, and the upstream directly,
+policy (alias + embedding detector + classifier), and one with the same policy set to
+``speculate: true`` (the upstream call runs while the guards decide) — then drives each, and
+the upstream directly,
 at every concurrency level, streaming and not, with the lean keep-alive client of
 :mod:`benchmarks.load_client` (so that the client costs little of the two cores). Added
 latency = proxied minus direct percentile at the same level. The embedding floor (one MiniLM
@@ -22,6 +24,7 @@ import asyncio
 import json
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -53,15 +56,18 @@ POLICY = {
 }
 
 
-def _config(tmp: Path, upstream: str, with_policy: bool) -> Path:
+TARGETS = ("direct", "proxy", "proxy+policy", "proxy+policy+speculate")
+
+
+def _config(tmp: Path, upstream: str, target: str) -> Path:
     data: dict[str, Any] = {
         "server": {"state_dir": str(tmp / "state")},
         "models": {"stub": {"backend": "openai", "base_url": f"{upstream}/v1"}},
     }
-    if with_policy:
-        data["policies"] = {"full": POLICY}
+    if target != "proxy":
+        data["policies"] = {"full": {**POLICY, "speculate": target.endswith("+speculate")}}
         data["routing"] = {"default_policy": "full"}
-    path = tmp / f"proxy-{'policy' if with_policy else 'plain'}.yaml"
+    path = tmp / f"{target}.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
 
@@ -159,24 +165,25 @@ def run(levels: list[int], requests: int, latency_ms: float) -> dict[str, Any]:
     port = free_port()
     stub = ["benchmarks.stub_upstream", "--port", str(port), "--latency-ms", str(latency_ms)]
     results: dict[str, Any] = {"floor_batch": BATCH, "levels": {}}
-    with tempfile.TemporaryDirectory() as tmp_dir, python_server(stub, port=port) as (up, _):
+    with tempfile.TemporaryDirectory() as tmp_dir, python_server(stub, port=port) as (up, _), \
+         ExitStack() as proxies:
         tmp = Path(tmp_dir)
-        with proxy_server(_config(tmp, up, False), extra_args=["--no-watch"]) as (plain, p1), \
-             proxy_server(_config(tmp, up, True), extra_args=["--no-watch"]) as (guarded, p2):
-            targets = {"direct": up, "proxy": plain, "proxy+policy": guarded}
-            for stream in (False, True):
-                for level in levels:
-                    key = f"{'stream' if stream else 'json'}@{level}"
-                    n = max(requests, level * 4)
-                    before = floor.measure()
-                    row: dict[str, Any] = {
-                        name: drive(url, concurrency=level, requests=n, stream=stream)
-                        for name, url in targets.items()
-                    }
-                    row["embedding_floor"] = _pooled(before, floor.measure())
-                    results["levels"][key] = row
-                    print(_line(key, row))
-            results["rss_mb"] = {"proxy": _rss_mb(p1.pid), "proxy+policy": _rss_mb(p2.pid)}
+        servers = {name: proxies.enter_context(proxy_server(_config(tmp, up, name), extra_args=["--no-watch"]))
+                   for name in TARGETS[1:]}
+        urls = {"direct": up, **{name: url for name, (url, _) in servers.items()}}
+        for stream in (False, True):
+            for level in levels:
+                key = f"{'stream' if stream else 'json'}@{level}"
+                n = max(requests, level * 4)
+                before = floor.measure()
+                row: dict[str, Any] = {
+                    name: drive(url, concurrency=level, requests=n, stream=stream)
+                    for name, url in urls.items()
+                }
+                row["embedding_floor"] = _pooled(before, floor.measure())
+                results["levels"][key] = row
+                print(_line(key, row))
+        results["rss_mb"] = {name: _rss_mb(process.pid) for name, (_, process) in servers.items()}
     results["rss_mb"]["embedded_model+demo_policy"] = embedded_rss_mb()
     return results
 
@@ -184,12 +191,13 @@ def run(levels: list[int], requests: int, latency_ms: float) -> dict[str, Any]:
 def _line(key: str, row: dict[str, Any]) -> str:
     floor = row["embedding_floor"]
     added = row["proxy+policy"]["p50"] - row["direct"]["p50"]
+    speculating = row["proxy+policy+speculate"]["p50"] - row["direct"]["p50"]
     share = row["proxy+policy"]["rps"] / floor["batched_texts_per_s"]
     return (f"{key:>10}  direct {row['direct']['rps']:7.1f} rps  proxy {row['proxy']['rps']:7.1f} rps  "
             f"policy {row['proxy+policy']['rps']:7.1f} rps = {share:4.0%} of batched  "
             f"added p50 (policy) {added:6.2f} ms = {added / floor['single_ms_p50']:.2f}x floor "
-            f"({floor['single_ms_p50']:.1f} ms)  errors "
-            f"{sum(int(row[t]['errors']) for t in ('direct', 'proxy', 'proxy+policy'))}")
+            f"({floor['single_ms_p50']:.1f} ms), speculating {speculating:6.2f} ms  errors "
+            f"{sum(int(row[t]['errors']) for t in TARGETS)}")
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
@@ -203,10 +211,10 @@ def plot(results: dict[str, Any], path: Path) -> None:
     for mode in ("json", "stream"):
         keys = [k for k in results["levels"] if k.startswith(mode)]
         levels = [int(k.split("@")[1]) for k in keys]
-        for name in ("direct", "proxy", "proxy+policy"):
+        for name in TARGETS:
             axes[0].plot(levels, [results["levels"][k][name]["rps"] for k in keys], marker="o",
                          label=f"{name} ({mode})")
-        for name in ("proxy", "proxy+policy"):
+        for name in TARGETS[1:]:
             added = [results["levels"][k][name]["p50"] - results["levels"][k]["direct"]["p50"] for k in keys]
             axes[1].plot(levels, added, marker="o", label=f"{name} ({mode})")
     axes[0].set(xscale="log", xlabel="concurrent clients", ylabel="requests/s", title="Throughput")

@@ -224,8 +224,26 @@ class PolicyConfig(_Strict):
     stream_block: Literal["graceful", "strict"] = "graceful"
     fail_mode: Literal["closed", "open"] = "closed"
     audit_prompts: bool = False
+    speculate: bool = Field(
+        False,
+        description="send the request upstream while the input guards run, and cancel it when "
+        "they block: the guards' latency hides behind the model's, but a blocked prompt still "
+        "reaches the upstream",
+    )
 
     _examples = field_validator("retain", mode="before")(_as_examples)
+
+    @model_validator(mode="after")
+    def _speculation_possible(self) -> PolicyConfig:
+        if self.speculate:
+            rewriting = [m.type for m in self.methods if isinstance(m, PrefixConfig | ICULConfig)]
+            if rewriting:
+                raise ValueError(
+                    f"speculate: true needs a policy whose methods do not rewrite the request "
+                    f"(this one has {', '.join(rewriting)}): the request goes upstream before "
+                    f"the guards decide"
+                )
+        return self
 
     @model_validator(mode="after")
     def _unique_ids(self) -> PolicyConfig:

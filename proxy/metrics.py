@@ -36,6 +36,11 @@ class Metrics:
             "unlearn_guard_failures_total", "Guards that raised", ["policy", "guard", "fail_mode"],
             registry=r,
         )
+        self.speculations = Counter(
+            "unlearn_speculations_total",
+            "Upstream calls started before the input guards decided, by what became of them",
+            ["policy", "outcome"], registry=r,
+        )
         self.icul_tokens = Histogram(
             "unlearn_icul_prompt_tokens", "Prompt tokens added by in-context unlearning",
             buckets=(0, 50, 100, 200, 400, 800, 1600, 3200), registry=r,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, Protocol, TypeVar
@@ -85,6 +85,61 @@ class Decision:
         return "block" if self.blocking else "allow"
 
 
+_END = object()  # the end of a read-ahead stream
+
+
+class Speculation:
+    """An upstream call started before the input guards decided (policy ``speculate: true``).
+
+    A plain call runs as a task; a stream is read ahead by a task into a bounded queue, so the
+    task owns the upstream connection from start to end. :meth:`cancel` aborts either.
+    """
+
+    def __init__(self, call: Awaitable[Generation] | AsyncIterator[Chunk]) -> None:
+        self._queue: asyncio.Queue[Any] | None = None
+        if isinstance(call, AsyncIterator):
+            self._queue = asyncio.Queue(maxsize=256)
+            self.task: asyncio.Task[Any] = asyncio.create_task(self._read_ahead(call))
+        else:
+            self.task = asyncio.ensure_future(call)
+        self.task.add_done_callback(_retrieve)
+
+    async def _read_ahead(self, source: AsyncIterator[Chunk]) -> None:
+        assert self._queue is not None
+        try:
+            async for chunk in source:
+                await self._queue.put(chunk)
+        except Exception as exc:  # handed to the reader, who raises it
+            await self._queue.put(exc)
+        else:
+            await self._queue.put(_END)
+
+    async def generation(self) -> Generation:
+        """The answer of a plain call."""
+        result: Generation = await self.task
+        return result
+
+    async def chunks(self) -> AsyncIterator[Chunk]:
+        """The chunks of a stream, as they arrive; leaving early cancels the upstream."""
+        assert self._queue is not None
+        try:
+            while (item := await self._queue.get()) is not _END:
+                if isinstance(item, Exception):
+                    raise item
+                yield item
+        finally:
+            self.task.cancel()
+
+    def cancel(self) -> None:
+        self.task.cancel()
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    """Mark a finished task's exception as seen (a cancelled speculation's is not wanted)."""
+    if not task.cancelled():
+        task.exception()
+
+
 @dataclass(frozen=True)
 class Answer:
     """What the client gets when a policy blocks: text plus finish reason."""
@@ -122,14 +177,28 @@ class Pipeline:
 
     # ------------------------------------------------------------------ input side
 
-    async def admit(self, request: Request, policy_name: str | None) -> tuple[Decision, Request]:
-        """Run input guards and context builders; returns the decision and the request to send."""
+    async def admit(
+        self, request: Request, policy_name: str | None, speculation: Speculation | None = None
+    ) -> tuple[Decision, Request]:
+        """Run input guards and context builders; returns the decision and the request to send.
+        A ``speculation`` (see :meth:`speculate`) is cancelled when the request is blocked."""
         if policy_name is None:
             return Decision(None), request
         policy = self.policies[policy_name]
         started = time.perf_counter()
-        decision, request = await in_guard_thread(self._input_side, policy, request)
+        try:
+            decision, request = await in_guard_thread(self._input_side, policy, request)
+        except BaseException:
+            if speculation is not None:
+                speculation.cancel()
+            raise
         decision.guard_ms = (time.perf_counter() - started) * 1000
+        if speculation is not None:
+            blocked = decision.blocking is not None
+            if blocked:
+                speculation.cancel()
+            outcome = "cancelled" if blocked else "used"
+            self.metrics.speculations.labels(policy.name, outcome).inc()
         if decision.added_prompt_tokens:
             self.metrics.icul_tokens.observe(decision.added_prompt_tokens)
         return decision, request
@@ -194,8 +263,15 @@ class Pipeline:
 
     # ------------------------------------------------------------------ generation
 
-    async def generate(self, request: Request, decision: Decision) -> Generation:
-        """The complete answer, after output guards."""
+    def speculate(self, request: Request, policy_name: str | None, *, stream: bool) -> Speculation | None:
+        """Start the upstream call now when the policy speculates (else None); pass it to
+        :meth:`admit`, then to :meth:`generate` or :meth:`stream`."""
+        policy = self.policies.get(policy_name or "")
+        if policy is None or not policy.config.speculate:
+            return None
+        return Speculation(self._source(request) if stream else self._call(request))
+
+    async def _call(self, request: Request) -> Generation:
         backend = self.backends[request.model]
         started = time.perf_counter()
         if request.kind == "chat":
@@ -203,6 +279,22 @@ class Pipeline:
         else:
             generation = await backend.complete(request.prompt or "", request.params)
         self.metrics.upstream_latency.labels(request.model).observe(time.perf_counter() - started)
+        return generation
+
+    def _source(self, request: Request) -> AsyncIterator[Chunk]:
+        backend = self.backends[request.model]
+        if request.kind == "chat":
+            return backend.stream_chat(request.messages, request.params)
+        return backend.stream_complete(request.prompt or "", request.params)
+
+    async def generate(
+        self, request: Request, decision: Decision, speculation: Speculation | None = None
+    ) -> Generation:
+        """The complete answer (from ``speculation`` when one was started), after output guards."""
+        if speculation is not None:
+            generation = await speculation.generation()
+        else:
+            generation = await self._call(request)
         policy = self.policies.get(decision.policy or "")
         if policy is None or not policy.output_guards:
             return generation
@@ -228,18 +320,16 @@ class Pipeline:
                 return verdict
         return None
 
-    async def stream(self, request: Request, decision: Decision) -> AsyncIterator[Chunk]:
+    async def stream(
+        self, request: Request, decision: Decision, speculation: Speculation | None = None
+    ) -> AsyncIterator[Chunk]:
         """Stream the answer; output guards see every character before the client does.
 
         The last ``hold_back`` characters stay withheld until the guards have seen what
         follows them; a block ends the stream with the refusal (``content_filter``) or raises
         :class:`PolicyBlockedError` for strict policies.
         """
-        backend = self.backends[request.model]
-        if request.kind == "chat":
-            source = backend.stream_chat(request.messages, request.params)
-        else:
-            source = backend.stream_complete(request.prompt or "", request.params)
+        source = speculation.chunks() if speculation is not None else self._source(request)
         policy = self.policies.get(decision.policy or "")
         guards = policy.output_guards if policy else ()
         hold_back = max((g.hold_back_chars for g in guards), default=0)

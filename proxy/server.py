@@ -28,7 +28,7 @@ from proxy.errors import (
     ProxyError,
 )
 from proxy.metrics import Metrics
-from proxy.pipeline import Decision, Request as PipelineRequest, block_answer
+from proxy.pipeline import Decision, Request as PipelineRequest, Speculation, block_answer
 from proxy.reload import ConfigReloader
 from proxy.runtime import Runtime, RuntimeHolder, build_runtime
 from proxy.sse import DONE, SLOT, EventTemplate, event
@@ -246,16 +246,17 @@ async def _serve(request: Request, kind: str) -> Response:
     _check_limits(runtime, parsed, pipeline_request)
     policy_name = runtime.config.policy_for(parsed.model, key)
     pipeline = runtime.pipeline
-    decision, prepared = await pipeline.admit(pipeline_request, policy_name)
+    speculation = pipeline.speculate(pipeline_request, policy_name, stream=parsed.stream)
+    decision, prepared = await pipeline.admit(pipeline_request, policy_name, speculation)
     headers = _decision_headers(decision, pipeline_request.request_id)
     if parsed.stream:
-        return await _stream_response(pipeline, prepared, decision, parsed, headers)
+        return await _stream_response(pipeline, prepared, decision, parsed, headers, speculation)
     if decision.blocking is not None:
         answer = block_answer(runtime.config.policies[policy_name or ""], decision.blocking)
         usage = Usage(0, 0)
         text, finish = answer.text, answer.finish_reason
     else:
-        generation = await pipeline.generate(prepared, decision)
+        generation = await pipeline.generate(prepared, decision, speculation)
         headers = _decision_headers(decision, pipeline_request.request_id)
         text, finish, usage = generation.text, generation.finish_reason, generation.usage
     build = protocol.chat_completion if kind == "chat" else protocol.text_completion
@@ -287,14 +288,19 @@ async def _blocked_chunks(answer_text: str, finish: str) -> AsyncIterator[Chunk]
 
 
 async def _stream_response(
-    pipeline: Any, prepared: PipelineRequest, decision: Decision, parsed: Any, headers: dict[str, str]
+    pipeline: Any,
+    prepared: PipelineRequest,
+    decision: Decision,
+    parsed: Any,
+    headers: dict[str, str],
+    speculation: Speculation | None,
 ) -> Response:
     if decision.blocking is not None:
         policy = pipeline.policies[decision.policy].config
         answer = block_answer(policy, decision.blocking)
         chunks = _blocked_chunks(answer.text, answer.finish_reason)
     else:
-        chunks = pipeline.stream(prepared, decision)
+        chunks = pipeline.stream(prepared, decision, speculation)
     first = await anext(chunks, None)  # upstream errors surface here as HTTP status codes
     factory = protocol.ChunkFactory(kind=prepared.kind, request_id=prepared.request_id, model=parsed.model)
     body = _sse_body(first, chunks, factory, include_usage=parsed.include_usage)
