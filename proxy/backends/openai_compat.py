@@ -166,7 +166,7 @@ class OpenAICompatBackend:
     async def _stream(self, path: str, body: dict[str, Any], *, chat: bool) -> AsyncIterator[Chunk]:
         body.setdefault("stream_options", {"include_usage": True})
         async with self._request(path, body, streamed=True) as response:
-            async for chunk in _parse_sse(_lines(response.content), chat=chat):
+            async for chunk in _sse_chunks(response.content, chat=chat):
                 yield chunk
 
     def _mapped_error(self, status: int, text: str, headers: Mapping[str, str]) -> ProxyError:
@@ -215,36 +215,44 @@ def _usage(data: dict[str, Any], text: str, prompt_tokens: int = 0) -> Usage:
     return Usage(prompt_tokens, approx_token_count(text))
 
 
-async def _lines(content: aiohttp.StreamReader) -> AsyncIterator[str]:
-    """The body's lines (no length limit, unlike ``StreamReader.readline``), decoded."""
+_DONE = Chunk()  # returned by _parse_line for ``data: [DONE]``
+
+
+async def _sse_chunks(content: aiohttp.StreamReader, *, chat: bool) -> AsyncIterator[Chunk]:
+    """The upstream's SSE body as chunks, parsed as the bytes arrive (lines of any length); a
+    stream that ends without ``[DONE]`` is an error."""
     pending = b""
     async for data in content.iter_any():
-        pending += data
-        *complete, pending = pending.split(b"\n")
-        for line in complete:
-            yield line.rstrip(b"\r").decode("utf-8", "replace")
-    if pending:
-        yield pending.rstrip(b"\r").decode("utf-8", "replace")
-
-
-async def _parse_sse(lines: AsyncIterator[str], *, chat: bool) -> AsyncIterator[Chunk]:
-    """Turn upstream SSE lines into chunks; a stream that ends without ``[DONE]`` is an error."""
-    async for line in lines:
-        if not line.startswith("data:"):
-            continue  # blank separators, ``: keep-alive`` comments, ``event:`` lines
-        payload = line[5:].strip()
-        if payload == "[DONE]":
-            return
-        try:
-            data = json.loads(payload)
-        except ValueError:
-            raise UpstreamError("the upstream stream sent an event that is not JSON") from None
-        if not isinstance(data, dict):
-            raise UpstreamError("the upstream stream sent an unexpected event")
-        if "error" in data:
-            raise UpstreamError(f"upstream: {_upstream_message(json.dumps(data))}")
-        yield _chunk_from_event(data, chat=chat)
+        *lines, pending = (pending + data).split(b"\n")
+        for line in lines:
+            chunk = _parse_line(line, chat=chat)
+            if chunk is _DONE:
+                return
+            if chunk is not None:
+                yield chunk
+    if _parse_line(pending, chat=chat) is _DONE:
+        return
     raise UpstreamError("the upstream stream ended before [DONE]")
+
+
+def _parse_line(raw: bytes, *, chat: bool) -> Chunk | None:
+    """The chunk of one ``data:`` line, :data:`_DONE` for the end, None for any other line
+    (blank separators, ``: keep-alive`` comments, ``event:`` lines)."""
+    line = raw.rstrip(b"\r")
+    if not line.startswith(b"data:"):
+        return None
+    payload = line[5:].strip()
+    if payload == b"[DONE]":
+        return _DONE
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        raise UpstreamError("the upstream stream sent an event that is not JSON") from None
+    if not isinstance(data, dict):
+        raise UpstreamError("the upstream stream sent an unexpected event")
+    if "error" in data:
+        raise UpstreamError(f"upstream: {_upstream_message(json.dumps(data))}")
+    return _chunk_from_event(data, chat=chat)
 
 
 def _chunk_from_event(data: dict[str, Any], *, chat: bool) -> Chunk:
