@@ -122,7 +122,8 @@ def test_a_blocked_request_is_refused_and_its_upstream_call_cancelled(
     url, _ = front
     cancelled, started = _speculations(url, "cancelled"), slow.started
     begun = time.monotonic()
-    answer = _ask(url, BURIED_QUESTION, stream=stream, model="slow")
+    question = f"Notes ({'stream' if stream else 'plain'}): {BURIED_QUESTION}"  # no cache hit
+    answer = _ask(url, question, stream=stream, model="slow")
     assert answer == (REFUSAL, "content_filter")
     assert time.monotonic() - begun < SLOW_S / 2  # the refusal did not wait for the upstream
     assert slow.started == started + 1

@@ -61,7 +61,11 @@ async def _faulty_chat(request: Request):  # type: ignore[no-untyped-def]
         yield b": keep-alive\n\n"
         yield f"data: {json.dumps(chunk)}\n\n".encode()
 
-    return StreamingResponse(cut(), media_type="text/event-stream")
+    async def broken() -> AsyncIterator[bytes]:  # a good event and a bad one in one write
+        chunk = {"choices": [{"index": 0, "delta": {"content": "before "}, "finish_reason": None}]}
+        yield f"data: {json.dumps(chunk)}\n\ndata: {{not json\n\n".encode()
+
+    return StreamingResponse(broken() if mode == "broken" else cut(), media_type="text/event-stream")
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +83,7 @@ def front(upstream: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
             "via-proxy": {"backend": "openai", "base_url": "http://upstream.invalid/v1",
                           "api_key_env": "UP_KEY", "upstream_model": "gemma"},
         }
-        for mode in ("slow", "garbage", "error500", "cut"):
+        for mode in ("slow", "garbage", "error500", "cut", "broken"):
             models[mode] = {"backend": "openai", "base_url": f"{fake_url}/v1", "read_timeout_s": 0.5}
         config = parse_config({"server": {"state_dir": str(root / "state")}, "models": models})
         with pytest.MonkeyPatch.context() as patch:
@@ -154,12 +158,15 @@ def test_upstream_faults_map_to_clean_errors(front: str, model: str, error: type
     assert "sk-not-the-right-one" not in json.dumps(info.value.body)  # type: ignore[attr-defined]
 
 
-def test_cut_stream_ends_with_an_error_event(front: str) -> None:
+@pytest.mark.parametrize(("model", "error", "sent"), [
+    ("cut", "ended before", "partial partial "), ("broken", "not JSON", "before "),
+])
+def test_broken_stream_ends_with_an_error_event(front: str, model: str, error: str, sent: str) -> None:
     stream = _client(front).chat.completions.create(
-        model="cut", messages=[{"role": "user", "content": "x"}], stream=True
+        model=model, messages=[{"role": "user", "content": "x"}], stream=True
     )
     received = []
-    with pytest.raises(openai.APIError, match="ended before"):
+    with pytest.raises(openai.APIError, match=error):
         for chunk in stream:
             received.append(chunk.choices[0].delta.content if chunk.choices else None)
-    assert "partial " in received
+    assert "".join(r or "" for r in received) == sent  # what came before the fault is not lost
