@@ -234,17 +234,17 @@ def build_embedder(cfg: EmbedderConfig) -> Embedder:
             if cfg.type == "local" and cfg.worker == "process":
                 from filters.embedding_worker import ProcessEmbedder
 
-                inner = ProcessEmbedder(cfg.model, num_threads=cfg.num_threads)
+                inner = ProcessEmbedder(cfg.model, num_threads=cfg.num_threads)  # batches itself
             elif cfg.type == "local":
-                inner = LocalEmbedder(cfg.model, num_threads=cfg.num_threads)
+                inner = BatchingEmbedder(LocalEmbedder(cfg.model, num_threads=cfg.num_threads))
             else:
                 if cfg.base_url is None:
                     raise ConfigError("embedder.base_url: required for an 'openai' embedder")
-                inner = RemoteEmbedder(
+                inner = BatchingEmbedder(RemoteEmbedder(
                     base_url=cfg.base_url,
                     model=cfg.model,
                     api_key_env=cfg.api_key_env,
                     timeout_s=cfg.timeout_s,
-                )
-            _SHARED[cfg] = CachingEmbedder(BatchingEmbedder(inner))
+                ))
+            _SHARED[cfg] = CachingEmbedder(inner)
         return _SHARED[cfg]

@@ -1,23 +1,30 @@
-"""The local embedder in a child process, so that embedding never waits on the proxy's GIL.
+"""The local embedder in a child process, which also does the micro-batching.
 
 A torch forward pass of MiniLM hands the GIL back and forth about a hundred times; in a process
 whose event loop is busy with requests, every hand-back waits for the loop's thread, and a batch
 measured at 56 ms alone took 1.3 s beside one busy Python thread. In a child process the model
-has an interpreter to itself. Texts go over a pipe and float32 rows come back; a child that dies
-is restarted on the next call, and the failed call raises :class:`EmbedderError` (the policy's
-``fail_mode`` decides what that means for the request).
+has an interpreter to itself.
+
+Callers send their texts as they come; the child embeds everything waiting in its pipe (up to
+``max_batch`` texts) in one call, so it starts the next batch the moment one ends instead of
+waiting for the busy parent to form it. A reader thread in the parent hands each caller its
+rows. A child that dies is restarted on the next call; the calls it owed fail with
+:class:`EmbedderError` (the policy's ``fail_mode`` decides what that means for the request).
 """
 
 from __future__ import annotations
 
 import atexit
+import itertools
 import multiprocessing
 import threading
+from concurrent.futures import Future
 from multiprocessing.connection import Connection
 from typing import Any
 
 import numpy as np
 
+from filters.batching import DEFAULT_MAX_BATCH, BatchStats
 from filters.embedder import EmbedderError, LocalEmbedder
 
 __all__ = ["ProcessEmbedder"]
@@ -25,8 +32,8 @@ __all__ = ["ProcessEmbedder"]
 START_TIMEOUT_S = 300.0
 
 
-def _serve(model: str, num_threads: int | None, conn: Connection) -> None:
-    """The child's loop: embed what arrives until the pipe closes."""
+def _serve(model: str, num_threads: int | None, max_batch: int, conn: Connection) -> None:
+    """The child's loop: embed what is waiting, in one batch, until the pipe closes."""
     embedder = LocalEmbedder(model, num_threads=num_threads)
     try:
         embedder.warm_up()
@@ -37,95 +44,157 @@ def _serve(model: str, num_threads: int | None, conn: Connection) -> None:
         return
     while True:
         try:
-            texts = conn.recv()
+            calls: list[tuple[int, list[str]]] = [conn.recv()]
+            size = len(calls[0][1])
+            while size < max_batch and conn.poll():
+                calls.append(conn.recv())
+                size += len(calls[-1][1])
         except (EOFError, OSError):  # the parent is gone
             return
         try:
-            conn.send(("ok", embedder.embed(texts)))
-        except Exception as exc:  # the parent raises it as an EmbedderError
-            conn.send(("error", f"{type(exc).__name__}: {exc}"))
+            vectors = embedder.embed([text for _, texts in calls for text in texts])
+        except Exception as exc:  # every call of the batch fails with it
+            conn.send([(call_id, "error", f"{type(exc).__name__}: {exc}") for call_id, _ in calls])
+            continue
+        answers, start = [], 0
+        for call_id, texts in calls:
+            answers.append((call_id, "ok", vectors[start : start + len(texts)]))
+            start += len(texts)
+        conn.send(answers)
+
+
+class _Child:
+    """One running worker process, its pipe, the calls it owes, and the thread reading answers."""
+
+    def __init__(self, model: str, num_threads: int | None, max_batch: int, stats: BatchStats):
+        context = multiprocessing.get_context("spawn")
+        self.conn, child_end = context.Pipe()
+        self.process: Any = context.Process(
+            target=_serve, args=(model, num_threads, max_batch, child_end),
+            name="unlearn-proxy-embedder", daemon=True,
+        )
+        self.process.start()
+        child_end.close()
+        if not self.conn.poll(START_TIMEOUT_S):
+            self.process.kill()
+            raise EmbedderError(f"the embedding worker did not start in {START_TIMEOUT_S:.0f} s")
+        try:
+            status, detail = self.conn.recv()
+        except (EOFError, OSError) as exc:
+            raise EmbedderError(f"the embedding worker exited ({exc or 'no answer'})") from None
+        if status != "ready":
+            self.process.join(5)
+            raise EmbedderError(f"the embedding worker could not load the model: {detail}")
+        self.stats = stats
+        self.pending: dict[int, Future[np.ndarray]] = {}
+        self.closed = False
+        self._lock = threading.Lock()  # sending, and the pending calls
+        self.reader = threading.Thread(target=self._read, name="embed-reader", daemon=True)
+        self.reader.start()
+
+    @property
+    def alive(self) -> bool:
+        return not self.closed and bool(self.process.is_alive())
+
+    def submit(self, call_id: int, texts: list[str]) -> Future[np.ndarray]:
+        future: Future[np.ndarray] = Future()
+        with self._lock:
+            if self.closed:
+                raise EmbedderError("the embedding worker exited")
+            self.pending[call_id] = future
+            try:
+                self.conn.send((call_id, texts))
+            except (OSError, ValueError) as exc:  # a broken pipe, or a closed handle
+                del self.pending[call_id]
+                raise EmbedderError(f"the embedding worker exited ({exc})") from None
+        return future
+
+    def _read(self) -> None:
+        why = "no answer"
+        while True:
+            try:
+                answers = self.conn.recv()
+            except (EOFError, OSError) as exc:
+                why = str(exc) or why
+                break
+            self.stats.batches += 1
+            with self._lock:
+                owed = [(self.pending.pop(i, None), status, payload) for i, status, payload in answers]
+            for future, status, payload in owed:
+                if future is None:
+                    continue
+                if status == "ok":
+                    self.stats.texts += len(payload)
+                    future.set_result(payload)
+                else:
+                    future.set_exception(EmbedderError(f"embedding failed in the worker: {payload}"))
+        with self._lock:
+            self.closed = True
+            owed_futures = list(self.pending.values())
+            self.pending.clear()
+        for future in owed_futures:
+            future.set_exception(EmbedderError(f"the embedding worker exited ({why})"))
+
+    def stop(self) -> None:
+        """End the process; the reader then sees the pipe close and fails what is owed."""
+        self.process.terminate()
+        self.process.join(5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.reader.join(5)
+        self.conn.close()
 
 
 class ProcessEmbedder:
-    """A :class:`LocalEmbedder` in a spawned child process; thread-safe, one call at a time."""
+    """A :class:`LocalEmbedder` in a spawned child process that batches concurrent calls."""
 
-    def __init__(self, model: str, *, num_threads: int | None = 1) -> None:
+    def __init__(
+        self, model: str, *, num_threads: int | None = 1, max_batch: int = DEFAULT_MAX_BATCH
+    ) -> None:
         self.model = model
         self.num_threads = num_threads
+        self.max_batch = max_batch
         self.model_id = LocalEmbedder(model, num_threads=num_threads).model_id
-        self._lock = threading.Lock()
-        self._conn: Connection | None = None
-        self._process: Any = None
+        self.stats = BatchStats()
+        self._ids = itertools.count()
+        self._lock = threading.Lock()  # starting and stopping the child
+        self._child: _Child | None = None
         self._exit_hook = False
+
+    @property
+    def pid(self) -> int | None:
+        """The worker's process id (None while none runs)."""
+        return int(self._child.process.pid) if self._child is not None else None
 
     def warm_up(self) -> None:
         """Start the child and load the model now (a start failure raises EmbedderError)."""
+        self._running()
+
+    def _running(self) -> _Child:
         with self._lock:
-            self._ensure_started()
-
-    def _ensure_started(self) -> Connection:
-        if self._conn is not None and self._process.is_alive():
-            return self._conn
-        self._stop()
-        context = multiprocessing.get_context("spawn")
-        parent, child = context.Pipe()
-        process = context.Process(target=_serve, args=(self.model, self.num_threads, child),
-                                  name="unlearn-proxy-embedder", daemon=True)
-        process.start()
-        child.close()
-        if not parent.poll(START_TIMEOUT_S):
-            process.kill()
-            raise EmbedderError(f"the embedding worker did not start in {START_TIMEOUT_S:.0f} s")
-        status, detail = self._receive(parent)
-        if status != "ready":
-            process.join(5)
-            raise EmbedderError(f"the embedding worker could not load the model: {detail}")
-        self._conn, self._process = parent, process
-        if not self._exit_hook:  # stop the child before multiprocessing kills daemon children
-            atexit.register(self.close)
-            self._exit_hook = True
-        return parent
-
-    @staticmethod
-    def _receive(conn: Connection) -> tuple[str, Any]:
-        try:
-            status, payload = conn.recv()
-        except (EOFError, OSError) as exc:
-            raise EmbedderError(f"the embedding worker exited ({exc or 'no answer'})") from None
-        return status, payload
+            if self._child is not None and self._child.alive:
+                return self._child
+            if self._child is not None:  # found dead: replace it
+                self._child.stop()
+                self._child = None
+            self._child = _Child(self.model, self.num_threads, self.max_batch, self.stats)
+            if not self._exit_hook:  # stop the child before multiprocessing kills daemon children
+                atexit.register(self.close)
+                self._exit_hook = True
+            return self._child
 
     def embed(self, texts: list[str]) -> np.ndarray:
-        """Embed ``texts`` in the child; raises :class:`EmbedderError` on any failure."""
-        with self._lock:
-            conn = self._ensure_started()
-            try:
-                conn.send(list(texts))
-                status, payload = self._receive(conn)
-            except EmbedderError:
-                self._stop()
-                raise
-            except (BrokenPipeError, OSError) as exc:
-                self._stop()
-                raise EmbedderError(f"the embedding worker exited ({exc})") from None
-        if status != "ok":
-            raise EmbedderError(f"embedding failed in the worker: {payload}")
-        vectors: np.ndarray = payload
+        """Embed ``texts`` in the child's next batch; raises :class:`EmbedderError` on any failure."""
+        vectors: np.ndarray = self._running().submit(next(self._ids), list(texts)).result()
         return vectors
 
     def close(self) -> None:
         """Stop the child (a later call starts a new one)."""
         with self._lock:
-            self._stop()
-
-    def _stop(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-        if self._process is not None:
-            self._process.join(5)
-            if self._process.is_alive():
-                self._process.kill()
-                self._process.join()
-        self._conn, self._process = None, None
+            if self._child is not None:
+                self._child.stop()
+                self._child = None
 
     def __repr__(self) -> str:
         return f"ProcessEmbedder({self.model_id!r}, num_threads={self.num_threads})"

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -18,25 +21,45 @@ pytestmark = pytest.mark.slow  # each child process loads torch and the model (~
 TEXTS = ["How old is the Moon?", "Where was J. K. Rowling born?", "Best pizza dough"]
 
 
+def _kill(pid: int | None) -> None:
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+
+
 def test_the_child_embeds_what_the_local_model_embeds() -> None:
     worker = ProcessEmbedder("all-MiniLM-L6-v2")
     try:
         vectors = worker.embed(TEXTS)
-        assert worker._process.pid != os.getpid()
+        first = worker.pid
+        assert first is not None and first != os.getpid()
         np.testing.assert_allclose(vectors, LocalEmbedder().embed(TEXTS), atol=1e-5)
         assert worker.embed([]).shape == (0, 384)
-        first = worker._process
-        first.kill()  # a child found dead is replaced before the call
-        first.join()
+        _kill(first)  # a child found dead is replaced before the call
+        time.sleep(0.5)
         np.testing.assert_allclose(worker.embed(TEXTS), vectors, atol=1e-6)
-        assert worker._process is not first
-        threading.Timer(1.0, worker._process.kill).start()  # dies during a long call:
+        assert worker.pid != first
+        threading.Timer(1.0, _kill, [worker.pid]).start()  # dies during a long call:
         with pytest.raises(EmbedderError, match="worker exited"):  # that call fails ...
             worker.embed([f"sentence number {i}" for i in range(20000)])
         np.testing.assert_allclose(worker.embed(TEXTS), vectors, atol=1e-6)  # ... the next works
     finally:
         worker.close()
-    assert worker._process is None
+    assert worker.pid is None
+
+
+def test_the_child_batches_concurrent_calls_and_answers_each_its_own() -> None:
+    texts = [f"Question {i} about topic {i % 5}?" for i in range(64)]
+    worker = ProcessEmbedder("all-MiniLM-L6-v2", max_batch=16)
+    try:
+        direct = LocalEmbedder().embed(texts)
+        worker.warm_up()
+        with ThreadPoolExecutor(max_workers=32) as pool:
+            rows = list(pool.map(lambda text: worker.embed([text])[0], texts))
+        np.testing.assert_allclose(np.stack(rows), direct, atol=1e-5)
+        assert worker.stats.texts == len(texts)
+        assert worker.stats.batches < len(texts) / 2, worker.stats
+    finally:
+        worker.close()
 
 
 def test_a_model_that_cannot_load_is_a_clear_error(tmp_path: Path) -> None:
@@ -48,7 +71,7 @@ def test_a_model_that_cannot_load_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_policies_embed_in_a_child_process_by_default() -> None:
     shared = build_embedder(EmbedderConfig())
-    assert isinstance(shared.inner.inner, ProcessEmbedder)  # cache -> batcher -> worker
+    assert isinstance(shared.inner, ProcessEmbedder)  # cache -> worker (which batches)
     threaded = build_embedder(EmbedderConfig(worker="thread"))
-    assert isinstance(threaded.inner.inner, LocalEmbedder)
+    assert isinstance(threaded.inner.inner, LocalEmbedder)  # cache -> batcher -> model
     np.testing.assert_allclose(shared.embed(TEXTS), threaded.embed(TEXTS), atol=1e-5)
