@@ -208,19 +208,24 @@ def plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for mode in ("json", "stream"):
+    colours = dict(zip(TARGETS, ("tab:grey", "tab:blue", "tab:red", "tab:green"), strict=True))
+    for mode, style in (("json", "-"), ("stream", "--")):
         keys = [k for k in results["levels"] if k.startswith(mode)]
         levels = [int(k.split("@")[1]) for k in keys]
         for name in TARGETS:
-            axes[0].plot(levels, [results["levels"][k][name]["rps"] for k in keys], marker="o",
-                         label=f"{name} ({mode})")
-        for name in TARGETS[1:]:
-            added = [results["levels"][k][name]["p50"] - results["levels"][k]["direct"]["p50"] for k in keys]
-            axes[1].plot(levels, added, marker="o", label=f"{name} ({mode})")
-    axes[0].set(xscale="log", xlabel="concurrent clients", ylabel="requests/s", title="Throughput")
-    axes[1].set(xscale="log", xlabel="concurrent clients", ylabel="ms", title="Added p50 latency")
+            rows = [results["levels"][k] for k in keys]
+            axes[0].plot(levels, [r[name]["rps"] for r in rows], style, marker="o",
+                         color=colours[name], label=f"{name} ({mode})")
+            if name != "direct":
+                added = [r[name]["p50"] - r["direct"]["p50"] for r in rows]
+                axes[1].plot(levels, added, style, marker="o", color=colours[name],
+                             label=f"{name} ({mode})")
+    axes[0].set(xscale="log", yscale="log", xlabel="concurrent clients", ylabel="requests/s",
+                title="Throughput")
+    axes[1].set(xscale="log", yscale="log", xlabel="concurrent clients", ylabel="ms",
+                title="Added p50 latency (proxied − direct)")
     singles = [row["embedding_floor"]["single_ms_p50"] for row in results["levels"].values()]
-    axes[1].axhline(percentile(singles, 50), color="grey", ls="--", label="1 embedding (median floor)")
+    axes[1].axhline(percentile(singles, 50), color="black", ls=":", label="1 embedding (median floor)")
     for ax in axes:
         ax.legend(fontsize=7)
     fig.tight_layout()
