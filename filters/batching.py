@@ -4,8 +4,9 @@ Leader/follower: a call that finds no batch running runs one itself, in its own 
 its items and those of every call already waiting (up to ``max_batch`` items); calls that arrive
 meanwhile wait, and the oldest of them leads the next batch with everything queued by then. A
 lone call runs at once, with no hand-off to another thread; under load, calls that arrive while
-a batch runs form the next one, so throughput approaches the batched rate. The embedder and the
-FAISS forget index both batch this way.
+a batch runs form the next one, so throughput approaches the batched rate. The FAISS forget
+index and the in-thread and remote embedders batch this way; the embedding child process
+(:mod:`filters.embedding_worker`) batches on its own side of the pipe.
 """
 
 from __future__ import annotations

@@ -155,13 +155,7 @@ class OpenAICompatBackend:
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         async with self._request(path, body, streamed=False) as response:
             raw = await response.read()
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            raise UpstreamError("the upstream model returned a body that is not JSON") from None
-        if not isinstance(data, dict):
-            raise UpstreamError("the upstream model returned an unexpected JSON body")
-        return data
+        return _json_object(raw, "model returned a body")
 
     async def _stream(self, path: str, body: dict[str, Any], *, chat: bool) -> AsyncIterator[Chunk]:
         body.setdefault("stream_options", {"include_usage": True})
@@ -261,15 +255,21 @@ def _parse_line(raw: bytes, *, chat: bool) -> Chunk | None:
     payload = line[5:].strip()
     if payload == b"[DONE]":
         return _DONE
-    try:
-        data = json.loads(payload)
-    except ValueError:
-        raise UpstreamError("the upstream stream sent an event that is not JSON") from None
-    if not isinstance(data, dict):
-        raise UpstreamError("the upstream stream sent an unexpected event")
+    data = _json_object(payload, "stream sent an event")
     if "error" in data:
         raise UpstreamError(f"upstream: {_upstream_message(json.dumps(data))}")
     return _chunk_from_event(data, chat=chat)
+
+
+def _json_object(raw: bytes, what: str) -> dict[str, Any]:
+    """``raw`` as a JSON object, or an UpstreamError saying "the upstream {what} that is …"."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise UpstreamError(f"the upstream {what} that is not JSON") from None
+    if not isinstance(data, dict):
+        raise UpstreamError(f"the upstream {what} that is not a JSON object")
+    return data
 
 
 def _chunk_from_event(data: dict[str, Any], *, chat: bool) -> Chunk:
