@@ -75,15 +75,16 @@ class _Child:
         )
         self.process.start()
         child_end.close()
-        if not self.conn.poll(START_TIMEOUT_S):
-            self.process.kill()
-            raise EmbedderError(f"the embedding worker did not start in {START_TIMEOUT_S:.0f} s")
         try:
-            status, detail = self.conn.recv()
-        except (EOFError, OSError) as exc:
-            raise EmbedderError(f"the embedding worker exited ({exc or 'no answer'})") from None
+            status, detail = self._handshake()
+        except EmbedderError:
+            self.process.kill()
+            self.process.join()
+            self.conn.close()
+            raise
         if status != "ready":
             self.process.join(5)
+            self.conn.close()
             raise EmbedderError(f"the embedding worker could not load the model: {detail}")
         self.stats = stats
         self.pending: dict[int, Future[np.ndarray]] = {}
@@ -91,6 +92,15 @@ class _Child:
         self._lock = threading.Lock()  # sending, and the pending calls
         self.reader = threading.Thread(target=self._read, name="embed-reader", daemon=True)
         self.reader.start()
+
+    def _handshake(self) -> tuple[str, str]:
+        if not self.conn.poll(START_TIMEOUT_S):
+            raise EmbedderError(f"the embedding worker did not start in {START_TIMEOUT_S:.0f} s")
+        try:
+            status, detail = self.conn.recv()
+        except (EOFError, OSError) as exc:
+            raise EmbedderError(f"the embedding worker exited ({exc or 'no answer'})") from None
+        return str(status), str(detail)
 
     @property
     def alive(self) -> bool:

@@ -143,10 +143,13 @@ class ForgetIndex:
         return list(self._batcher(min(k, len(self.items)))(list(queries)))
 
     def _batcher(self, k: int) -> MicroBatcher[np.ndarray, Hits]:
-        with self._batchers_lock:
-            if k not in self._batchers:
-                self._batchers[k] = MicroBatcher(lambda rows: self._search_rows(rows, k))
-            return self._batchers[k]
+        batcher = self._batchers.get(k)
+        if batcher is None:  # first search with this k
+            with self._batchers_lock:
+                batcher = self._batchers.setdefault(
+                    k, MicroBatcher(lambda rows: self._search_rows(rows, k))
+                )
+        return batcher
 
     def _search_rows(self, rows: list[np.ndarray], k: int) -> list[Hits]:
         scores, ids = self._index.search(np.stack(rows), k)

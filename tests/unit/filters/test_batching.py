@@ -87,7 +87,7 @@ def test_micro_batcher_failure_reaches_its_batch_and_the_next_batch_runs() -> No
     assert list(batcher([5])) == [5]  # a failed batch leaves no stuck leader behind
 
 
-def test_concurrent_forget_index_searches_are_batched_and_exact(minilm: LocalEmbedder) -> None:
+def test_concurrent_forget_index_searches_go_through_the_batcher_exactly(minilm: LocalEmbedder) -> None:
     items = [ForgetItem(f"t/q/{i}", "t", "question", text) for i, text in enumerate(TEXTS[:40])]
     index = ForgetIndex(items, minilm.embed([item.text for item in items]))
     queries = minilm.embed(TEXTS[40:])
