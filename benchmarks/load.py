@@ -12,8 +12,8 @@ at every concurrency level, streaming and not, with the lean keep-alive client o
 :mod:`benchmarks.load_client` (so that the client costs little of the two cores). Added
 latency = proxied minus direct percentile at the same level. The embedding floor (one MiniLM
 embedding of a request, and MiniLM's rate in batches of 64, the most the proxy's batcher
-takes, with the proxy's default one torch thread) is measured in this process right before and
-after each level, so each level is compared with the machine's speed at that time. Also
+takes, with the proxy's default one torch thread) is measured in this process between the
+rounds of each level, so each level is compared with the machine's speed at that time. Also
 records the proxies' RSS, their embedding worker processes included.
 """
 
@@ -38,6 +38,7 @@ from benchmarks.provenance import provenance
 from benchmarks.proxy_overhead import percentile
 from filters.batching import DEFAULT_MAX_BATCH
 
+ROUNDS = 4  # floor measurements interleaved with each level's requests
 BATCH = DEFAULT_MAX_BATCH  # the most texts the proxy's embedding batcher takes at once
 QUESTIONS = [
     "What is the tallest mountain in Europe?", "How do I sort a list in Python?",
@@ -78,13 +79,17 @@ def _body(i: int, stream: bool, tag: str) -> bytes:
                        "messages": [{"role": "user", "content": text}]}).encode()
 
 
-def drive(url: str, *, concurrency: int, requests: int, stream: bool) -> dict[str, float]:
-    """``requests`` requests from ``concurrency`` concurrent clients; latency percentiles, rps."""
-    tag = f"{stream}-{concurrency}"
+def drive(url: str, *, concurrency: int, requests: int, stream: bool,
+          tag: str) -> tuple[list[float], int, float]:
+    """``requests`` requests from ``concurrency`` concurrent clients (texts made unique by
+    ``tag``): latencies (ms), errors, wall time (s)."""
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        latencies, errors, wall = runner.run(drive_load(
+        return runner.run(drive_load(
             url, "/v1/chat/completions", lambda i: _body(i, stream, tag),
             concurrency=concurrency, requests=requests))
+
+
+def _summary(latencies: list[float], errors: int, wall: float) -> dict[str, float]:
     return {"rps": len(latencies) / wall, "p50": percentile(latencies, 50),
             "p95": percentile(latencies, 95), "p99": percentile(latencies, 99), "errors": errors}
 
@@ -93,7 +98,7 @@ class EmbeddingFloor:
     """MiniLM measured in this process, as the proxy runs it (one torch thread, pinned).
 
     The machine's speed drifts by tens of per cent within minutes, so each concurrency level
-    is compared with a floor measured right before and right after it.
+    interleaves floor measurements with its requests (:func:`measure_level`).
     """
 
     def __init__(self) -> None:
@@ -108,7 +113,7 @@ class EmbeddingFloor:
         self._calls += 1
         return [f"{QUESTIONS[i % len(QUESTIONS)]} (floor {self._calls} #{i})" for i in range(n)]
 
-    def singles_ms(self, n: int = 30) -> list[float]:
+    def singles_ms(self, n: int = 20) -> list[float]:
         """``n`` one-text embeddings of request-like texts, in ms each."""
         times = []
         for text in self._texts(n):
@@ -127,17 +132,28 @@ class EmbeddingFloor:
             best = max(best, batch / (time.perf_counter() - started))
         return best
 
-    def measure(self) -> dict[str, Any]:
-        """One bracket's worth: single-text latencies and the batched rate."""
-        return {"singles_ms": self.singles_ms(), "batched_texts_per_s": self.batched_rate()}
 
-
-def _pooled(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
-    """The floor of a level from the measurements that bracket it."""
-    return {
-        "single_ms_p50": percentile(before["singles_ms"] + after["singles_ms"], 50),
-        "batched_texts_per_s": (before["batched_texts_per_s"] + after["batched_texts_per_s"]) / 2,
-    }
+def measure_level(floor: EmbeddingFloor, urls: dict[str, str], *, level: int, requests: int,
+                  stream: bool) -> dict[str, Any]:
+    """One concurrency level: ROUNDS rounds of (floor measurement, then a share of every
+    target's requests), so targets and floor see the same drift of the machine's speed."""
+    per_round = max(requests // ROUNDS, 2 * level)
+    runs: dict[str, tuple[list[float], int, float]] = {name: ([], 0, 0.0) for name in urls}
+    singles, rates = [], []
+    for round_ in range(ROUNDS + 1):
+        singles += floor.singles_ms()
+        rates.append(floor.batched_rate())
+        if round_ == ROUNDS:  # the closing floor measurement
+            break
+        for name, url in urls.items():
+            latencies, errors, wall = drive(url, concurrency=level, requests=per_round,
+                                            stream=stream, tag=f"{stream}-{level}-{round_}")
+            seen = runs[name]
+            runs[name] = (seen[0] + latencies, seen[1] + errors, seen[2] + wall)
+    row: dict[str, Any] = {name: _summary(*run) for name, run in runs.items()}
+    row["embedding_floor"] = {"single_ms_p50": percentile(singles, 50),
+                              "batched_texts_per_s": sum(rates) / len(rates)}
+    return row
 
 
 def _rss_mb(pid: int) -> float:
@@ -174,13 +190,7 @@ def run(levels: list[int], requests: int, latency_ms: float) -> dict[str, Any]:
         for stream in (False, True):
             for level in levels:
                 key = f"{'stream' if stream else 'json'}@{level}"
-                n = max(requests, level * 4)
-                before = floor.measure()
-                row: dict[str, Any] = {
-                    name: drive(url, concurrency=level, requests=n, stream=stream)
-                    for name, url in urls.items()
-                }
-                row["embedding_floor"] = _pooled(before, floor.measure())
+                row = measure_level(floor, urls, level=level, requests=requests, stream=stream)
                 results["levels"][key] = row
                 print(_line(key, row))
         results["rss_mb"] = {name: _rss_mb(process.pid) for name, (_, process) in servers.items()}
