@@ -54,6 +54,9 @@ class OpenAIModelConfig(_ModelBase):
     read_timeout_s: float = Field(60.0, gt=0)
     max_connections: int = Field(
         256, gt=0, description="upstream connections, all kept alive (requests beyond wait)")
+    keepalive_timeout_s: float = Field(
+        4.0, gt=0, description="drop a pooled connection idle this long: below the upstream's "
+        "own idle timeout (uvicorn's, behind vLLM and llama.cpp's Python server, is 5 s)")
 
 
 class LlamaCppModelConfig(_ModelBase):

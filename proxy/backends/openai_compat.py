@@ -12,6 +12,7 @@ import json
 import os
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -65,7 +66,10 @@ class OpenAICompatBackend:
         """The session of the running event loop (made on first use: a session is loop-bound)."""
         loop = asyncio.get_running_loop()
         if self._session is None or self._session.closed or self._session_loop is not loop:
-            connector = aiohttp.TCPConnector(limit=self._cfg.max_connections, limit_per_host=0)
+            connector = aiohttp.TCPConnector(
+                limit=self._cfg.max_connections, limit_per_host=0,
+                keepalive_timeout=self._cfg.keepalive_timeout_s,
+            )
             self._session = aiohttp.ClientSession(
                 connector=connector, headers=self._headers, timeout=self._timeout
             )
@@ -140,9 +144,7 @@ class OpenAICompatBackend:
         """POST ``body``; upstream HTTP errors and transport failures become ProxyErrors."""
         what = "stream" if streamed else "request"
         try:
-            async with self._client().post(
-                self._base_url + path, json=body, proxy=self._proxy, proxy_auth=self._proxy_auth
-            ) as response:
+            async with await self._send(path, body) as response:
                 if response.status >= 400:
                     text = (await response.read()).decode("utf-8", "replace")
                     raise self._mapped_error(response.status, text, response.headers)
@@ -151,6 +153,18 @@ class OpenAICompatBackend:
             raise UpstreamTimeoutError("the upstream model timed out") from None
         except aiohttp.ClientError as exc:
             raise UpstreamError(f"the upstream {what} failed ({type(exc).__name__})") from None
+
+    async def _send(self, path: str, body: dict[str, Any]) -> aiohttp.ClientResponse:
+        """POST and read the response head. A pooled connection the upstream closed as the
+        request went out (its idle timeout racing ours) fails before any answer; such a request
+        is sent once more, as it never reached a handler (one an upstream dropped while working
+        on it is resent too: a generation has no side effects)."""
+        post = partial(self._client().post, self._base_url + path, json=body,
+                       proxy=self._proxy, proxy_auth=self._proxy_auth)
+        try:
+            return await post()
+        except aiohttp.ServerDisconnectedError:
+            return await post()
 
     async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         async with self._request(path, body, streamed=False) as response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -68,8 +69,63 @@ async def _faulty_chat(request: Request):  # type: ignore[no-untyped-def]
     return StreamingResponse(broken() if mode == "broken" else cut(), media_type="text/event-stream")
 
 
+class _ClosingUpstream:
+    """Fault injection: answers the first request on each connection and keeps it open, then
+    closes it, unanswered, when a second request arrives on it (the upstream's idle timeout
+    firing as the proxy reuses the connection)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.closed_on_reuse = 0
+        self._started = threading.Event()
+        threading.Thread(target=asyncio.run, args=(self._serve(),), daemon=True).start()
+        self._started.wait(10)
+
+    async def _serve(self) -> None:
+        server = await asyncio.start_server(self._connection, "127.0.0.1", self.port)
+        self._started.set()
+        async with server:
+            await server.serve_forever()
+
+    async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        answered = False
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length")))
+                stream = json.loads(await reader.readexactly(length)).get("stream")
+                if answered:
+                    self.closed_on_reuse += 1
+                    return
+                writer.write(_canned_answer(stream))
+                answered = True
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return
+        finally:
+            writer.close()
+
+
+def _canned_answer(stream: bool) -> bytes:
+    if stream:
+        event = {"choices": [{"index": 0, "delta": {"content": "fine"}, "finish_reason": "stop"}]}
+        body, kind = f"data: {json.dumps(event)}\n\ndata: [DONE]\n\n".encode(), b"text/event-stream"
+    else:
+        body = json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": "fine"},
+                                        "finish_reason": "stop"}]}).encode()
+        kind = b"application/json"
+    return (b"HTTP/1.1 200 OK\r\nContent-Type: " + kind + b"\r\nContent-Length: "
+            + str(len(body)).encode() + b"\r\nConnection: keep-alive\r\n\r\n" + body)
+
+
 @pytest.fixture(scope="module")
-def front(upstream: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def closing() -> _ClosingUpstream:
+    return _ClosingUpstream()
+
+
+@pytest.fixture(scope="module")
+def front(upstream: str, closing: _ClosingUpstream,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("front")
     dead_port = free_port()
     with thread_server(fake_upstream(_faulty_chat)) as fake_url:
@@ -82,6 +138,7 @@ def front(upstream: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[s
             # a host that does not resolve: reachable only through the HTTP proxy set below
             "via-proxy": {"backend": "openai", "base_url": "http://upstream.invalid/v1",
                           "api_key_env": "UP_KEY", "upstream_model": "gemma"},
+            "closing": {"backend": "openai", "base_url": f"http://127.0.0.1:{closing.port}/v1"},
         }
         for mode in ("slow", "garbage", "error500", "cut", "broken"):
             models[mode] = {"backend": "openai", "base_url": f"{fake_url}/v1", "read_timeout_s": 0.5}
@@ -148,6 +205,22 @@ def test_upstream_faults_map_to_clean_errors(front: str, model: str, error: type
     assert info.value.body["type"] == "server_error"  # type: ignore[attr-defined]
     assert UPSTREAM_KEY not in json.dumps(info.value.body)  # type: ignore[attr-defined]
     assert "sk-not-the-right-one" not in json.dumps(info.value.body)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_pooled_connection_the_upstream_closed_is_retried(
+    front: str, closing: _ClosingUpstream, stream: bool
+) -> None:
+    closed = closing.closed_on_reuse
+    for _ in range(3):  # the 2nd and 3rd requests find the pooled connection closed under them
+        answer = _client(front).chat.completions.create(
+            model="closing", messages=[{"role": "user", "content": "x"}], stream=stream
+        )
+        chunks = list(answer) if stream else None
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) if chunks \
+            else answer.choices[0].message.content  # type: ignore[union-attr]
+        assert text == "fine"
+    assert closing.closed_on_reuse >= closed + 2
 
 
 @pytest.mark.parametrize(("model", "error", "sent"), [
