@@ -38,7 +38,7 @@ from benchmarks.provenance import provenance
 from benchmarks.proxy_overhead import percentile
 from filters.batching import DEFAULT_MAX_BATCH
 
-ROUNDS = 4  # floor measurements interleaved with each level's requests
+ROUNDS = 4  # at one client, floor measurements interleaved with the requests
 BATCH = DEFAULT_MAX_BATCH  # the most texts the proxy's embedding batcher takes at once
 QUESTIONS = [
     "What is the tallest mountain in Europe?", "How do I sort a list in Python?",
@@ -135,15 +135,18 @@ class EmbeddingFloor:
 
 def measure_level(floor: EmbeddingFloor, urls: dict[str, str], *, level: int, requests: int,
                   stream: bool) -> dict[str, Any]:
-    """One concurrency level: ROUNDS rounds of (floor measurement, then a share of every
-    target's requests), so targets and floor see the same drift of the machine's speed."""
-    per_round = max(requests // ROUNDS, 2 * level)
+    """One concurrency level: rounds of (floor measurement, then a share of every target's
+    requests), and a closing floor measurement, so targets and floor see the same drift of the
+    machine's speed. One client runs ROUNDS rounds; more clients run one round, as a short
+    round would measure mostly the clients' ramp-up and drain."""
+    rounds = ROUNDS if level == 1 else 1
+    per_round = max(requests // rounds, 4 * level)
     runs: dict[str, tuple[list[float], int, float]] = {name: ([], 0, 0.0) for name in urls}
     singles, rates = [], []
-    for round_ in range(ROUNDS + 1):
+    for round_ in range(rounds + 1):
         singles += floor.singles_ms()
         rates.append(floor.batched_rate())
-        if round_ == ROUNDS:  # the closing floor measurement
+        if round_ == rounds:  # the closing floor measurement
             break
         for name, url in urls.items():
             latencies, errors, wall = drive(url, concurrency=level, requests=per_round,
