@@ -157,16 +157,17 @@ class ClassifierModel:
     def predict_features(self, features: sparse.csr_matrix) -> np.ndarray:
         """``predict_proba(features)[:, 1]`` of the fitted logistic regression, computed as
         ``sigmoid(features · w + b)`` without sklearn's per-call input checks."""
-        logits = features @ self._lr.coef_[0] + self._lr.intercept_[0]
-        probabilities: np.ndarray = expit(np.asarray(logits, dtype=np.float64).ravel())
-        return probabilities
+        return self._sigmoid(np.asarray(features @ self._lr.coef_[0], dtype=np.float64).ravel())
 
     def predict(self, vectors: np.ndarray, texts: Sequence[str]) -> np.ndarray:
         """The probability that each text is about a forget target."""
         if self.featurizer is None:
             raise RuntimeError("this model was fitted on precomputed features only")
-        logits = self.featurizer.dot(vectors, texts, self._lr.coef_[0]) + self._lr.intercept_[0]
-        probabilities: np.ndarray = expit(logits)
+        return self._sigmoid(self.featurizer.dot(vectors, texts, self._lr.coef_[0]))
+
+    def _sigmoid(self, scores: np.ndarray) -> np.ndarray:
+        """The regression's probability from ``features · w`` (its intercept added here)."""
+        probabilities: np.ndarray = expit(scores + self._lr.intercept_[0])
         return probabilities
 
 

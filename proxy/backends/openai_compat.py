@@ -234,30 +234,42 @@ async def _sse_chunks(content: aiohttp.StreamReader, *, chat: bool) -> AsyncIter
     pending = b""
     async for data in content.iter_any():
         *lines, pending = (pending + data).split(b"\n")
-        text: list[str] = []
+        parsed: list[Chunk] = []
+        end: Chunk | UpstreamError | None = None  # _DONE, or the error of a broken event
         try:
             for line in lines:
                 chunk = _parse_line(line, chat=chat)
-                if chunk is None:
-                    continue
-                if chunk is not _DONE and chunk.finish_reason is None and chunk.usage is None:
-                    text.append(chunk.text)
-                    continue
-                if text:
-                    yield Chunk("".join(text))
-                    text = []
                 if chunk is _DONE:
-                    return
-                yield chunk
-        except UpstreamError:  # the text before a broken event still goes out, then the error
-            if text:
-                yield Chunk("".join(text))
-            raise
-        if text:
-            yield Chunk("".join(text))
+                    end = chunk
+                    break
+                if chunk is not None:
+                    parsed.append(chunk)
+        except UpstreamError as exc:  # what came before a broken event still goes out first
+            end = exc
+        for chunk in _joined(parsed):
+            yield chunk
+        if isinstance(end, UpstreamError):
+            raise end
+        if end is _DONE:
+            return
     if _parse_line(pending, chat=chat) is _DONE:
         return
     raise UpstreamError("the upstream stream ended before [DONE]")
+
+
+def _joined(chunks: list[Chunk]) -> list[Chunk]:
+    """``chunks`` with each run of text-only chunks joined into one."""
+    out: list[Chunk] = []
+    for chunk in chunks:
+        if out and _text_only(chunk) and _text_only(out[-1]):
+            out[-1] = Chunk(out[-1].text + chunk.text)
+        else:
+            out.append(chunk)
+    return out
+
+
+def _text_only(chunk: Chunk) -> bool:
+    return chunk.finish_reason is None and chunk.usage is None
 
 
 def _parse_line(raw: bytes, *, chat: bool) -> Chunk | None:

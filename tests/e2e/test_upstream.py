@@ -7,7 +7,6 @@ import json
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import openai
 import pytest
