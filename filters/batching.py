@@ -12,6 +12,7 @@ index and the in-thread and remote embedders batch this way; the embedding child
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,10 +31,11 @@ DEFAULT_MAX_BATCH = 64
 
 @dataclass
 class BatchStats:
-    """How many batches ran and how many items they held."""
+    """How many batches ran, how many items they held, and the seconds spent running them."""
 
     batches: int = 0
     texts: int = 0
+    busy_s: float = 0.0
 
     @property
     def mean_batch(self) -> float:
@@ -102,6 +104,7 @@ class MicroBatcher(Generic[T, R]):
                 batch.append(self._waiting.popleft())
                 size += len(batch[-1].items)
         items = [item for call in batch for item in call.items]
+        started = time.perf_counter()
         try:
             rows = self.fn(items)
         except BaseException as exc:  # every caller in the batch gets the failure
@@ -114,6 +117,7 @@ class MicroBatcher(Generic[T, R]):
             for call in batch:
                 call.rows = rows[start : start + len(call.items)]
                 start += len(call.items)
+        self.stats.busy_s += time.perf_counter() - started
         with self._lock:
             leader = self._waiting[0] if self._waiting else None
             self._running = leader is not None

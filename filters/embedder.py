@@ -20,7 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 import httpx
 import numpy as np
 
-from filters.batching import BatchingEmbedder
+from filters.batching import BatchingEmbedder, BatchStats
 from proxy.backends.embedded import EMBEDDER_NAME, embedder_path
 from proxy.config import EmbedderConfig
 from proxy.errors import ConfigError
@@ -222,7 +222,7 @@ class CachingEmbedder:
         return f"CachingEmbedder({self.inner!r})"
 
 
-_SHARED: dict[EmbedderConfig, Embedder] = {}
+_SHARED: dict[EmbedderConfig, CachingEmbedder] = {}
 _SHARED_LOCK = threading.Lock()
 
 
@@ -248,3 +248,19 @@ def build_embedder(cfg: EmbedderConfig) -> Embedder:
                 ))
             _SHARED[cfg] = CachingEmbedder(inner)
         return _SHARED[cfg]
+
+
+def embedder_stats() -> dict[str, BatchStats]:
+    """Batching figures of the process-wide embedders, by model id (summed where two configs
+    share a model)."""
+    with _SHARED_LOCK:
+        embedders = list(_SHARED.values())
+    totals: dict[str, BatchStats] = {}
+    for embedder in embedders:
+        stats = getattr(embedder.inner, "stats", None)  # every batching embedder has them
+        if isinstance(stats, BatchStats):
+            total = totals.setdefault(embedder.model_id, BatchStats())
+            total.batches += stats.batches
+            total.texts += stats.texts
+            total.busy_s += stats.busy_s
+    return totals

@@ -18,6 +18,7 @@ import atexit
 import itertools
 import multiprocessing
 import threading
+import time
 from concurrent.futures import Future
 from multiprocessing.connection import Connection
 from typing import Any
@@ -51,16 +52,19 @@ def _serve(model: str, num_threads: int | None, max_batch: int, conn: Connection
                 size += len(calls[-1][1])
         except (EOFError, OSError):  # the parent is gone
             return
+        started = time.perf_counter()
         try:
             vectors = embedder.embed([text for _, texts in calls for text in texts])
         except Exception as exc:  # every call of the batch fails with it
-            conn.send([(call_id, "error", f"{type(exc).__name__}: {exc}") for call_id, _ in calls])
+            failed = [(call_id, "error", f"{type(exc).__name__}: {exc}") for call_id, _ in calls]
+            conn.send((time.perf_counter() - started, failed))
             continue
+        busy_s = time.perf_counter() - started
         answers, start = [], 0
         for call_id, texts in calls:
             answers.append((call_id, "ok", vectors[start : start + len(texts)]))
             start += len(texts)
-        conn.send(answers)
+        conn.send((busy_s, answers))
 
 
 class _Child:
@@ -123,11 +127,12 @@ class _Child:
         why = "no answer"
         while True:
             try:
-                answers = self.conn.recv()
+                busy_s, answers = self.conn.recv()
             except (EOFError, OSError) as exc:
                 why = str(exc) or why
                 break
             self.stats.batches += 1
+            self.stats.busy_s += busy_s
             with self._lock:
                 owed = [(self.pending.pop(i, None), status, payload) for i, status, payload in answers]
             for future, status, payload in owed:

@@ -2,9 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from filters.embedder import embedder_stats
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+class EmbedderCollector(Collector):
+    """The process-wide embedders' batching: batches, texts, and seconds spent embedding (its
+    rate is the embedder's busy share; texts over batches is the mean batch)."""
+
+    def collect(self) -> Iterator[Metric]:
+        stats = embedder_stats()
+        families = [
+            (CounterMetricFamily("unlearn_embedding_batches", "Embedding batches run",
+                                 labels=["embedder"]), "batches"),
+            (CounterMetricFamily("unlearn_embedding_texts", "Texts embedded in batches",
+                                 labels=["embedder"]), "texts"),
+            (CounterMetricFamily("unlearn_embedding_busy_seconds", "Seconds spent embedding",
+                                 labels=["embedder"]), "busy_s"),
+        ]
+        for family, field in families:
+            for model_id, figures in stats.items():
+                family.add_metric([model_id], getattr(figures, field))
+            yield family
 
 
 class Metrics:
@@ -48,6 +74,7 @@ class Metrics:
         self.reloads = Counter(
             "unlearn_config_reloads_total", "Config reloads", ["result"], registry=r
         )
+        r.register(EmbedderCollector())
 
     def render(self) -> bytes:
         """The Prometheus text exposition."""

@@ -11,6 +11,7 @@ import pytest
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
+from benchmarks.load import embedder_counters
 from proxy.config import parse_config
 from proxy.server import create_app
 from tests.servers import fake_upstream, thread_server
@@ -110,6 +111,16 @@ def test_blocks_are_counted(guarded_url: str) -> None:
     metrics = httpx.get(f"{guarded_url}/metrics").text
     assert 'unlearn_decisions_total{action="block",method=' in metrics
     assert "unlearn_guard_latency_seconds_count" in metrics
+
+
+def test_embedding_batches_are_counted(guarded_url: str) -> None:
+    before = embedder_counters(guarded_url)
+    _chat(guarded_url, "What is the capital of Peru? (counted)", stream=False)
+    after = embedder_counters(guarded_url)
+    assert after["texts"] > before["texts"] and after["batches"] > before["batches"]
+    assert after["busy_s"] > before["busy_s"]
+    assert 'unlearn_embedding_texts_total{embedder="local:all-MiniLM-L6-v2@' in httpx.get(
+        f"{guarded_url}/metrics").text
 
 
 # ---------------------------------------------------------------- streaming leak (output side)

@@ -53,11 +53,14 @@ def test_the_child_batches_concurrent_calls_and_answers_each_its_own() -> None:
     try:
         direct = LocalEmbedder().embed(texts)
         worker.warm_up()
+        started = time.perf_counter()
         with ThreadPoolExecutor(max_workers=32) as pool:
             rows = list(pool.map(lambda text: worker.embed([text])[0], texts))
+        elapsed = time.perf_counter() - started
         np.testing.assert_allclose(np.stack(rows), direct, atol=1e-5)
         assert worker.stats.texts == len(texts)
         assert worker.stats.batches < len(texts) / 2, worker.stats
+        assert 0 < worker.stats.busy_s < elapsed  # the child's time in forward passes
     finally:
         worker.close()
 
