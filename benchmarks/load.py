@@ -1,6 +1,6 @@
 """Proxy throughput and added latency under concurrency, against a real upstream process.
 
-    python -m benchmarks.load [--concurrency 1 8 32 128] [--requests-per-level 200]
+    python -m benchmarks.load [--concurrency 1 8 32 128] [--seconds-per-level 8]
                               [--upstream-latency-ms 50] [--out benchmarks/results/load.json]
 
 Starts ``benchmarks.stub_upstream`` (an OpenAI-compatible server with a fixed latency) and three
@@ -10,11 +10,14 @@ policy (alias + embedding detector + classifier), and one with the same policy s
 the upstream directly,
 at every concurrency level, streaming and not, with the lean keep-alive client of
 :mod:`benchmarks.load_client` (so that the client costs little of the two cores). Added
-latency = proxied minus direct percentile at the same level. The embedding floor (one MiniLM
-embedding of a request, and MiniLM's rate in batches of 64, the most the proxy's batcher
-takes, with the proxy's default one torch thread) is measured in this process between the
-rounds of each level, so each level is compared with the machine's speed at that time. Also
-records the proxies' RSS, their embedding worker processes included.
+latency = proxied minus direct percentile at the same level; throughput is what completes
+inside each timed round (closed loop, like ``hey -z``). The embedding floor is measured in this
+process between the rounds of each level, so each level is compared with the machine's speed at
+that time: one MiniLM embedding of a request-like text, taken an upstream latency apart as a
+one-client proxy takes them (a CPU that sat idle that long embeds measurably slower than one
+embedding back to back, which is also recorded), and MiniLM's rate in batches of 64 (the most
+the proxy's batcher takes), all with the proxy's default one torch thread. Also records the
+proxies' RSS, their embedding worker processes included.
 """
 
 from __future__ import annotations
@@ -32,13 +35,14 @@ import httpx
 import uvloop
 import yaml
 
-from benchmarks.load_client import drive_load
+from benchmarks.load_client import LoadRun, drive_load
 from benchmarks.processes import free_port, proxy_server, python_server
 from benchmarks.provenance import provenance
 from benchmarks.proxy_overhead import percentile
 from filters.batching import DEFAULT_MAX_BATCH
 
-ROUNDS = 4  # at one client, floor measurements interleaved with the requests
+ROUNDS = 4  # timed rounds per level, with floor measurements between them
+WARMUP_S = 1.0  # untimed start of each round: clients that all start at once settle by then
 BATCH = DEFAULT_MAX_BATCH  # the most texts the proxy's embedding batcher takes at once
 QUESTIONS = [
     "What is the tallest mountain in Europe?", "How do I sort a list in Python?",
@@ -79,19 +83,20 @@ def _body(i: int, stream: bool, tag: str) -> bytes:
                        "messages": [{"role": "user", "content": text}]}).encode()
 
 
-def drive(url: str, *, concurrency: int, requests: int, stream: bool,
-          tag: str) -> tuple[list[float], int, float]:
-    """``requests`` requests from ``concurrency`` concurrent clients (texts made unique by
-    ``tag``): latencies (ms), errors, wall time (s)."""
+def drive(url: str, *, concurrency: int, seconds: float, stream: bool, tag: str,
+          warmup_s: float = WARMUP_S) -> LoadRun:
+    """``concurrency`` clients sending requests for ``warmup_s`` untimed, then ``seconds``
+    timed (texts made unique by ``tag``)."""
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(drive_load(
             url, "/v1/chat/completions", lambda i: _body(i, stream, tag),
-            concurrency=concurrency, requests=requests))
+            concurrency=concurrency, duration_s=seconds, warmup_s=warmup_s))
 
 
-def _summary(latencies: list[float], errors: int, wall: float) -> dict[str, float]:
-    return {"rps": len(latencies) / wall, "p50": percentile(latencies, 50),
-            "p95": percentile(latencies, 95), "p99": percentile(latencies, 99), "errors": errors}
+def _summary(run: LoadRun) -> dict[str, float]:
+    latencies = run.latencies_ms
+    return {"rps": run.rps, "p50": percentile(latencies, 50), "p95": percentile(latencies, 95),
+            "p99": percentile(latencies, 99), "errors": run.errors}
 
 
 class EmbeddingFloor:
@@ -113,10 +118,11 @@ class EmbeddingFloor:
         self._calls += 1
         return [f"{QUESTIONS[i % len(QUESTIONS)]} (floor {self._calls} #{i})" for i in range(n)]
 
-    def singles_ms(self, n: int = 20) -> list[float]:
-        """``n`` one-text embeddings of request-like texts, in ms each."""
+    def singles_ms(self, n: int = 20, *, gap_s: float = 0.0) -> list[float]:
+        """``n`` one-text embeddings of request-like texts, ``gap_s`` apart, in ms each."""
         times = []
         for text in self._texts(n):
+            time.sleep(gap_s)
             started = time.perf_counter()
             self.embedder.embed([text])
             times.append((time.perf_counter() - started) * 1000)
@@ -133,28 +139,59 @@ class EmbeddingFloor:
         return best
 
 
-def measure_level(floor: EmbeddingFloor, urls: dict[str, str], *, level: int, requests: int,
-                  stream: bool) -> dict[str, Any]:
-    """One concurrency level: rounds of (floor measurement, then a share of every target's
-    requests), and a closing floor measurement, so targets and floor see the same drift of the
-    machine's speed. One client runs ROUNDS rounds; more clients run one round, as a short
-    round would measure mostly the clients' ramp-up and drain."""
-    rounds = ROUNDS if level == 1 else 1
-    per_round = max(requests // rounds, 4 * level)
-    runs: dict[str, tuple[list[float], int, float]] = {name: ([], 0, 0.0) for name in urls}
-    singles, rates = [], []
-    for round_ in range(rounds + 1):
-        singles += floor.singles_ms()
+_EMBEDDER_COUNTERS = {"unlearn_embedding_batches": "batches", "unlearn_embedding_texts": "texts",
+                      "unlearn_embedding_busy_seconds": "busy_s"}
+
+
+def embedder_counters(url: str) -> dict[str, float]:
+    """The proxy's embedding counters (``/metrics``), summed over its embedders."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    totals = dict.fromkeys(_EMBEDDER_COUNTERS.values(), 0.0)
+    text = httpx.get(f"{url}/metrics", timeout=10).raise_for_status().text
+    for family in text_string_to_metric_families(text):
+        if family.name in _EMBEDDER_COUNTERS:
+            totals[_EMBEDDER_COUNTERS[family.name]] += sum(s.value for s in family.samples)
+    return totals
+
+
+def _embedder_summary(counted: dict[str, float]) -> dict[str, float]:
+    """The embedder while a target was driven: mean batch, share of the time it was busy, and
+    its cost per text (compare with the floor's batched rate)."""
+    return {"mean_batch": counted["texts"] / counted["batches"],
+            "busy_share": counted["busy_s"] / counted["wall_s"],
+            "ms_per_text": counted["busy_s"] / counted["texts"] * 1000}
+
+
+def measure_level(floor: EmbeddingFloor, urls: dict[str, str], *, level: int, seconds: float,
+                  stream: bool, gap_s: float) -> dict[str, Any]:
+    """One concurrency level: ROUNDS rounds of (floor measurement, then ``seconds / ROUNDS``
+    of every target), and a closing floor measurement, so targets and floor see the same drift
+    of the machine's speed. ``gap_s`` spaces the floor's single embeddings. The proxies'
+    embedding counters are read around each drive."""
+    runs = {name: LoadRun([], 0, 0, 0.0) for name in urls}
+    counted = {name: dict.fromkeys(("batches", "texts", "busy_s", "wall_s"), 0.0) for name in urls}
+    singles, hot, rates = [], [], []
+    for round_ in range(ROUNDS + 1):
+        singles += floor.singles_ms(gap_s=gap_s)
+        hot += floor.singles_ms()
         rates.append(floor.batched_rate())
-        if round_ == rounds:  # the closing floor measurement
+        if round_ == ROUNDS:  # the closing floor measurement
             break
         for name, url in urls.items():
-            latencies, errors, wall = drive(url, concurrency=level, requests=per_round,
-                                            stream=stream, tag=f"{stream}-{level}-{round_}")
-            seen = runs[name]
-            runs[name] = (seen[0] + latencies, seen[1] + errors, seen[2] + wall)
-    row: dict[str, Any] = {name: _summary(*run) for name, run in runs.items()}
+            before = embedder_counters(url) if name != "direct" else {}
+            started = time.perf_counter()
+            runs[name] += drive(url, concurrency=level, seconds=seconds / ROUNDS, stream=stream,
+                                tag=f"{stream}-{level}-{round_}")
+            counted[name]["wall_s"] += time.perf_counter() - started
+            for key, value in (embedder_counters(url) if before else {}).items():
+                counted[name][key] += value - before[key]
+    row: dict[str, Any] = {name: _summary(run) for name, run in runs.items()}
+    for name, figures in counted.items():
+        if figures["batches"]:
+            row[name]["embedder"] = _embedder_summary(figures)
     row["embedding_floor"] = {"single_ms_p50": percentile(singles, 50),
+                              "single_ms_back_to_back_p50": percentile(hot, 50),
                               "batched_texts_per_s": sum(rates) / len(rates)}
     return row
 
@@ -178,7 +215,7 @@ def embedded_rss_mb() -> float:
         return _rss_mb(process.pid)
 
 
-def run(levels: list[int], requests: int, latency_ms: float) -> dict[str, Any]:
+def run(levels: list[int], seconds: float, latency_ms: float) -> dict[str, Any]:
     """The whole measurement; returns results keyed by target, stream mode and level."""
     floor = EmbeddingFloor()
     port = free_port()
@@ -193,7 +230,8 @@ def run(levels: list[int], requests: int, latency_ms: float) -> dict[str, Any]:
         for stream in (False, True):
             for level in levels:
                 key = f"{'stream' if stream else 'json'}@{level}"
-                row = measure_level(floor, urls, level=level, requests=requests, stream=stream)
+                row = measure_level(floor, urls, level=level, seconds=seconds, stream=stream,
+                                    gap_s=latency_ms / 1000)
                 results["levels"][key] = row
                 print(_line(key, row))
         results["rss_mb"] = {name: _rss_mb(process.pid) for name, (_, process) in servers.items()}
@@ -206,11 +244,15 @@ def _line(key: str, row: dict[str, Any]) -> str:
     added = row["proxy+policy"]["p50"] - row["direct"]["p50"]
     speculating = row["proxy+policy+speculate"]["p50"] - row["direct"]["p50"]
     share = row["proxy+policy"]["rps"] / floor["batched_texts_per_s"]
+    single, hot = floor["single_ms_p50"], floor["single_ms_back_to_back_p50"]
+    embedder = row["proxy+policy"]["embedder"]
     return (f"{key:>10}  direct {row['direct']['rps']:7.1f} rps  proxy {row['proxy']['rps']:7.1f} rps  "
             f"policy {row['proxy+policy']['rps']:7.1f} rps = {share:4.0%} of batched  "
-            f"added p50 (policy) {added:6.2f} ms = {added / floor['single_ms_p50']:.2f}x floor "
-            f"({floor['single_ms_p50']:.1f} ms), speculating {speculating:6.2f} ms  errors "
-            f"{sum(int(row[t]['errors']) for t in TARGETS)}")
+            f"added p50 (policy) {added:6.2f} ms = {added / single:.2f}x floor ({single:.1f} ms; "
+            f"{added / hot:.2f}x back to back, {hot:.1f} ms), speculating {speculating:6.2f} ms  "
+            f"errors {sum(int(row[t]['errors']) for t in TARGETS)}  embedder busy "
+            f"{embedder['busy_share']:.0%}, batch {embedder['mean_batch']:.1f}, "
+            f"{embedder['ms_per_text']:.1f} ms/text (floor {1000 / floor['batched_texts_per_s']:.1f})")
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
@@ -237,8 +279,12 @@ def plot(results: dict[str, Any], path: Path) -> None:
                 title="Throughput")
     axes[1].set(xscale="log", yscale="log", xlabel="concurrent clients", ylabel="ms",
                 title="Added p50 latency (proxied − direct)")
-    singles = [row["embedding_floor"]["single_ms_p50"] for row in results["levels"].values()]
-    axes[1].axhline(percentile(singles, 50), color="black", ls=":", label="1 embedding (median floor)")
+    floors = [row["embedding_floor"] for row in results["levels"].values()]
+    axes[0].axhline(percentile([f["batched_texts_per_s"] for f in floors], 50), color="black",
+                    ls=":", label=f"MiniLM alone, batches of {BATCH} (median floor)")
+    singles = [f["single_ms_p50"] for f in floors]
+    axes[1].axhline(percentile(singles, 50), color="black", ls=":",
+                    label="1 embedding at request cadence (median floor)")
     for ax in axes:
         ax.legend(fontsize=7)
     fig.tight_layout()
@@ -248,17 +294,18 @@ def plot(results: dict[str, Any], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description="proxy load benchmark")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 128])
-    parser.add_argument("--requests-per-level", type=int, default=200)
+    parser.add_argument("--seconds-per-level", type=float, default=8.0,
+                        help="time each target is driven at each level, over all rounds")
     parser.add_argument("--upstream-latency-ms", type=float, default=50.0)
     parser.add_argument("--out", default="benchmarks/results/load.json")
     args = parser.parse_args()
     started = time.time()
-    results = run(args.concurrency, args.requests_per_level, args.upstream_latency_ms)
+    results = run(args.concurrency, args.seconds_per_level, args.upstream_latency_ms)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     plot(results, out.with_suffix(".png"))
     meta = provenance(started, upstream_latency_ms=args.upstream_latency_ms,
-                      requests_per_level=args.requests_per_level)
+                      seconds_per_level=args.seconds_per_level)
     out.write_text(json.dumps({"results": results, "provenance": meta}, indent=2))
     print(f"RSS: {results['rss_mb']}")
     print(f"wrote {out} and {out.with_suffix('.png')}")

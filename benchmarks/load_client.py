@@ -9,6 +9,7 @@ the answer, streamed (chunked) or not, so nearly all of the machine is left to t
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
-__all__ = ["LoadConnection", "Response", "drive_load"]
+__all__ = ["LoadConnection", "LoadRun", "Response", "drive_load"]
 
 
 @dataclass
@@ -113,16 +114,46 @@ class LoadConnection:
         self._protocol = None
 
 
-async def drive_load(url: str, path: str, bodies: Callable[[int], bytes], *, concurrency: int,
-                     requests: int, timeout_s: float = 120.0) -> tuple[list[float], int, float]:
-    """Send ``requests`` POSTs (body ``bodies(i)``) from ``concurrency`` connections.
+@dataclass
+class LoadRun:
+    """One drive's outcome: latencies (ms) of the successful requests, the errors (non-200,
+    closed, timed out), and the successes that ended inside the throughput window."""
 
-    Returns the latencies (ms) of the successful ones, the error count (non-200, closed,
-    timed out) and the wall time (s).
+    latencies_ms: list[float]
+    errors: int
+    completed: int
+    window_s: float
+
+    @property
+    def rps(self) -> float:
+        return self.completed / self.window_s
+
+    def __add__(self, other: LoadRun) -> LoadRun:
+        return LoadRun(self.latencies_ms + other.latencies_ms, self.errors + other.errors,
+                       self.completed + other.completed, self.window_s + other.window_s)
+
+
+async def drive_load(url: str, path: str, bodies: Callable[[int], bytes], *, concurrency: int,
+                     requests: int | None = None, duration_s: float | None = None,
+                     warmup_s: float = 0.0, timeout_s: float = 120.0) -> LoadRun:
+    """POST ``bodies(i)`` to ``path`` from ``concurrency`` keep-alive connections in a closed
+    loop, either ``requests`` times or for ``warmup_s`` then ``duration_s`` seconds (like
+    ``hey -n`` / ``-z``).
+
+    A timed drive counts as throughput what completes inside its window, so neither the
+    clients' synchronised start (all send at once, then wait on the upstream at once) nor
+    their drain at the end is counted; latencies are those of the requests sent inside the
+    window; requests still in flight at its end are awaited. Errors are always all counted.
+    With a request count the window is the whole wall time.
     """
-    queue = iter(range(requests))
-    latencies: list[float] = []
+    if (requests is None) == (duration_s is None):
+        raise ValueError("give exactly one of requests and duration_s")
+    queue = iter(range(requests) if requests is not None else itertools.count())
+    answered: list[tuple[float, float]] = []  # (sent, done) of each success
     errors = 0
+    started = time.perf_counter()
+    opens = started + warmup_s
+    closes = opens + duration_s if duration_s is not None else float("inf")
 
     async def worker() -> None:
         nonlocal errors
@@ -130,19 +161,25 @@ async def drive_load(url: str, path: str, bodies: Callable[[int], bytes], *, con
         try:
             for i in queue:
                 body = bodies(i)
-                started = time.perf_counter()
+                sent = time.perf_counter()
+                if sent >= closes:
+                    break
                 try:
                     response = await connection.post_json(path, body, timeout_s=timeout_s)
                 except (ConnectionError, OSError, TimeoutError):
                     errors += 1
                     continue
                 if response.status == 200:
-                    latencies.append((time.perf_counter() - started) * 1000)
+                    answered.append((sent, time.perf_counter()))
                 else:
                     errors += 1
         finally:
             connection.close()
 
-    started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return latencies, errors, time.perf_counter() - started
+    if duration_s is None:
+        latencies = [(done - sent) * 1000 for sent, done in answered]
+        return LoadRun(latencies, errors, len(answered), time.perf_counter() - started)
+    latencies = [(done - sent) * 1000 for sent, done in answered if sent >= opens]
+    completed = sum(opens <= done <= closes for _, done in answered)
+    return LoadRun(latencies, errors, completed, duration_s)

@@ -60,14 +60,33 @@ async def _slow(_: Request) -> Response:
 
 def test_drive_load_counts_errors_reconnects_and_times_out() -> None:
     with thread_server(fake_upstream(_flaky)) as url:
-        latencies, errors, wall = asyncio.run(drive_load(
+        run = asyncio.run(drive_load(
             url, "/v1/chat/completions", lambda i: json.dumps({"n": i}).encode(),
             concurrency=3, requests=30))
-    assert (len(latencies), errors) == (20, 10) and wall > 0
+    assert (len(run.latencies_ms), run.errors, run.completed) == (20, 10, 20) and run.window_s > 0
     with thread_server(fake_upstream(_slow)) as url:
-        latencies, errors, _ = asyncio.run(drive_load(
+        run = asyncio.run(drive_load(
             url, "/v1/chat/completions", lambda i: b"{}", concurrency=2, requests=2,
             timeout_s=0.3))
-    assert (latencies, errors) == ([], 2)
+    assert (run.latencies_ms, run.errors) == ([], 2)
     with pytest.raises(ValueError, match="http:// URL"):
         LoadConnection("https://example.invalid")
+    with pytest.raises(ValueError, match="exactly one"):
+        asyncio.run(drive_load("http://127.0.0.1:9", "/", lambda i: b"{}", concurrency=1))
+
+
+@pytest.mark.parametrize(("warmup_s", "duration_s", "expected"), [
+    # each client sends at 0, 0.2 and 0.4 s; the answers at 0.2 and 0.4 s are inside the
+    # window, the one at 0.6 s is awaited (its latency counts) but not inside it
+    (0.0, 0.5, (6, 4)),
+    # sends at 0, 0.2, 0.4 and 0.6 s; the window [0.3, 0.7] s holds the answers at 0.4 and
+    # 0.6 s, and only the requests sent inside it give latencies
+    (0.3, 0.4, (4, 4)),
+])
+def test_a_timed_drive_counts_throughput_inside_its_window_only(
+        warmup_s: float, duration_s: float, expected: tuple[int, int]) -> None:
+    with thread_server(build_app(latency_ms=200, tokens=2)) as url:
+        run = asyncio.run(drive_load(url, "/v1/chat/completions", lambda i: CHAT, concurrency=2,
+                                     duration_s=duration_s, warmup_s=warmup_s))
+    assert (len(run.latencies_ms), run.completed, run.errors) == (*expected, 0)
+    assert run.rps == pytest.approx(expected[1] / duration_s)
