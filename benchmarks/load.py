@@ -179,13 +179,15 @@ def measure_level(floor: EmbeddingFloor, urls: dict[str, str], *, level: int, se
         if round_ == ROUNDS:  # the closing floor measurement
             break
         for name, url in urls.items():
-            before = embedder_counters(url) if name != "direct" else {}
+            before = embedder_counters(url) if name != "direct" else None
             started = time.perf_counter()
             runs[name] += drive(url, concurrency=level, seconds=seconds / ROUNDS, stream=stream,
                                 tag=f"{stream}-{level}-{round_}")
             counted[name]["wall_s"] += time.perf_counter() - started
-            for key, value in (embedder_counters(url) if before else {}).items():
-                counted[name][key] += value - before[key]
+            if before is not None:
+                after = embedder_counters(url)
+                for key, value in before.items():
+                    counted[name][key] += after[key] - value
     row: dict[str, Any] = {name: _summary(run) for name, run in runs.items()}
     for name, figures in counted.items():
         if figures["batches"]:

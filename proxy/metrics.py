@@ -14,8 +14,8 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 
 
 class EmbedderCollector(Collector):
-    """The process-wide embedders' batching: batches, texts, and seconds spent embedding (its
-    rate is the embedder's busy share; texts over batches is the mean batch)."""
+    """The process-wide embedders' batching: batches, texts, and seconds spent embedding (the
+    rate of those seconds is the embedder's busy share; texts over batches is the mean batch)."""
 
     def collect(self) -> Iterator[Metric]:
         stats = embedder_stats()
