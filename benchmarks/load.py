@@ -293,6 +293,54 @@ def plot(results: dict[str, Any], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def _table_row(key: str, row: dict[str, Any]) -> str:
+    mode, level = key.split("@")
+    floor, direct, policy = row["embedding_floor"], row["direct"]["p50"], row["proxy+policy"]
+    added, embedder = policy["p50"] - direct, policy["embedder"]
+    share = f"{policy['rps'] / floor['batched_texts_per_s']:.0%}"
+    times = (f"**{added / floor['single_ms_p50']:.2f}×** "
+             f"({added / floor['single_ms_back_to_back_p50']:.2f}×)" if level == "1" else "–")
+    cells = [
+        level, mode, *(f"{row[name]['rps']:.0f}" for name in TARGETS[:3]),
+        f"**{share}**" if level == "32" else share,
+        f"{embedder['busy_share']:.0%} / {embedder['mean_batch']:.1f} / "
+        f"{embedder['ms_per_text']:.1f} ({1000 / floor['batched_texts_per_s']:.1f})",
+        f"{floor['single_ms_p50']:.1f} ({floor['single_ms_back_to_back_p50']:.1f})",
+        f"{row['proxy']['p50'] - direct:.1f}", f"{added:.1f}", times,
+        f"{row['proxy+policy+speculate']['p50'] - direct:.1f}",
+        str(sum(int(row[name]["errors"]) for name in TARGETS)),
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """The results as a Markdown table, one row per mode and level."""
+    results, meta = report["results"], report["provenance"]
+    levels = sorted({int(key.split("@")[1]) for key in results["levels"]})
+    command = (f"python -m benchmarks.load --concurrency {' '.join(map(str, levels))} "
+               f"--seconds-per-level {meta['seconds_per_level']:g} "
+               f"--upstream-latency-ms {meta['upstream_latency_ms']:g}")
+    rss = ", ".join(f"{name} {mb:,.0f} MB" for name, mb in results["rss_mb"].items())
+    return "\n".join([
+        "# Proxy load", "", f"Command: `{command}`  ",
+        f"Commit {meta['git_commit']}{' (dirty)' if meta['git_dirty'] else ''}, "
+        f"{meta['started_utc']}, {meta['wall_time_s']:.0f} s on {meta['host']['cpus']} CPUs.", "",
+        "rps: requests completed per second inside the timed rounds. % batched: the policy "
+        "proxy's rate over MiniLM's rate alone in batches of "
+        f"{results['floor_batch']} (one torch thread). Embedder: the policy proxy's embedding "
+        "worker while driven — busy share / mean batch / ms per text (ms per text alone in "
+        "batches). Floor: one embedding an upstream latency apart (back to back). Added: p50 "
+        "above the direct p50 at the same level; × floor: the policy's added p50 over the "
+        "floor (over the back-to-back floor).", "",
+        "| clients | mode | direct rps | proxy rps | policy rps | % batched | embedder | "
+        "floor ms | proxy added p50 ms | policy added p50 ms | × floor | speculating added "
+        "p50 ms | errors |",
+        "|" + "---|" * 13,
+        *(_table_row(key, row) for key, row in results["levels"].items()),
+        "", f"RSS (embedding worker included): {rss}.", "",
+    ])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="proxy load benchmark")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 128])
@@ -308,9 +356,11 @@ def main() -> None:
     plot(results, out.with_suffix(".png"))
     meta = provenance(started, upstream_latency_ms=args.upstream_latency_ms,
                       seconds_per_level=args.seconds_per_level)
-    out.write_text(json.dumps({"results": results, "provenance": meta}, indent=2))
+    report = {"results": results, "provenance": meta}
+    out.write_text(json.dumps(report, indent=2))
+    out.with_suffix(".md").write_text(render_markdown(report), encoding="utf-8")
     print(f"RSS: {results['rss_mb']}")
-    print(f"wrote {out} and {out.with_suffix('.png')}")
+    print(f"wrote {out} and its .png and .md")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,39 @@
+"""The load benchmark's report: its Markdown table is computed from the measured figures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.load import TARGETS, render_markdown
+
+
+def _target(rps: float, p50: float) -> dict[str, Any]:
+    return {"rps": rps, "p50": p50, "p95": p50, "p99": p50, "errors": 0}
+
+
+def _row(policy_rps: float, policy_p50: float) -> dict[str, Any]:
+    row: dict[str, Any] = dict(zip(TARGETS, (_target(600, 50), _target(590, 52),
+                                             _target(policy_rps, policy_p50),
+                                             _target(policy_rps, 51)), strict=True))
+    row["proxy+policy"]["embedder"] = {"busy_share": 0.96, "mean_batch": 11.0, "ms_per_text": 5.7}
+    row["embedding_floor"] = {"single_ms_p50": 16.0, "single_ms_back_to_back_p50": 12.0,
+                              "batched_texts_per_s": 250.0}
+    return row
+
+
+def test_the_table_derives_shares_and_ratios_from_the_figures() -> None:
+    report = {
+        "results": {"floor_batch": 64, "levels": {"json@1": _row(15, 74), "json@32": _row(175, 180)},
+                    "rss_mb": {"proxy+policy": 1020.4}},
+        "provenance": {"seconds_per_level": 8.0, "upstream_latency_ms": 50.0, "git_commit": "abc",
+                       "git_dirty": False, "started_utc": "2026-12-01T00:00:00", "wall_time_s": 9.0,
+                       "host": {"cpus": 2}},
+    }
+    markdown = render_markdown(report)
+    assert "`python -m benchmarks.load --concurrency 1 32 --seconds-per-level 8 " in markdown
+    one, thirty_two = (line for line in markdown.splitlines() if line.startswith("| 1") or
+                       line.startswith("| 32"))
+    # added p50 74 - 50 = 24 ms: 1.50x the 16 ms floor, 2.00x the 12 ms back-to-back one
+    assert "| 24.0 | **1.50×** (2.00×) |" in one
+    assert "| **70%** | 96% / 11.0 / 5.7 (4.0) |" in thirty_two  # 175 / 250 texts/s
+    assert "proxy+policy 1,020 MB" in markdown
