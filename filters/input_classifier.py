@@ -112,29 +112,33 @@ class Featurizer:
         """Features; ``groups`` (training only) hides each text's own group from the neighbours."""
         parts = [sparse.csr_matrix(self._dense(vectors, groups))]
         if self.char_ngrams:
-            parts.append(self._ngram_tfidf(texts))
+            _, weights, columns, indptr = self._ngram_tfidf(texts)
+            parts.append(sparse.csr_matrix((weights, columns, indptr),
+                                           shape=(len(texts), self._hasher.n_features)))
         return sparse.hstack(parts, format="csr")
 
     def dot(self, vectors: np.ndarray, texts: Sequence[str], weights: np.ndarray) -> np.ndarray:
-        """``transform(vectors, texts) @ weights`` without building the sparse feature matrix."""
+        """``transform(vectors, texts) @ weights`` without building any sparse matrix."""
         dense = self._dense(vectors, None)
         out: np.ndarray = dense @ weights[: dense.shape[1]]
         if self.char_ngrams:
-            out += self._ngram_tfidf(texts) @ weights[dense.shape[1] :]
+            rows, values, columns, _ = self._ngram_tfidf(texts)
+            out += np.bincount(rows, values * weights[dense.shape[1] + columns], minlength=len(texts))
         return out
 
-    def _ngram_tfidf(self, texts: Sequence[str]) -> sparse.csr_matrix:
-        """``TfidfTransformer.transform`` of the hashed n-gram counts, without sklearn's
-        per-call input checks (this runs on every request): sublinear tf × idf, rows L2-normed."""
+    def _ngram_tfidf(
+        self, texts: Sequence[str]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``TfidfTransformer.transform`` of the hashed n-gram counts as CSR arrays (row of each
+        value, values, columns, row pointers), computed without sklearn's per-call checks or
+        scipy matrices (this runs on every request): sublinear tf × idf, rows L2-normed."""
         counts = self._hasher.transform([normalize(t) for t in texts])
-        weights = counts.tocsr().astype(np.float64)
-        np.log(weights.data, out=weights.data)
-        weights.data += 1.0
-        weights.data *= self._tfidf.idf_[weights.indices]
-        rows = np.repeat(np.arange(weights.shape[0]), np.diff(weights.indptr))
-        norms = np.sqrt(np.bincount(rows, weights.data**2, minlength=weights.shape[0]))
-        weights.data /= np.maximum(norms, 1e-300)[rows]
-        return weights
+        rows = np.repeat(np.arange(len(texts)), np.diff(counts.indptr))
+        values = np.log(counts.data.astype(np.float64)) + 1.0
+        values *= self._tfidf.idf_[counts.indices]
+        norms = np.sqrt(np.bincount(rows, values**2, minlength=len(texts)))
+        values /= np.maximum(norms, 1e-300)[rows]
+        return rows, values, counts.indices, counts.indptr
 
 
 class ClassifierModel:
