@@ -353,9 +353,9 @@ def main() -> None:
     results = run(args.concurrency, args.seconds_per_level, args.upstream_latency_ms)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    plot(results, out.with_suffix(".png"))
     meta = provenance(started, upstream_latency_ms=args.upstream_latency_ms,
-                      seconds_per_level=args.seconds_per_level)
+                      seconds_per_level=args.seconds_per_level)  # before any output is written
+    plot(results, out.with_suffix(".png"))
     report = {"results": results, "provenance": meta}
     out.write_text(json.dumps(report, indent=2))
     out.with_suffix(".md").write_text(render_markdown(report), encoding="utf-8")
