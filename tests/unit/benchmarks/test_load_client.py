@@ -76,16 +76,16 @@ def test_drive_load_counts_errors_reconnects_and_times_out() -> None:
 
 
 @pytest.mark.parametrize(("warmup_s", "duration_s", "expected"), [
-    # each client sends at 0, 0.2 and 0.4 s; the answers at 0.2 and 0.4 s are inside the
-    # window, the one at 0.6 s is awaited (its latency counts) but not inside it
-    (0.0, 0.5, (6, 4)),
-    # sends at 0, 0.2, 0.4 and 0.6 s; the window [0.3, 0.7] s holds the answers at 0.4 and
-    # 0.6 s, and only the requests sent inside it give latencies
-    (0.3, 0.4, (4, 4)),
+    # 250 ms answers: each client sends at 0, 0.25 and 0.5 s; the answers at 0.25 and 0.5 s
+    # are inside the window, the one at 0.75 s is awaited (its latency counts) but not inside
+    (0.0, 0.625, (6, 4)),
+    # sends at 0, 0.25, 0.5 and 0.75 s; the window [0.375, 0.875] s holds the answers at 0.5
+    # and 0.75 s, and only the requests sent inside it give latencies
+    (0.375, 0.5, (4, 4)),
 ])
 def test_a_timed_drive_counts_throughput_inside_its_window_only(
         warmup_s: float, duration_s: float, expected: tuple[int, int]) -> None:
-    with thread_server(build_app(latency_ms=200, tokens=2)) as url:
+    with thread_server(build_app(latency_ms=250, tokens=2)) as url:
         run = asyncio.run(drive_load(url, "/v1/chat/completions", lambda i: CHAT, concurrency=2,
                                      duration_s=duration_s, warmup_s=warmup_s))
     assert (len(run.latencies_ms), run.completed, run.errors) == (*expected, 0)
