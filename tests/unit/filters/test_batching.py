@@ -11,6 +11,7 @@ import pytest
 from filters.batching import BatchingEmbedder, MicroBatcher
 from filters.embedder import LocalEmbedder
 from filters.forget_index import ForgetIndex, ForgetItem
+from tests.batching import check_concurrent_single_calls
 
 TEXTS = [f"Question number {i} about topic {i % 7}?" for i in range(96)]
 
@@ -23,14 +24,7 @@ def minilm() -> LocalEmbedder:
 def test_concurrent_calls_are_batched_and_exact(minilm: LocalEmbedder) -> None:
     direct = minilm.embed(TEXTS)
     batching = BatchingEmbedder(minilm, max_batch=32)
-    started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=32) as pool:
-        rows = list(pool.map(lambda t: batching.embed([t])[0], TEXTS))
-    elapsed = time.perf_counter() - started
-    np.testing.assert_allclose(np.stack(rows), direct, atol=1e-5)
-    assert batching.stats.texts == len(TEXTS)
-    assert batching.stats.batches < len(TEXTS) / 2, batching.stats
-    assert 0 < batching.stats.busy_s < elapsed  # one batch runs at a time
+    check_concurrent_single_calls(batching, TEXTS, direct)
     print(
         f"{len(TEXTS)} calls -> {batching.stats.batches} batches (mean {batching.stats.mean_batch:.1f})"
     )

@@ -6,7 +6,6 @@ import os
 import signal
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +14,7 @@ import pytest
 from filters.embedder import EmbedderError, LocalEmbedder, build_embedder
 from filters.embedding_worker import ProcessEmbedder
 from proxy.config import EmbedderConfig
+from tests.batching import check_concurrent_single_calls
 
 pytestmark = pytest.mark.slow  # each child process loads torch and the model (~10 s)
 
@@ -53,14 +53,7 @@ def test_the_child_batches_concurrent_calls_and_answers_each_its_own() -> None:
     try:
         direct = LocalEmbedder().embed(texts)
         worker.warm_up()
-        started = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=32) as pool:
-            rows = list(pool.map(lambda text: worker.embed([text])[0], texts))
-        elapsed = time.perf_counter() - started
-        np.testing.assert_allclose(np.stack(rows), direct, atol=1e-5)
-        assert worker.stats.texts == len(texts)
-        assert worker.stats.batches < len(texts) / 2, worker.stats
-        assert 0 < worker.stats.busy_s < elapsed  # the child's time in forward passes
+        check_concurrent_single_calls(worker, texts, direct)  # busy = the child's forward passes
     finally:
         worker.close()
 
