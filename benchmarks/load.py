@@ -190,7 +190,7 @@ def measure_level(floor: EmbeddingFloor, urls: dict[str, str], *, level: int, se
                     counted[name][key] += after[key] - value
     row: dict[str, Any] = {name: _summary(run) for name, run in runs.items()}
     for name, figures in counted.items():
-        if figures["batches"]:
+        if figures["texts"]:  # batches that all failed embed no texts
             row[name]["embedder"] = _embedder_summary(figures)
     row["embedding_floor"] = {"single_ms_p50": percentile(singles, 50),
                               "single_ms_back_to_back_p50": percentile(hot, 50),
