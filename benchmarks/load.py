@@ -12,12 +12,12 @@ at every concurrency level, streaming and not, with the lean keep-alive client o
 :mod:`benchmarks.load_client` (so that the client costs little of the two cores). Added
 latency = proxied minus direct percentile at the same level; throughput is what completes
 inside each timed round (closed loop, like ``hey -z``). The embedding floor is measured in this
-process between the rounds of each level, so each level is compared with the machine's speed at
-that time: one MiniLM embedding of a request-like text, taken an upstream latency apart as a
-one-client proxy takes them (a CPU that sat idle that long embeds measurably slower than one
-embedding back to back, which is also recorded), and MiniLM's rate in batches of 64 (the most
-the proxy's batcher takes), all with the proxy's default one torch thread. Also records the
-proxies' RSS, their embedding worker processes included.
+process after each round, so each level is compared with the machine's speed at that time, on
+texts the policy proxy was sent in that round: one MiniLM embedding of a request, taken an
+upstream latency apart as a one-client proxy takes them (a CPU that sat idle that long embeds
+measurably slower than one embedding back to back, which is also recorded), and MiniLM's rate
+in batches of 64 (the most the proxy's batcher takes), all with the proxy's default one torch
+thread. Also records the proxies' RSS, their embedding worker processes included.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from benchmarks.provenance import provenance
 from benchmarks.proxy_overhead import percentile
 from filters.batching import DEFAULT_MAX_BATCH
 
-ROUNDS = 4  # timed rounds per level, with floor measurements between them
+ROUNDS = 4  # timed rounds per level, each followed by a floor measurement
 WARMUP_S = 1.0  # untimed start of each round: clients that all start at once settle by then
 BATCH = DEFAULT_MAX_BATCH  # the most texts the proxy's embedding batcher takes at once
 QUESTIONS = [
@@ -77,10 +77,22 @@ def _config(tmp: Path, upstream: str, target: str) -> Path:
     return path
 
 
+def request_text(i: int, tag: str) -> str:
+    """The user message of request ``i`` of a drive tagged ``tag`` (unique: no embedding-cache
+    hits)."""
+    return f"{QUESTIONS[i % len(QUESTIONS)]} ({tag} #{i})"
+
+
 def _body(i: int, stream: bool, tag: str) -> bytes:
-    text = f"{QUESTIONS[i % len(QUESTIONS)]} ({tag} #{i})"  # unique: no embedding-cache hits
     return json.dumps({"model": "stub", "max_tokens": 16, "stream": stream,
-                       "messages": [{"role": "user", "content": text}]}).encode()
+                       "messages": [{"role": "user", "content": request_text(i, tag)}]}).encode()
+
+
+def sent_texts(tag: str, sent: int, n: int) -> list[str]:
+    """``n`` of the ``sent`` request texts of a drive tagged ``tag``, evenly spaced (repeating
+    when fewer were sent): the floor embeds what the proxy embedded, as a text's cost grows
+    with its tokens (the tag and the request number are a fifth of them)."""
+    return [request_text(k * max(sent, 1) // n, tag) for k in range(n)]
 
 
 def drive(url: str, *, concurrency: int, seconds: float, stream: bool, tag: str,
@@ -112,30 +124,24 @@ class EmbeddingFloor:
         self.embedder = LocalEmbedder()
         self.embedder.pin_threads()
         self.embedder.embed(QUESTIONS)
-        self._calls = 0
 
-    def _texts(self, n: int) -> list[str]:
-        self._calls += 1
-        return [f"{QUESTIONS[i % len(QUESTIONS)]} (floor {self._calls} #{i})" for i in range(n)]
-
-    def singles_ms(self, n: int = 20, *, gap_s: float = 0.0) -> list[float]:
-        """``n`` one-text embeddings of request-like texts, ``gap_s`` apart, in ms each."""
+    def singles_ms(self, texts: list[str], *, gap_s: float = 0.0) -> list[float]:
+        """One embedding of each text, ``gap_s`` apart, in ms each."""
         times = []
-        for text in self._texts(n):
+        for text in texts:
             time.sleep(gap_s)
             started = time.perf_counter()
             self.embedder.embed([text])
             times.append((time.perf_counter() - started) * 1000)
         return times
 
-    def batched_rate(self, batch: int = BATCH, rounds: int = 2) -> float:
-        """Texts per second embedded ``batch`` at a time (best of ``rounds``)."""
+    def batched_rate(self, texts: list[str], rounds: int = 2) -> float:
+        """Texts per second embedding ``texts`` in one batch (best of ``rounds``)."""
         best = 0.0
         for _ in range(rounds):
-            texts = self._texts(batch)
             started = time.perf_counter()
             self.embedder.embed(texts)
-            best = max(best, batch / (time.perf_counter() - started))
+            best = max(best, len(texts) / (time.perf_counter() - started))
         return best
 
 
@@ -165,29 +171,30 @@ def _embedder_summary(counted: dict[str, float]) -> dict[str, float]:
 
 def measure_level(floor: EmbeddingFloor, urls: dict[str, str], *, level: int, seconds: float,
                   stream: bool, gap_s: float) -> dict[str, Any]:
-    """One concurrency level: ROUNDS rounds of (floor measurement, then ``seconds / ROUNDS``
-    of every target), and a closing floor measurement, so targets and floor see the same drift
-    of the machine's speed. ``gap_s`` spaces the floor's single embeddings. The proxies'
-    embedding counters are read around each drive."""
+    """One concurrency level: ROUNDS rounds of (``seconds / ROUNDS`` of every target, then a
+    floor measurement on texts the policy proxy was sent in that round), so targets and floor
+    see the same drift of the machine's speed and embed the same texts. ``gap_s`` spaces the
+    floor's single embeddings. The proxies' embedding counters are read around each drive."""
     runs = {name: LoadRun([], 0, 0, 0.0) for name in urls}
     counted = {name: dict.fromkeys(("batches", "texts", "busy_s", "wall_s"), 0.0) for name in urls}
     singles, hot, rates = [], [], []
-    for round_ in range(ROUNDS + 1):
-        singles += floor.singles_ms(gap_s=gap_s)
-        hot += floor.singles_ms()
-        rates.append(floor.batched_rate())
-        if round_ == ROUNDS:  # the closing floor measurement
-            break
+    for round_ in range(ROUNDS):
+        tag = f"{stream}-{level}-{round_}"
+        sent = 0
         for name, url in urls.items():
             before = embedder_counters(url) if name != "direct" else None
             started = time.perf_counter()
-            runs[name] += drive(url, concurrency=level, seconds=seconds / ROUNDS, stream=stream,
-                                tag=f"{stream}-{level}-{round_}")
+            run = drive(url, concurrency=level, seconds=seconds / ROUNDS, stream=stream, tag=tag)
+            runs[name] += run
             counted[name]["wall_s"] += time.perf_counter() - started
             if before is not None:
                 after = embedder_counters(url)
                 for key, value in before.items():
                     counted[name][key] += after[key] - value
+            sent = run.sent if name == "proxy+policy" else sent
+        singles += floor.singles_ms(sent_texts(tag, sent, 20), gap_s=gap_s)
+        hot += floor.singles_ms(sent_texts(tag, sent, 20))
+        rates.append(floor.batched_rate(sent_texts(tag, sent, BATCH)))
     row: dict[str, Any] = {name: _summary(run) for name, run in runs.items()}
     for name, figures in counted.items():
         if figures["texts"]:  # batches that all failed embed no texts
@@ -327,9 +334,10 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{meta['started_utc']}, {meta['wall_time_s']:.0f} s on {meta['host']['cpus']} CPUs.", "",
         "rps: requests completed per second inside the timed rounds. % batched: the policy "
         "proxy's rate over MiniLM's rate alone in batches of "
-        f"{results['floor_batch']} (one torch thread). Embedder: the policy proxy's embedding "
-        "worker while driven — busy share / mean batch / ms per text (ms per text alone in "
-        "batches). Floor: one embedding an upstream latency apart (back to back). Added: p50 "
+        f"{results['floor_batch']} (one torch thread) of texts the policy proxy was sent. "
+        "Embedder: the policy proxy's embedding worker while driven — busy share / mean batch "
+        "/ ms per text (ms per text alone in batches). Floor: one embedding of a request an "
+        "upstream latency apart (back to back). Added: p50 "
         "above the direct p50 at the same level; × floor: the policy's added p50 over the "
         "floor (over the back-to-back floor).", "",
         "| clients | mode | direct rps | proxy rps | policy rps | % batched | embedder | "

@@ -117,12 +117,14 @@ class LoadConnection:
 @dataclass
 class LoadRun:
     """One drive's outcome: latencies (ms) of the successful requests, the errors (non-200,
-    closed, timed out), and the successes that ended inside the throughput window."""
+    closed, timed out), the successes that ended inside the throughput window, and how many
+    requests were sent (``bodies(i)`` for ``i`` below it)."""
 
     latencies_ms: list[float]
     errors: int
     completed: int
     window_s: float
+    sent: int = 0
 
     @property
     def rps(self) -> float:
@@ -130,7 +132,8 @@ class LoadRun:
 
     def __add__(self, other: LoadRun) -> LoadRun:
         return LoadRun(self.latencies_ms + other.latencies_ms, self.errors + other.errors,
-                       self.completed + other.completed, self.window_s + other.window_s)
+                       self.completed + other.completed, self.window_s + other.window_s,
+                       self.sent + other.sent)
 
 
 async def drive_load(url: str, path: str, bodies: Callable[[int], bytes], *, concurrency: int,
@@ -150,13 +153,13 @@ async def drive_load(url: str, path: str, bodies: Callable[[int], bytes], *, con
         raise ValueError("give exactly one of requests and duration_s")
     queue = iter(range(requests) if requests is not None else itertools.count())
     answered: list[tuple[float, float]] = []  # (sent, done) of each success
-    errors = 0
+    errors = sent_count = 0
     started = time.perf_counter()
     opens = started + warmup_s
     closes = opens + duration_s if duration_s is not None else float("inf")
 
     async def worker() -> None:
-        nonlocal errors
+        nonlocal errors, sent_count
         connection = LoadConnection(url)
         try:
             for i in queue:
@@ -164,6 +167,7 @@ async def drive_load(url: str, path: str, bodies: Callable[[int], bytes], *, con
                 sent = time.perf_counter()
                 if sent >= closes:
                     break
+                sent_count += 1
                 try:
                     response = await connection.post_json(path, body, timeout_s=timeout_s)
                 except (ConnectionError, OSError, TimeoutError):
@@ -179,7 +183,7 @@ async def drive_load(url: str, path: str, bodies: Callable[[int], bytes], *, con
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     if duration_s is None:
         latencies = [(done - sent) * 1000 for sent, done in answered]
-        return LoadRun(latencies, errors, len(answered), time.perf_counter() - started)
+        return LoadRun(latencies, errors, len(answered), time.perf_counter() - started, sent_count)
     latencies = [(done - sent) * 1000 for sent, done in answered if sent >= opens]
     completed = sum(opens <= done <= closes for _, done in answered)
-    return LoadRun(latencies, errors, completed, duration_s)
+    return LoadRun(latencies, errors, completed, duration_s, sent_count)

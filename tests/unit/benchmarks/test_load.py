@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from benchmarks.load import TARGETS, render_markdown
+from benchmarks.load import TARGETS, _body, render_markdown, sent_texts
 
 
 def _target(rps: float, p50: float) -> dict[str, Any]:
@@ -37,3 +38,14 @@ def test_the_table_derives_shares_and_ratios_from_the_figures() -> None:
     assert "| 24.0 | **1.50×** (2.00×) |" in one
     assert "| **70%** | 96% / 11.0 / 5.7 (4.0) |" in thirty_two  # 175 / 250 texts/s
     assert "proxy+policy 1,020 MB" in markdown
+
+
+def test_the_floor_embeds_texts_the_proxy_was_sent() -> None:
+    sent = [json.loads(_body(i, True, "True-32-0"))["messages"][0]["content"] for i in range(450)]
+    texts = sent_texts("True-32-0", 450, 64)
+    assert len(set(texts)) == 64 and set(texts) <= set(sent)
+    numbers = sorted(sent.index(text) for text in texts)  # spread over the whole drive
+    assert numbers[0] == 0 and numbers[-1] >= 450 - 450 // 64 - 1
+    few = sent_texts("True-1-0", 5, 20)  # fewer sent than wanted: they repeat
+    assert len(few) == 20 and set(few) == {json.loads(_body(i, False, "True-1-0"))["messages"][0]
+                                            ["content"] for i in range(5)}

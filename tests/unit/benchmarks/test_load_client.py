@@ -63,7 +63,8 @@ def test_drive_load_counts_errors_reconnects_and_times_out() -> None:
         run = asyncio.run(drive_load(
             url, "/v1/chat/completions", lambda i: json.dumps({"n": i}).encode(),
             concurrency=3, requests=30))
-    assert (len(run.latencies_ms), run.errors, run.completed) == (20, 10, 20) and run.window_s > 0
+    assert (len(run.latencies_ms), run.errors, run.completed, run.sent) == (20, 10, 20, 30)
+    assert run.window_s > 0
     with thread_server(fake_upstream(_slow)) as url:
         run = asyncio.run(drive_load(
             url, "/v1/chat/completions", lambda i: b"{}", concurrency=2, requests=2,
@@ -78,15 +79,15 @@ def test_drive_load_counts_errors_reconnects_and_times_out() -> None:
 @pytest.mark.parametrize(("warmup_s", "duration_s", "expected"), [
     # 250 ms answers: each client sends at 0, 0.25 and 0.5 s; the answers at 0.25 and 0.5 s
     # are inside the window, the one at 0.75 s is awaited (its latency counts) but not inside
-    (0.0, 0.625, (6, 4)),
+    (0.0, 0.625, (6, 4, 6)),
     # sends at 0, 0.25, 0.5 and 0.75 s; the window [0.375, 0.875] s holds the answers at 0.5
     # and 0.75 s, and only the requests sent inside it give latencies
-    (0.375, 0.5, (4, 4)),
+    (0.375, 0.5, (4, 4, 8)),
 ])
 def test_a_timed_drive_counts_throughput_inside_its_window_only(
-        warmup_s: float, duration_s: float, expected: tuple[int, int]) -> None:
+        warmup_s: float, duration_s: float, expected: tuple[int, int, int]) -> None:
     with thread_server(build_app(latency_ms=250, tokens=2)) as url:
         run = asyncio.run(drive_load(url, "/v1/chat/completions", lambda i: CHAT, concurrency=2,
                                      duration_s=duration_s, warmup_s=warmup_s))
-    assert (len(run.latencies_ms), run.completed, run.errors) == (*expected, 0)
+    assert (len(run.latencies_ms), run.completed, run.sent, run.errors) == (*expected, 0)
     assert run.rps == pytest.approx(expected[1] / duration_s)
