@@ -180,7 +180,7 @@ def measure_level(floor: EmbeddingFloor, urls: dict[str, str], *, level: int, se
     singles, hot, rates = [], [], []
     for round_ in range(ROUNDS):
         tag = f"{stream}-{level}-{round_}"
-        sent = 0
+        sent: dict[str, int] = {}
         for name, url in urls.items():
             before = embedder_counters(url) if name != "direct" else None
             started = time.perf_counter()
@@ -191,10 +191,11 @@ def measure_level(floor: EmbeddingFloor, urls: dict[str, str], *, level: int, se
                 after = embedder_counters(url)
                 for key, value in before.items():
                     counted[name][key] += after[key] - value
-            sent = run.sent if name == "proxy+policy" else sent
-        singles += floor.singles_ms(sent_texts(tag, sent, 20), gap_s=gap_s)
-        hot += floor.singles_ms(sent_texts(tag, sent, 20))
-        rates.append(floor.batched_rate(sent_texts(tag, sent, BATCH)))
+            sent[name] = run.sent
+        policy_sent = sent["proxy+policy"]
+        singles += floor.singles_ms(sent_texts(tag, policy_sent, 20), gap_s=gap_s)
+        hot += floor.singles_ms(sent_texts(tag, policy_sent, 20))
+        rates.append(floor.batched_rate(sent_texts(tag, policy_sent, BATCH)))
     row: dict[str, Any] = {name: _summary(run) for name, run in runs.items()}
     for name, figures in counted.items():
         if figures["texts"]:  # batches that all failed embed no texts
