@@ -63,7 +63,7 @@ class LlamaCppModelConfig(_ModelBase):
     backend: Literal["llama_cpp"]
     model_path: str | None = Field(None, description="GGUF file; default: embedded Gemma 3 270M")
     n_ctx: int = Field(4096, gt=0)
-    n_threads: int | None = Field(None, gt=0)
+    n_threads: int | None = Field(None, gt=0, description="default: the CPUs usable, at most 4")
     seed: int = 0
     chat_format: str | None = Field(
         None, description="'transcript', a llama.cpp chat format, or None: the GGUF's template "

@@ -25,6 +25,14 @@ from proxy.config import LlamaCppModelConfig
 from proxy.errors import ConfigError
 
 
+def default_threads() -> int:
+    """llama.cpp threads when none are configured: the CPUs this process may run on, at most
+    4. A container limited to some CPUs (a cpuset) still reports all of the host's in
+    ``os.cpu_count()``, and llama.cpp threads beyond the usable CPUs wait on each other."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return min(usable or 1, 4)
+
+
 class LlamaCppBackend:
     """A llama.cpp model; one generation at a time (llama.cpp contexts are not thread-safe)."""
 
@@ -38,7 +46,7 @@ class LlamaCppBackend:
         path = require_file(cfg.model_path, "model_path") if cfg.model_path else embedded_gguf_path()
         self._cfg = cfg
         self.model_path = path
-        threads = cfg.n_threads or min(os.cpu_count() or 1, 4)
+        threads = cfg.n_threads or default_threads()
         chat_format = None if cfg.chat_format in (None, "transcript") else cfg.chat_format
         self._llama = Llama(
             model_path=str(path), n_ctx=cfg.n_ctx, n_threads=threads, seed=cfg.seed,
