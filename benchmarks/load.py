@@ -192,10 +192,10 @@ def measure_level(floor: EmbeddingFloor, urls: dict[str, str], *, level: int, se
                 for key, value in before.items():
                     counted[name][key] += after[key] - value
             sent[name] = run.sent
-        policy_sent = sent["proxy+policy"]
-        singles += floor.singles_ms(sent_texts(tag, policy_sent, 20), gap_s=gap_s)
-        hot += floor.singles_ms(sent_texts(tag, policy_sent, 20))
-        rates.append(floor.batched_rate(sent_texts(tag, policy_sent, BATCH)))
+        texts = sent_texts(tag, sent["proxy+policy"], 20)
+        singles += floor.singles_ms(texts, gap_s=gap_s)
+        hot += floor.singles_ms(texts)
+        rates.append(floor.batched_rate(sent_texts(tag, sent["proxy+policy"], BATCH)))
     row: dict[str, Any] = {name: _summary(run) for name, run in runs.items()}
     for name, figures in counted.items():
         if figures["texts"]:  # batches that all failed embed no texts

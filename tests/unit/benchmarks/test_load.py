@@ -40,12 +40,16 @@ def test_the_table_derives_shares_and_ratios_from_the_figures() -> None:
     assert "proxy+policy 1,020 MB" in markdown
 
 
+def _sent(tag: str, count: int) -> list[str]:
+    """The user messages of the first ``count`` request bodies of a drive tagged ``tag``."""
+    return [json.loads(_body(i, True, tag))["messages"][0]["content"] for i in range(count)]
+
+
 def test_the_floor_embeds_texts_the_proxy_was_sent() -> None:
-    sent = [json.loads(_body(i, True, "True-32-0"))["messages"][0]["content"] for i in range(450)]
+    sent = _sent("True-32-0", 450)
     texts = sent_texts("True-32-0", 450, 64)
     assert len(set(texts)) == 64 and set(texts) <= set(sent)
     numbers = sorted(sent.index(text) for text in texts)  # spread over the whole drive
     assert numbers[0] == 0 and numbers[-1] >= 450 - 450 // 64 - 1
     few = sent_texts("True-1-0", 5, 20)  # fewer sent than wanted: they repeat
-    assert len(few) == 20 and set(few) == {json.loads(_body(i, False, "True-1-0"))["messages"][0]
-                                            ["content"] for i in range(5)}
+    assert len(few) == 20 and set(few) == set(_sent("True-1-0", 5))
