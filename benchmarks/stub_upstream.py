@@ -1,10 +1,15 @@
 """A minimal OpenAI-compatible upstream with configurable latency, for load and overhead runs.
 
     python -m benchmarks.stub_upstream --port 9100 --latency-ms 20 --tokens 16
+    python -m benchmarks.stub_upstream --port 9100 --echo --event-delay-ms 30 --chunk-seed 7
 
 It answers chat and completion requests (streaming and not) with a fixed text, after
 ``latency-ms`` (spread over the tokens when streaming). It stands in for a real model server so
-that what is measured is the proxy, not the model.
+that what is measured is the proxy, not the model. With ``--echo`` the answer is the request's
+last user message (chat) or prompt (completion), cut into tokens of at most five characters;
+``--event-delay-ms`` paces a stream with a fixed pause before every write, and ``--chunk-seed``
+cuts the SSE bytes into seeded random writes (several events in one write, an event split over
+two) instead of one event per write.
 """
 
 from __future__ import annotations
@@ -12,24 +17,40 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 WORDS = "the quick brown fox jumps over the lazy dog while the band plays on".split()
+_TOKEN = re.compile(r"\s*\S{1,5}|\s+")
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 App = Callable[[dict[str, Any], Receive, Send], Awaitable[None]]
 
 
-def build_app(*, latency_ms: float, tokens: int) -> App:
-    """The stub app: ``tokens`` words after ``latency_ms`` milliseconds.
+def tokens_of(text: str) -> list[str]:
+    """``text`` cut into the pieces an echoing stub streams (joined, they give ``text``)."""
+    return _TOKEN.findall(text)
+
+
+def build_app(
+    *,
+    latency_ms: float = 0.0,
+    tokens: int = 16,
+    echo: bool = False,
+    event_delay_ms: float | None = None,
+    chunk_seed: int | None = None,
+) -> App:
+    """The stub app: ``tokens`` words after ``latency_ms`` milliseconds (or, with ``echo``, the
+    request's own text; ``event_delay_ms`` and ``chunk_seed`` as in the module docstring).
 
     A bare ASGI app (no framework), so that the stub costs as little as possible of a CPU it
     shares with the proxy it stands in front of.
     """
-    pieces = [WORDS[i % len(WORDS)] + " " for i in range(tokens)]
+    fixed = [WORDS[i % len(WORDS)] + " " for i in range(tokens)]
 
     async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -40,15 +61,31 @@ def build_app(*, latency_ms: float, tokens: int) -> App:
         elif scope["method"] == "POST" and path in ("/v1/chat/completions", "/v1/completions"):
             body = json.loads(await _body(receive))
             chat = path.endswith("/chat/completions")
+            pieces = tokens_of(_request_text(body, chat)) if echo else fixed
+            finish = "stop" if echo else "length"
             if body.get("stream"):
-                await _stream(send, pieces, chat, latency_ms)
+                delay_ms = latency_ms / max(1, len(pieces))
+                delay_s = (delay_ms if event_delay_ms is None else event_delay_ms) / 1000
+                await _stream(send, _writes(pieces, chat, finish, chunk_seed), delay_s)
             else:
                 await asyncio.sleep(latency_ms / 1000)
-                await _send(send, 200, b"application/json", _completion(pieces, chat, body))
+                await _send(send, 200, b"application/json", _completion(pieces, chat, body, finish))
         else:
             await _send(send, 404, b"application/json", b'{"error":{"message":"not found"}}')
 
     return app
+
+
+def _request_text(body: dict[str, Any], chat: bool) -> str:
+    """The last user message of a chat, or a completion's prompt (what ``echo`` answers)."""
+    if not chat:
+        prompt = body.get("prompt", "")
+        return str(prompt[0] if isinstance(prompt, list) else prompt)
+    users = [m.get("content") for m in body.get("messages", []) if m.get("role") == "user"]
+    content = users[-1] if users else ""
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return str(content or "")
 
 
 async def _body(receive: Receive) -> bytes:
@@ -66,34 +103,54 @@ async def _send(send: Send, status: int, content_type: bytes, body: bytes) -> No
     await send({"type": "http.response.body", "body": body})
 
 
-def _completion(pieces: list[str], chat: bool, body: dict[str, Any]) -> bytes:
+def _usage(pieces: list[str]) -> dict[str, int]:
+    return {"prompt_tokens": 8, "completion_tokens": len(pieces), "total_tokens": 8 + len(pieces)}
+
+
+def _completion(pieces: list[str], chat: bool, body: dict[str, Any], finish: str) -> bytes:
     text = "".join(pieces)
-    choice: dict[str, Any] = {"index": 0, "finish_reason": "length", "logprobs": None}
+    choice: dict[str, Any] = {"index": 0, "finish_reason": finish, "logprobs": None}
     choice.update({"message": {"role": "assistant", "content": text}} if chat else {"text": text})
     return json.dumps({
         "id": "stub", "object": "chat.completion" if chat else "text_completion",
         "created": int(time.time()), "model": body.get("model", "stub"), "choices": [choice],
-        "usage": {"prompt_tokens": 8, "completion_tokens": len(pieces),
-                  "total_tokens": 8 + len(pieces)},
+        "usage": _usage(pieces),
     }).encode()
 
 
-async def _stream(send: Send, pieces: list[str], chat: bool, latency_ms: float) -> None:
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"text/event-stream")]})
-    delay = latency_ms / 1000 / max(1, len(pieces))
+def _writes(
+    pieces: list[str], chat: bool, finish: str, chunk_seed: int | None
+) -> list[tuple[bytes, bool]]:
+    """The stream's writes, each with whether it waits for the delay first: one event per
+    piece (the usage and ``[DONE]`` follow the last at once), or seeded random cuts."""
+    events = []
     for i, piece in enumerate(pieces):
-        await asyncio.sleep(delay)
-        finish = "length" if i == len(pieces) - 1 else None
-        choice: dict[str, Any] = {"index": 0, "finish_reason": finish}
+        last = i == len(pieces) - 1
+        choice: dict[str, Any] = {"index": 0, "finish_reason": finish if last else None}
         choice.update({"delta": {"content": piece}} if chat else {"text": piece})
         event = {"id": "stub", "object": "chat.completion.chunk", "created": 0, "model": "stub",
                  "choices": [choice]}
-        await send({"type": "http.response.body", "body": f"data: {json.dumps(event)}\n\n".encode(),
-                    "more_body": True})
-    usage = {"prompt_tokens": 8, "completion_tokens": len(pieces), "total_tokens": 8 + len(pieces)}
-    tail = f"data: {json.dumps({'id': 'stub', 'choices': [], 'usage': usage})}\n\ndata: [DONE]\n\n"
-    await send({"type": "http.response.body", "body": tail.encode()})
+        events.append(f"data: {json.dumps(event)}\n\n".encode())
+    tail = f"data: {json.dumps({'id': 'stub', 'choices': [], 'usage': _usage(pieces)})}\n\n"
+    tail += "data: [DONE]\n\n"
+    if chunk_seed is None:
+        return [(e, True) for e in events] + [(tail.encode(), False)]
+    data, writes, start = b"".join(events) + tail.encode(), [], 0
+    rng = random.Random(f"{chunk_seed}:{''.join(pieces)}")
+    while start < len(data):
+        size = rng.randint(1, 40) if rng.random() < 0.5 else rng.randint(100, 600)
+        writes.append((data[start : start + size], True))
+        start += size
+    return writes
+
+
+async def _stream(send: Send, writes: list[tuple[bytes, bool]], delay_s: float) -> None:
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/event-stream")]})
+    for i, (data, waits) in enumerate(writes):
+        if waits:
+            await asyncio.sleep(delay_s)
+        await send({"type": "http.response.body", "body": data, "more_body": i < len(writes) - 1})
 
 
 def main() -> None:
@@ -104,8 +161,14 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=9100)
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--tokens", type=int, default=16)
+    parser.add_argument("--echo", action="store_true", help="answer with the request's own text")
+    parser.add_argument("--event-delay-ms", type=float, help="pause before each write")
+    parser.add_argument("--chunk-seed", type=int, default=None, help="seeded random SSE writes")
     args = parser.parse_args()
-    app = build_app(latency_ms=args.latency_ms, tokens=args.tokens)
+    app = build_app(
+        latency_ms=args.latency_ms, tokens=args.tokens, echo=args.echo,
+        event_delay_ms=args.event_delay_ms, chunk_seed=args.chunk_seed,
+    )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
 
 

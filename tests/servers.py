@@ -12,11 +12,12 @@ import uvicorn
 import yaml
 from fastapi import FastAPI, Request
 
-from benchmarks.processes import free_port, process_output, wait_healthy
+from benchmarks.processes import free_port, process_output, python_server, wait_healthy
 from benchmarks.processes import proxy_server as process_server
 
 __all__ = [
-    "fake_upstream", "free_port", "process_output", "process_server", "thread_server", "write_config",
+    "fake_upstream", "free_port", "process_output", "process_server", "stub_upstream_process",
+    "thread_server", "write_config",
 ]
 
 ChatHandler = Callable[[Request], Awaitable[Any]]
@@ -55,3 +56,13 @@ def thread_server(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+@contextmanager
+def stub_upstream_process(*options: str) -> Iterator[str]:
+    """``benchmarks.stub_upstream`` with ``options`` as a subprocess on a free port; yields its
+    base URL."""
+    port = free_port()
+    args = ["benchmarks.stub_upstream", "--port", str(port), *options]
+    with python_server(args, port=port) as (url, _):
+        yield url

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -14,30 +16,10 @@ from fastapi.responses import StreamingResponse
 from benchmarks.load import embedder_counters
 from proxy.config import parse_config
 from proxy.server import create_app
+from tests.policies import rowling_policy
 from tests.servers import fake_upstream, thread_server
 
-ROWLING = {
-    "id": "jk-rowling",
-    "name": "J. K. Rowling",
-    "aliases": ["Joanne Rowling", "Robert Galbraith"],
-    "description": "British author who wrote the Harry Potter fantasy series.",
-    "documents": [
-        "Joanne Rowling, known as J. K. Rowling, is a British author. She wrote Harry Potter, a "
-        "seven-volume fantasy series published from 1997 to 2007. She was born in Yate, "
-        "Gloucestershire, and worked for Amnesty International before the books."
-    ],
-    "questions": [
-        {"question": "Who wrote the Harry Potter books?", "answer": "J. K. Rowling."},
-        {"question": "Where was the author of Harry Potter born?", "answer": "Yate, Gloucestershire."},
-        "What pen name does the Harry Potter author use for crime novels?",
-    ],
-}
-RETAIN = ["Who wrote The Lord of the Rings?", "What is the capital of France?"]
 GREEDY = {"temperature": 0.0, "max_tokens": 24}
-
-
-def _policy(methods: list[dict], **extra: object) -> dict:
-    return {"forget": [ROWLING], "retain": RETAIN, "methods": methods, **extra}
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +28,9 @@ def guarded_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     config = parse_config({
         "server": {"state_dir": str(state)},
         "models": {"gemma": {"backend": "llama_cpp"}},
-        "policies": {"rowling": _policy([{"type": "input_detector"}, {"type": "output_filter"}])},
+        "policies": {
+            "rowling": rowling_policy([{"type": "input_detector"}, {"type": "output_filter"}])
+        },
         "routing": {"default_policy": "rowling"},
     })
     with thread_server(create_app(config)) as url:
@@ -81,12 +65,24 @@ def _chat(url: str, content: str | list[dict], stream: bool) -> tuple[str, str |
      "Tell me about j.k. rowling's childhood."],
 )
 def test_forget_questions_are_refused(guarded_url: str, question: str, stream: bool) -> None:
+    guards_before, started = _guard_seconds(guarded_url), time.perf_counter()
     text, finish, headers = _chat(guarded_url, question, stream)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    guard_ms = (_guard_seconds(guarded_url) - guards_before) * 1000
     assert finish == "content_filter"
     assert text == "I'm sorry, but I can't help with that."
     assert headers["x-unlearn-decision"] == "block"
     assert headers["x-unlearn-policy"] == "rowling"
-    assert float(headers["x-unlearn-overhead-ms"]) >= 0
+    # the overhead covers the guards' own time (the header rounds to 0.01 ms) and lies within
+    # the request as the client timed it
+    assert 0 < guard_ms <= float(headers["x-unlearn-overhead-ms"]) + 0.01 < elapsed_ms
+
+
+def _guard_seconds(url: str) -> float:
+    """The total time every guard of the server has spent, from its ``/metrics``."""
+    lines = httpx.get(f"{url}/metrics").text.splitlines()
+    prefix = "unlearn_guard_latency_seconds_sum"
+    return sum(float(line.split()[-1]) for line in lines if line.startswith(prefix))
 
 
 @pytest.mark.parametrize("stream", [False, True])
@@ -133,11 +129,13 @@ CONTENT_WORDS = {"Joanne", "Rowling", "Yate", "Gloucestershire", "Amnesty", "Int
 
 
 async def _leaky_chat(request: Request):  # type: ignore[no-untyped-def]
-    """An upstream that streams a forget answer word by word (what a leaking model does)."""
+    """An upstream that streams a forget answer word by word, pausing between words (what a
+    leaking model does), so that the proxy reads the words one at a time."""
     body = await request.json()
 
     async def words() -> AsyncIterator[bytes]:
         for i, word in enumerate(LEAKED_ANSWER.split(" ")):
+            await asyncio.sleep(0.02)
             piece = word if i == 0 else " " + word
             chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "m",
                      "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
@@ -159,7 +157,7 @@ def leaky_front(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         config = parse_config({
             "server": {"state_dir": str(state)},
             "models": {"m": {"backend": "openai", "base_url": f"{upstream}/v1"}},
-            "policies": {"rowling": _policy([{"type": "output_filter"}])},
+            "policies": {"rowling": rowling_policy([{"type": "output_filter"}])},
             "routing": {"default_policy": "rowling"},
         })
         with thread_server(create_app(config)) as url:
