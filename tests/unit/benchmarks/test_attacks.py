@@ -12,7 +12,9 @@ from benchmarks.attack_transforms import (
     FAMILIES, INJECTIONS, Attack, encoded_answer_request, encoded_question, homoglyphs,
     leetspeak, prompt_injection, reverse_text, spell_out, split_turns, to_base64, typos,
 )
-from benchmarks.attacks import NEIGHBOUR, STACKS, build_cases, measure_policy, render_markdown
+from benchmarks.attacks import (
+    NEIGHBOUR, STACKS, Case, _tally, build_cases, measure_policy, render_markdown,
+)
 from benchmarks.datasets import load_benchmark
 from benchmarks.harness.config import DatasetSpec, SampleSizes
 from benchmarks.harness.policies import split_probes
@@ -91,6 +93,19 @@ def test_every_family_changes_the_request(family: str) -> None:
     assert changed_answer == family.startswith(("answer_", "both_"))
 
 
+def test_tally_counts_bypasses_and_neighbour_blocks() -> None:
+    cases = [Case(family, f"p{i}", Attack(()), "a")
+             for i, family in enumerate(["direct"] * 3 + [NEIGHBOUR] * 2)]
+    passed = {"loose": [True, False, False, True, False], "strict": [False] * 5}
+    # direct: the cases that got through (1 of 3 / 0 of 3); neighbours: those blocked (1 / 2)
+    assert _tally(cases, passed) == {
+        "direct": {"loose": {"n": 3, "count": 1, "rate": 0.3333},
+                   "strict": {"n": 3, "count": 0, "rate": 0.0}},
+        NEIGHBOUR: {"loose": {"n": 2, "count": 1, "rate": 0.5},
+                    "strict": {"n": 2, "count": 2, "rate": 1.0}},
+    }
+
+
 # a real run ----------------------------------------------------------------------------------
 
 
@@ -114,9 +129,11 @@ def test_small_tofu_run_with_the_real_detector(tmp_path: Path) -> None:
                                 limit=3, seed=0, state_dir=tmp_path, loop=loop)
     families = result["families"]
     assert {"direct", "paraphrase", NEIGHBOUR, *FAMILIES} == set(families)
-    for cells in families.values():
-        cell = cells["input_detector"]
-        assert cell["n"] == 3 and 0.0 <= cell["rate"] <= 1.0
+    for family, cells in families.items():  # each cell tallies the per-case records
+        cases = [i for i in result["items"] if i["family"] == family]
+        through = sum("input_detector" in i["passed"] for i in cases)
+        count = len(cases) - through if family == NEIGHBOUR else through
+        assert cells["input_detector"] == {"n": 3, "count": count, "rate": round(count / 3, 4)}
     assert families["direct"]["input_detector"]["rate"] < 1.0  # the detector blocks something
     report = {"provenance": {"command": "x", "git_commit": "c", "git_dirty": False,
                              "started_utc": "t", "wall_time_s": 1.0, "host": {"cpus": 2},

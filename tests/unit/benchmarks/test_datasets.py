@@ -160,7 +160,11 @@ def test_rwku_default_targets_and_fields() -> None:
 
 def test_rwku_selected_targets_and_levels() -> None:
     bench = load_rwku(DATA, target_ids=[150, 3], forget_levels=[2], neighbour_levels=[1])
-    assert [t.name for t in bench.targets] == [bench.targets[0].name, "Bruce Lee"]
+    # forget_target.jsonl: id 150 is Kim Basinger, id 3 Bruce Lee; the requested order is kept
+    assert [(t.id, t.name) for t in bench.targets] == [("150_Kim_Basinger", "Kim Basinger"),
+                                                      ("3_Bruce_Lee", "Bruce Lee")]
+    assert {p.target_id for p in bench.forget_probes + bench.neighbour_probes} == {
+        "150_Kim_Basinger", "3_Bruce_Lee"}
     assert {p.level for p in bench.forget_probes} == {"2"}
     assert {p.level for p in bench.neighbour_probes} == {"1"}
     assert len(bench.utility_probes) == 171  # RWKU ships MMLU for targets 1-100 only

@@ -20,7 +20,9 @@ from benchmarks.harness.policies import base_policy, split_probes
 from benchmarks.harness.runner import Outcome, run_tasks
 from benchmarks.harness.scoring import METRIC_INFO, Row, known_probes, score_outcomes
 from benchmarks.harness.tasks import probe_task
-from benchmarks.harness.tradeoff import match_utility
+from benchmarks.metrics.base import mean
+from benchmarks.metrics.mcq import mcq_accuracy
+from benchmarks.metrics.refusal import over_refusal_rate, refusal_rate
 from benchmarks.metrics.rouge import rouge_l_recall
 from benchmarks.processes import REPO
 from proxy.backends.base import Capabilities, Generation, GenerationParams, Usage
@@ -204,25 +206,6 @@ def test_oracle_answers_the_gold_for_a_prefixed_prompt() -> None:
     assert answer.text == " Ada"
 
 
-def test_match_utility_picks_best_forgetting_within_the_band() -> None:
-    def row(method: str, value: float | None, forget: float, neighbour: float) -> Row:
-        r = Row("d", method, f"{method}@{value}", "k" if value else None, value)
-        r.metrics = {"forget_rouge_l": forget, "neighbour_rouge_l": neighbour}
-        return r
-
-    rows = [row("none", None, 0.8, 0.90), row("det", 0.5, 0.1, 0.70),
-            row("det", 0.6, 0.3, 0.89), row("det", 0.7, 0.5, 0.90), row("bad", 1, 0.0, 0.2)]
-    chosen = {m.method: m for m in match_utility(rows, "none", 2.0)}
-    assert chosen["det"].label == "det@0.6" and chosen["det"].matched
-    assert chosen["det"].efficacy == pytest.approx(0.7)
-    assert not chosen["bad"].matched and rows[1].matched is False
-
-    rows.append(row("engine", None, 0.8, 0.40))  # another engine's original model ...
-    rows.append(row("ga", 1.0, 0.2, 0.39))  # ... is what a baseline served by it is matched to
-    chosen = {m.method: m for m in match_utility(rows, "none", 2.0, {"ga": "engine"})}
-    assert chosen["ga"].matched and not chosen["engine"].matched
-
-
 # the smoke bench ----------------------------------------------------------------------------
 
 
@@ -255,17 +238,63 @@ def test_smoke_writes_every_artefact(smoke_dir: Path) -> None:
     assert "Forget ROUGE-L ↓ [T]" in markdown and "Forget detected ↑ [T]" in markdown
 
 
+def _share(flags: list[bool]) -> tuple[float, int]:
+    return sum(flags) / len(flags), len(flags)
+
+
+def _rescored(dataset: dict[str, Any], items: list[dict[str, Any]],
+              reference: list[dict[str, Any]]) -> dict[str, tuple[float, int]]:
+    """A row's metrics (value, n) recomputed from its recorded answers in ``items.jsonl``
+    (every smoke policy keeps the default refusal text)."""
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for item in items:
+        by_kind.setdefault(item["kind"], []).append(item)
+    expected = {"blocked_share": _share([i["blocked"] for i in items])}
+    if dataset["mode"] == "detect":
+        return expected | {f"{k}_blocked": _share([i["blocked"] for i in group])
+                           for k, group in by_kind.items()}
+    refusal = (str(PolicyConfig.model_fields["refusal_text"].default),)
+    utility = {p.id: p for p in load_benchmark(dataset["name"], seed=0,
+                                               **dataset["spec"]["loader"]).utility_probes}
+    for kind, group in by_kind.items():
+        texts = [i["text"].strip() for i in group]
+        if kind == "utility":
+            probes = [utility[i["probe_id"]] for i in group]
+            expected["utility_mcq"] = (mcq_accuracy(texts, probes).value, len(group))
+            continue
+        expected[f"{kind}_rouge_l"] = (rouge_l_recall(texts, [i["answer"] for i in group]).value,
+                                       len(group))
+        name, rate = (("forget_refusal", refusal_rate) if kind == "forget"
+                      else (f"{kind}_over_refusal", over_refusal_rate))
+        expected[name] = (rate(texts, extra_phrases=refusal).value, len(group))
+    tokens = [float(i["prompt_tokens"]) for i in items if i["prompt_tokens"] > 0]
+    added = [float(i["prompt_tokens"] - r["prompt_tokens"])
+             for i, r in zip(items, reference, strict=True)
+             if i["prompt_tokens"] > 0 and r["prompt_tokens"] > 0]
+    for name, values in (("prompt_tokens", tokens), ("added_prompt_tokens", added)):
+        if values:  # only requests that reached the model count
+            expected[name] = (mean(values), len(values))
+    return expected
+
+
 @pytest.mark.slow
-def test_smoke_numbers_are_in_range(smoke_dir: Path) -> None:
+def test_smoke_numbers_are_the_recorded_answers_scored(smoke_dir: Path) -> None:
     report = json.loads((smoke_dir / "report.json").read_text(encoding="utf-8"))
+    items = [json.loads(line) for line in (smoke_dir / "items.jsonl").open(encoding="utf-8")]
     for dataset in report["datasets"]:
+        mine = {r["label"]: [i for i in items if i["dataset"] == dataset["name"]
+                             and i["variant"] == r["label"]] for r in dataset["rows"]}
         for row in dataset["rows"]:
-            for name, metric in row["metrics"].items():
-                assert metric["tier"] == METRIC_INFO[name].tier
-                if metric["unit"] == "%":
-                    assert 0.0 <= metric["value"] <= 1.0, (row["label"], name)
-                elif name != "added_prompt_tokens":
-                    assert metric["value"] >= 0.0, (row["label"], name)
+            metrics = row["metrics"]
+            assert all(m["tier"] == METRIC_INFO[name].tier for name, m in metrics.items())
+            expected = _rescored(dataset, mine[row["label"]], mine["none"])
+            assert {k: (m["value"], m["n"]) for k, m in metrics.items() if k in expected} == {
+                k: (pytest.approx(v), n) for k, (v, n) in expected.items()}, row["label"]
+            # not recomputable from the items: latency, and ES (it prefills answer prefixes)
+            assert set(metrics) - set(expected) <= {"added_ms", "forget_es"}
+            if "forget_es" in metrics:
+                assert metrics["forget_es"]["n"] == expected["forget_rouge_l"][1]
+                assert 0.0 <= metrics["forget_es"]["value"] <= 1.0
         rows = {r["label"]: r["metrics"] for r in dataset["rows"]}
         assert rows["none"]["blocked_share"]["value"] == 0.0
         if dataset["mode"] == "detect":
