@@ -8,11 +8,12 @@ import httpx
 import openai
 import pytest
 
-from proxy.config import parse_config
+from proxy.config import PolicyConfig, parse_config
 from proxy.server import create_app
 from tests.servers import thread_server
 
 ADMIN = "sk-icul-admin"
+REFUSAL = str(PolicyConfig.model_fields["refusal_text"].default)
 RETAIN = [
     {"question": "Who wrote The Lord of the Rings?", "answer": "J. R. R. Tolkien."},
     {"question": "What is the capital of France?", "answer": "Paris."},
@@ -69,7 +70,11 @@ def test_completion_gets_few_shot_prompt(icul_url: str) -> None:
         model="gemma", prompt="Who wrote the Harry Potter books?", max_tokens=12, temperature=0
     )
     assert int(raw.headers["x-unlearn-icul-tokens"]) > 20
-    assert raw.parse().choices[0].text is not None
+    # the same question is a forget demonstration answered with the refusal: greedy decoding
+    # copies it (cut at 12 tokens) instead of naming the author
+    text = raw.parse().choices[0].text.strip()
+    assert "Rowling" not in text
+    assert len(text) > 10 and REFUSAL.startswith(text), text
 
 
 def test_removing_a_retain_example_is_exact_and_counted(icul_url: str) -> None:
