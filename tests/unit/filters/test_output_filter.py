@@ -1,14 +1,17 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from benchmarks.stub_upstream import tokens_of
 from filters.alias_matcher import AliasTable
 from filters.embedder import build_embedder
 from filters.forget_index import ForgetIndex, collect_items
 from filters.output_filter import UNIT_CHARS, OutputFilter, UnitSplitter
 from proxy.config import EmbedderConfig, ForgetTargetConfig
+from tests.pipeline_stream import Streamed, random_pieces, stream_text
 
 DOCUMENT = (
     "Marisol Quenby grew up in the harbour town of Vell, where her mother repaired fishing nets "
@@ -90,13 +93,37 @@ def test_prefix_consistency(index: ForgetIndex) -> None:
         assert guard.check_output([], text, final=True).is_block == (True in flags)
 
 
-def test_stream_withholds_the_blocked_text(index: ForgetIndex) -> None:
-    guard = _guard(index)
-    first = _first_block(guard, LEAK)
-    assert first is not None
-    seen = LEAK[: max(0, first - 1 - guard.hold_back_chars)]
-    assert "fishing nets" not in seen
-    assert not _guard(index).check_output([], seen, final=True).is_block
+# how a backend may cut an answer into stream chunks
+CHUNKINGS: dict[str, Callable[[str], list[str]]] = {
+    "chars": list, "tokens": tokens_of, "random": lambda text: random_pieces(text, seed=7),
+}
+
+
+@pytest.mark.parametrize("chunking", CHUNKINGS)
+@pytest.mark.parametrize("text", [LEAK, NEIGHBOUR + " " + LEAK], ids=["leak", "late-leak"])
+def test_stream_withholds_the_blocked_text(index: ForgetIndex, text: str, chunking: str) -> None:
+    """Through ``Pipeline.stream``: the client gets only a prefix the guard allows."""
+    streamed = stream_text([_guard(index)], CHUNKINGS[chunking](text))
+    assert streamed.blocked
+    assert text.startswith(streamed.released)
+    assert "fishing nets" not in streamed.released
+    assert not _guard(index).check_output([], streamed.released, final=True).is_block
+    if text != LEAK:  # text before the leak goes out while the answer streams
+        assert NEIGHBOUR[:40] in streamed.released
+
+
+@pytest.mark.parametrize("chunking", CHUNKINGS)
+def test_stream_passes_neighbour_text_unchanged(index: ForgetIndex, chunking: str) -> None:
+    streamed = stream_text([_guard(index)], CHUNKINGS[chunking](NEIGHBOUR))
+    assert streamed == Streamed(NEIGHBOUR, blocked=False, finish_reason="stop")
+
+
+def test_stream_final_check_catches_a_trailing_alias(index: ForgetIndex) -> None:
+    """An alias that only the complete text settles is still never released."""
+    text = NEIGHBOUR + " The inventor was Marisol Quenby"
+    streamed = stream_text([_guard(index, embedding_threshold=None)], tokens_of(text))
+    assert streamed.blocked
+    assert streamed.released and NEIGHBOUR.startswith(streamed.released)
 
 
 def test_neighbour_text_passes(index: ForgetIndex) -> None:

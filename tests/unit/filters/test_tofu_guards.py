@@ -10,24 +10,33 @@ from __future__ import annotations
 
 import json
 import time
+from functools import cache
 from pathlib import Path
 
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from benchmarks.data_dir import resolve_data_dir
 from filters.compiled import CompiledPolicy, compile_policy
 from filters.input_classifier import InputClassifier
 from filters.input_detector import EmbeddingDetector
+from filters.base import Verdict
 from filters.output_filter import OutputFilter
 from proxy.config import PolicyConfig
+from tests.pipeline_stream import Streamed, stream_text
 
-TOFU = Path("/work/shared/data/tofu")
 pytestmark = pytest.mark.slow
 
 
+@cache
+def _tofu_dir() -> Path:
+    """TOFU under the benchmark data directory ($UNLEARN_DATA_DIR or ../shared/data)."""
+    return resolve_data_dir() / "tofu"
+
+
 def _rows(name: str) -> list[dict[str, object]]:
-    with (TOFU / name).open(encoding="utf-8") as file:
+    with (_tofu_dir() / name).open(encoding="utf-8") as file:
         return [json.loads(line) for line in file if line.strip()]
 
 
@@ -61,7 +70,7 @@ def _policy() -> PolicyConfig:
 def compiled(tmp_path_factory: pytest.TempPathFactory) -> CompiledPolicy:
     started = time.perf_counter()
     policy = compile_policy(
-        "tofu", _policy(), base_dir=TOFU, cache_dir=tmp_path_factory.mktemp("c"), progress=False
+        "tofu", _policy(), base_dir=_tofu_dir(), cache_dir=tmp_path_factory.mktemp("c"), progress=False
     )
     print(f"\ncold compile of the TOFU forget10 policy: {time.perf_counter() - started:.1f}s")
     return policy
@@ -150,25 +159,14 @@ def test_question_split_across_two_turns(compiled: CompiledPolicy) -> None:
     assert [v.action for v in verdicts] == ["block"]
 
 
-def _stream(guard: OutputFilter, text: str) -> tuple[bool, str]:
-    """Feed ``text`` char by char as the proxy does; return (blocked, what the client saw)."""
-    sent = 0
-    for end in range(1, len(text) + 1):
-        if guard.check_output([], text[:end]).is_block:
-            return True, text[:sent]
-        sent = max(sent, end - guard.hold_back_chars)
-    if guard.check_output([], text, final=True).is_block:
-        return True, text[:sent]
-    return False, text
-
-
 def test_streamed_forget_answer_is_blocked_before_it_leaks(compiled: CompiledPolicy) -> None:
     _, _, output = _guards(compiled)
     forget = [str(r["answer"]) for r in _rows("forget10.json")]
     longest = max(forget, key=len)
-    blocked, seen = _stream(output, longest)
+    streamed = stream_text([output], list(longest))  # one character per chunk
+    seen = streamed.released
     print(f"\nforget answer ({len(longest)} chars) blocked after the client saw {len(seen)} chars")
-    assert blocked
+    assert streamed.blocked and longest.startswith(seen)
     assert not output.check_output([], seen, final=True).is_block
     assert len(seen) < len(longest) / 2
     assert np.mean([output.check_output([], a, final=True).is_block for a in forget]) >= 0.99
@@ -177,27 +175,31 @@ def test_streamed_forget_answer_is_blocked_before_it_leaks(compiled: CompiledPol
 def test_neighbour_answers_pass(compiled: CompiledPolicy) -> None:
     _, _, output = _guards(compiled)
     neighbours = [str(r["answer"]) for r in _rows("retain90.json")[400:800]]
-    blocked, seen = _stream(output, neighbours[0])
-    assert not blocked and seen == neighbours[0]
+    assert stream_text([output], list(neighbours[0])) == Streamed(neighbours[0], False, "stop")
     rate = float(np.mean([output.check_output([], a, final=True).is_block for a in neighbours]))
     print(f"\noutput filter blocks {rate:.3f} of {len(neighbours)} neighbour (retain90) answers")
     assert rate <= 0.02
 
 
-def test_guard_latency(compiled: CompiledPolicy) -> None:
-    timings: dict[str, list[float]] = {}
+def test_unrelated_requests_pass_every_guard(compiled: CompiledPolicy) -> None:
+    """Off-topic questions and answers pass all three guards, each below its threshold and
+    timed (speed targets live in the benchmarks; the p50 is printed for reference)."""
+    verdicts: list[Verdict] = []
+    _, _, output = _guards(compiled)
     for i in range(11):
         messages = [
             {"role": "user", "content": f"What is a good name for a pet turtle number {i}?"}
         ]
-        for verdict in compiled.check_input(messages):
-            timings.setdefault(verdict.guard, []).append(verdict.elapsed_ms)
-        _, _, output = _guards(compiled)
-        verdict = output.check_output(
+        verdicts += compiled.check_input(messages)
+        verdicts.append(output.check_output(
             messages, f"Try Sheldon {i}. It is a classic turtle name. ", final=True
-        )
+        ))
+    timings: dict[str, list[float]] = {}
+    for verdict in verdicts:
         timings.setdefault(verdict.guard, []).append(verdict.elapsed_ms)
-    medians = {name: float(np.median(values)) for name, values in timings.items()}
-    print("\nguard p50 latency (ms):", {k: round(v, 1) for k, v in medians.items()})
-    assert set(medians) == {"input_detector", "input_classifier", "output_filter"}
-    assert all(v < 2000 for v in medians.values())
+    medians = {name: round(float(np.median(values)), 1) for name, values in timings.items()}
+    print("\nguard p50 latency (ms):", medians)
+    assert {name: len(values) for name, values in timings.items()} == {
+        "input_detector": 11, "input_classifier": 11, "output_filter": 11}
+    assert all(v.action == "allow" and v.match is None for v in verdicts), verdicts
+    assert all(v.score < v.threshold and v.elapsed_ms > 0 for v in verdicts), verdicts
