@@ -31,6 +31,15 @@ def _numbers(report: Path) -> dict[str, dict[str, Any]]:
                          if k not in _COST} for r in rows}
 
 
+def _matched(out: Path) -> tuple[Any, ...]:
+    """The matched-utility choice: as data, as the report's table and as rendered markdown."""
+    dataset = json.loads((out / "report.json").read_text(encoding="utf-8"))["datasets"][0]
+    markdown = (out / "report.md").read_text(encoding="utf-8")
+    section = markdown.split("At matched utility", 1)[1].split("![trade-off]", 1)[0]
+    flags = [(r["label"], r["matched_utility"]) for r in dataset["rows"]]
+    return dataset["matched_utility"], dataset["tables"]["matched"], section, flags
+
+
 def _texts(out: Path) -> list[tuple[str, str, str, bool]]:
     items = [json.loads(line) for line in (out / "items.jsonl").open(encoding="utf-8")]
     return [(i["variant"], i["probe_id"], i["text"], i["blocked"]) for i in items]
@@ -47,4 +56,9 @@ def test_in_process_and_http_give_identical_numbers(tmp_path: Path) -> None:
     assert list(local) == ["none", "prefix", "input_detector@0.45", "input_detector@0.7",
                            "output_filter"]
     assert local == remote
+    matched = _matched(outs["in_process"])
+    assert [m["method"] for m in matched[0]] == ["none", "prefix", "input_detector",
+                                                 "output_filter"]
+    assert "| input_detector | input_detector@" in matched[2]
+    assert matched == _matched(outs["http"])
     assert _texts(outs["in_process"]) == _texts(outs["http"])
