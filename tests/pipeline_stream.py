@@ -1,8 +1,8 @@
 """Test helper: one answer streamed through the real :meth:`proxy.pipeline.Pipeline.stream`.
 
-A scripted backend yields the answer in the pieces a test chooses (single characters,
-word-like tokens, seeded random cuts), so unit tests exercise the pipeline's own hold-back and final check
-instead of a copy of its loop.
+A scripted backend yields the answer in the pieces a test chooses (single characters, word-like
+tokens, seeded random cuts), so unit tests exercise the pipeline's own hold-back and final
+check instead of a copy of its loop.
 """
 
 from __future__ import annotations

@@ -70,7 +70,8 @@ def _policy() -> PolicyConfig:
 def compiled(tmp_path_factory: pytest.TempPathFactory) -> CompiledPolicy:
     started = time.perf_counter()
     policy = compile_policy(
-        "tofu", _policy(), base_dir=_tofu_dir(), cache_dir=tmp_path_factory.mktemp("c"), progress=False
+        "tofu", _policy(), base_dir=_tofu_dir(), cache_dir=tmp_path_factory.mktemp("c"),
+        progress=False,
     )
     print(f"\ncold compile of the TOFU forget10 policy: {time.perf_counter() - started:.1f}s")
     return policy
