@@ -248,9 +248,9 @@ async def _serve(request: Request, kind: str) -> Response:
     pipeline = runtime.pipeline
     speculation = pipeline.speculate(pipeline_request, policy_name, stream=parsed.stream)
     decision, prepared = await pipeline.admit(pipeline_request, policy_name, speculation)
-    headers = _decision_headers(decision, pipeline_request.request_id)
     if parsed.stream:
-        return await _stream_response(pipeline, prepared, decision, parsed, headers, speculation)
+        return await _stream_response(pipeline, prepared, decision, parsed, speculation)
+    headers = _decision_headers(decision, pipeline_request.request_id)
     if decision.blocking is not None:
         answer = block_answer(runtime.config.policies[policy_name or ""], decision.blocking)
         usage = Usage(0, 0)
@@ -292,7 +292,6 @@ async def _stream_response(
     prepared: PipelineRequest,
     decision: Decision,
     parsed: Any,
-    headers: dict[str, str],
     speculation: Speculation | None,
 ) -> Response:
     if decision.blocking is not None:
@@ -302,6 +301,8 @@ async def _stream_response(
     else:
         chunks = pipeline.stream(prepared, decision, speculation)
     first = await anext(chunks, None)  # upstream errors surface here as HTTP status codes
+    # After the first chunk: an output block before the first byte is in the headers too.
+    headers = _decision_headers(decision, prepared.request_id)
     factory = protocol.ChunkFactory(kind=prepared.kind, request_id=prepared.request_id, model=parsed.model)
     body = _sse_body(first, chunks, factory, include_usage=parsed.include_usage)
     return StreamingResponse(body, media_type="text/event-stream", headers=headers)

@@ -165,19 +165,16 @@ def test_block_reaches_the_client_as_documented(
         assert raw.status == 200
         assert (got.contents, got.finish_reason, got.error) == ((ANSWERS[on_block][0],),
                                                                 ANSWERS[on_block][1], None)
-        if not (stream and side == "output"):  # see test_streamed_output_block_headers
-            assert raw.headers["x-unlearn-decision"] == "block"
-            assert raw.headers["x-should-retry"] == "false"
+        assert raw.headers["x-unlearn-decision"] == "block"
+        assert raw.headers["x-should-retry"] == "false"
     method = "input_detector" if side == "input" else "output_filter"
     _assert_audited(new_audit(), policy, method, "jk-rowling", raw.headers.get("x-request-id"))
 
 
-@pytest.mark.xfail(strict=True, reason="the headers of a stream are fixed before its output "
-                   "guards run, even when they block before the first byte")
 @pytest.mark.parametrize("on_block", ["refuse", "feign"])
 def test_streamed_output_block_headers(proxy_url: str, on_block: str) -> None:
     """DESIGN §2: a policy block carries ``x-should-retry: false`` (as the same request without
-    streaming does); a stream blocked before its first byte could say so too."""
+    streaming does), and so does a stream blocked before its first byte."""
     raw = _request(proxy_url, "chat", f"output-{on_block}-graceful", LEAK, stream=True)
     assert received(raw, "chat", stream=True).contents == (ANSWERS[on_block][0],)
     assert raw.headers.get("x-should-retry") == "false"
