@@ -1,0 +1,467 @@
+"""The request lifecycle in ``proxy.pipeline`` on its own: admit, generate, stream, speculation.
+
+Guards here are tiny word matchers and the backend is scripted, so each rule of the lifecycle
+(first block wins, fail modes, hold-back, the final check, block answers, audit, metrics) is
+pinned down exactly and fast enough to run for every mutant (``make mutation``). The real
+guards, backends and server are exercised in ``tests/e2e/test_stream_guarantee.py`` and
+``tests/e2e/test_block_modes.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from filters.base import Match, Verdict
+from proxy.backends.base import Chunk, Generation, GenerationParams, Usage
+from proxy.config import ForgetTargetConfig, PolicyConfig
+from proxy.errors import PolicyBlockedError
+from proxy.metrics import Metrics
+from proxy.pipeline import Decision, Pipeline, PolicyRuntime, Request, block_answer
+from proxy.store import Store
+
+SECRET = "Zorblax"
+ANSWER = f"The inventor was {SECRET} of Vell, long ago."
+USAGE = Usage(3, 9)
+TARGET = ForgetTargetConfig(id="zorblax", name=SECRET)
+
+
+@dataclass
+class WordGuard:
+    """Blocks (or rewrites) a text containing ``word``; ``only_final`` output checks see it
+    only in the finished text; ``fails`` raises instead."""
+
+    word: str
+    name: str = "words"
+    action: str = "block"
+    only_final: bool = False
+    fails: bool = False
+    hold_back_chars: int = len(SECRET)
+    calls: list[str] = field(default_factory=list)
+
+    def _verdict(self, text: str) -> Verdict:
+        self.calls.append(text)
+        if self.fails:
+            raise RuntimeError("guard down")
+        if self.word in text:
+            return Verdict(self.action, self.name, 0.9, 0.5, Match("zorblax", self.word, text),
+                           elapsed_ms=1.0)  # type: ignore[arg-type]
+        return Verdict("allow", self.name, 0.1, 0.5, elapsed_ms=1.0)
+
+    def check_input(self, messages: Sequence[dict[str, Any]]) -> Verdict:
+        return self._verdict(" ".join(str(m.get("content", "")) for m in messages))
+
+    def check_output(self, messages: Sequence[dict[str, Any]], text: str, *,
+                     final: bool = False) -> Verdict:
+        return self._verdict(text if final or not self.only_final else "")
+
+
+@dataclass
+class Runtime:
+    """A :class:`PolicyRuntime` whose context builder appends a marker turn."""
+
+    config: PolicyConfig
+    input_guards: Sequence[Any] = ()
+    output_guards: Sequence[Any] = ()
+    name: str = "p"
+    detected: list[bool] = field(default_factory=list)
+
+    def build_context(self, request: Request, *, detected: bool,
+                      count_tokens: Callable[[str], int]) -> tuple[Request, int]:
+        self.detected.append(detected)
+        added = {"role": "system", "content": "context"}
+        return replace(request, messages=[added, *request.messages]), count_tokens("context")
+
+
+@dataclass
+class Backend:
+    """Answers with ``pieces`` (joined when not streaming) and records what it was sent."""
+
+    pieces: Sequence[str] = (ANSWER,)
+    finish: str = "stop"
+    sent: list[Any] = field(default_factory=list)
+    gate: asyncio.Event | None = None
+
+    async def chat(self, messages: Any, params: GenerationParams) -> Generation:
+        self.sent.append(messages)
+        if self.gate is not None:
+            await self.gate.wait()
+        return Generation("".join(self.pieces), self.finish, USAGE)
+
+    async def complete(self, prompt: str, params: GenerationParams) -> Generation:
+        return await self.chat(prompt, params)
+
+    async def stream_chat(self, messages: Any, params: GenerationParams) -> AsyncIterator[Chunk]:
+        self.sent.append(messages)
+        for piece in self.pieces:
+            yield Chunk(piece)
+        yield Chunk(finish_reason=self.finish, usage=USAGE)
+
+    def stream_complete(self, prompt: str, params: GenerationParams) -> AsyncIterator[Chunk]:
+        return self.stream_chat(prompt, params)
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split()) + 1
+
+
+def policy(**options: Any) -> PolicyConfig:
+    return PolicyConfig(forget=[TARGET], **options)
+
+
+def make(runtime: Runtime, backend: Backend | None = None, store: Store | None = None
+         ) -> tuple[Pipeline, Backend, Metrics]:
+    backend = backend or Backend()
+    metrics = Metrics()
+    policies: dict[str, PolicyRuntime] = {runtime.name: runtime}
+    return Pipeline(backends={"m": backend}, policies=policies, metrics=metrics,
+                    store=store), backend, metrics
+
+
+def chat(content: str = "Tell me a story.", kind: str = "chat") -> Request:
+    if kind == "completion":
+        return Request("completion", "m", [], GenerationParams(), "req-1", prompt=content)
+    return Request("chat", "m", [{"role": "user", "content": content}], GenerationParams(), "req-1")
+
+
+def sample(metrics: Metrics, name: str, **labels: str) -> float:
+    return metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+async def collect(chunks: AsyncIterator[Chunk]) -> list[Chunk]:
+    return [c async for c in chunks]
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+# ---------------------------------------------------------------- block answers and requests
+
+
+@pytest.mark.parametrize(("on_block", "text", "finish"), [
+    ("refuse", "I'm sorry, but I can't help with that.", "content_filter"),
+    ("feign", "I'm not sure — I don't have any information about that.", "stop"),
+])
+def test_block_answer(on_block: str, text: str, finish: str) -> None:
+    answer = block_answer(policy(on_block=on_block), Verdict("block", "g"))
+    assert (answer.text, answer.finish_reason) == (text, finish)
+
+
+def test_block_answer_error_mode_raises_with_the_guard_named() -> None:
+    with pytest.raises(PolicyBlockedError, match=r"blocked by policy \(g7\)"):
+        block_answer(policy(on_block="error"), Verdict("block", "g7"))
+
+
+def test_guard_messages() -> None:
+    assert chat("hi", "completion").guard_messages == [{"role": "user", "content": "hi"}]
+    assert Request("completion", "m", [], GenerationParams(), "r").guard_messages == [
+        {"role": "user", "content": ""}]
+    assert chat("hi").guard_messages == [{"role": "user", "content": "hi"}]
+    assert Decision("p").action == "allow"
+    assert Decision("p", blocking=Verdict("block", "g")).action == "block"
+
+
+# ---------------------------------------------------------------- input side
+
+
+def test_no_policy_admits_unchanged() -> None:
+    pipeline, _, _ = make(Runtime(policy()))
+    request = chat(SECRET)
+    decision, sent = run(pipeline.admit(request, None))
+    assert (decision, sent) == (Decision(None), request)
+
+
+def test_first_input_block_wins_and_is_audited(tmp_path: Path) -> None:
+    first, second = WordGuard(SECRET, "first"), WordGuard(SECRET, "second")
+    runtime = Runtime(policy(audit_prompts=True), input_guards=[first, second])
+    store = Store(tmp_path / "s.sqlite3")
+    pipeline, _, metrics = make(runtime, store=store)
+    decision, sent = run(pipeline.admit(chat(f"Who is {SECRET}?"), "p"))
+    assert decision.blocking is not None and decision.blocking.guard == "first"
+    assert decision.action == "block" and decision.guard_ms > 0
+    assert [v.guard for v in decision.verdicts] == ["first"] and second.calls == []
+    assert sent == chat(f"Who is {SECRET}?") and runtime.detected == []  # no context built
+    assert sample(metrics, "unlearn_decisions_total", policy="p", method="first",
+                  action="block") == 1
+    [record] = store.audit()
+    assert {k: record[k] for k in ("request_id", "action", "policy", "method", "target_id",
+                                   "item", "score", "prompt")} == {
+        "request_id": "req-1", "action": "block", "policy": "p", "method": "first",
+        "target_id": "zorblax", "item": SECRET, "score": 0.9, "prompt": f"Who is {SECRET}?"}
+
+
+def test_prompts_are_audited_only_when_asked(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.sqlite3")
+    pipeline, _, _ = make(Runtime(policy(), input_guards=[WordGuard(SECRET)]), store=store)
+    run(pipeline.admit(chat(SECRET), "p"))
+    assert [r["prompt"] for r in store.audit()] == [None]
+
+
+def test_allowed_request_gets_its_context_and_every_guard() -> None:
+    guards = [WordGuard("nothing", "a"), WordGuard("Vell", "b", action="rewrite")]
+    runtime = Runtime(policy(), input_guards=guards)
+    pipeline, _, metrics = make(runtime)
+    decision, sent = run(pipeline.admit(chat("Tell me about Vell."), "p"))
+    assert decision.blocking is None and [v.action for v in decision.verdicts] == ["allow",
+                                                                                   "rewrite"]
+    assert runtime.detected == [True]
+    assert sent.messages[0] == {"role": "system", "content": "context"}
+    assert decision.added_prompt_tokens == 2
+    assert sample(metrics, "unlearn_icul_prompt_tokens_count") == 1
+    assert sample(metrics, "unlearn_decisions_total", policy="p", method="b",
+                  action="rewrite") == 1
+    assert sample(metrics, "unlearn_guard_latency_seconds_count", guard="a") == 1
+
+
+def test_nothing_detected_when_no_guard_rewrites() -> None:
+    runtime = Runtime(policy(), input_guards=[WordGuard("nothing")])
+    pipeline, _, metrics = make(runtime)
+    decision, _ = run(pipeline.admit(chat(), "p"))
+    assert runtime.detected == [False] and decision.added_prompt_tokens == 2
+
+
+@pytest.mark.parametrize(("mode", "action"), [("closed", "block"), ("open", "allow")])
+def test_a_failing_guard_follows_fail_mode(mode: str, action: str) -> None:
+    runtime = Runtime(policy(fail_mode=mode), input_guards=[WordGuard(SECRET, fails=True)])
+    pipeline, _, metrics = make(runtime)
+    decision, _ = run(pipeline.admit(chat(), "p"))
+    assert [(v.action, v.guard) for v in decision.verdicts] == [(action, "words:failed")]
+    assert decision.action == action
+    assert sample(metrics, "unlearn_guard_failures_total", policy="p", guard="words",
+                  fail_mode=mode) == 1
+
+
+# ---------------------------------------------------------------- speculation
+
+
+def test_speculation_is_used_when_allowed_and_cancelled_when_blocked() -> None:
+    async def scenario() -> tuple[Any, ...]:
+        runtime = Runtime(policy(speculate=True), input_guards=[WordGuard(SECRET)])
+        backend = Backend(gate=asyncio.Event())
+        pipeline, _, metrics = make(runtime, backend)
+        allowed = chat("Tell me a story.")
+        speculation = pipeline.speculate(allowed, "p", stream=False)
+        assert speculation is not None
+        decision, prepared = await pipeline.admit(allowed, "p", speculation)
+        backend.gate.set()  # type: ignore[union-attr]
+        answer = await pipeline.generate(prepared, decision, speculation)
+        backend.gate = asyncio.Event()  # the blocked request's call never finishes on its own
+        blocked = chat(SECRET)
+        doomed = pipeline.speculate(blocked, "p", stream=False)
+        assert doomed is not None
+        await pipeline.admit(blocked, "p", doomed)
+        await asyncio.sleep(0)
+        return answer, backend.sent, doomed.task.cancelled(), metrics
+
+    answer, sent, cancelled, metrics = run(scenario())
+    assert answer.text == ANSWER and cancelled
+    # The speculative call was sent the request as the client wrote it (no context).
+    assert sent[0] == [{"role": "user", "content": "Tell me a story."}]
+    assert sample(metrics, "unlearn_speculations_total", policy="p", outcome="used") == 1
+    assert sample(metrics, "unlearn_speculations_total", policy="p", outcome="cancelled") == 1
+
+
+def test_no_speculation_without_the_option() -> None:
+    pipeline, _, _ = make(Runtime(policy()))
+    assert pipeline.speculate(chat(), "p", stream=True) is None
+    assert pipeline.speculate(chat(), None, stream=True) is None
+
+
+def test_speculated_stream_is_read_ahead_and_relayed() -> None:
+    async def scenario() -> list[Chunk]:
+        runtime = Runtime(policy(speculate=True))
+        pipeline, _, _ = make(runtime, Backend(pieces=("a", "b")))
+        speculation = pipeline.speculate(chat(), "p", stream=True)
+        decision, prepared = await pipeline.admit(chat(), "p", speculation)
+        return await collect(pipeline.stream(prepared, decision, speculation))
+
+    assert run(scenario()) == [Chunk("a"), Chunk("b"), Chunk(finish_reason="stop", usage=USAGE)]
+
+
+def test_a_failing_speculated_stream_raises_to_the_reader() -> None:
+    class Broken(Backend):
+        async def stream_chat(self, messages: Any, params: GenerationParams
+                              ) -> AsyncIterator[Chunk]:
+            yield Chunk("a")
+            raise ConnectionError("upstream gone")
+
+    async def scenario() -> None:
+        pipeline, _, _ = make(Runtime(policy(speculate=True)), Broken())
+        speculation = pipeline.speculate(chat(), "p", stream=True)
+        decision, prepared = await pipeline.admit(chat(), "p", speculation)
+        await collect(pipeline.stream(prepared, decision, speculation))
+
+    with pytest.raises(ConnectionError, match="upstream gone"):
+        run(scenario())
+
+
+def test_a_guard_crash_in_admit_cancels_the_speculation() -> None:
+    class Exploding(Runtime):
+        def build_context(self, request: Request, **_: Any) -> tuple[Request, int]:
+            raise KeyError("boom")
+
+    async def scenario() -> bool:
+        pipeline, _, _ = make(Exploding(policy(speculate=True)), Backend(gate=asyncio.Event()))
+        speculation = pipeline.speculate(chat(), "p", stream=False)
+        assert speculation is not None
+        with pytest.raises(KeyError):
+            await pipeline.admit(chat(), "p", speculation)
+        await asyncio.sleep(0)
+        return speculation.task.cancelled()
+
+    assert run(scenario())
+
+
+# ---------------------------------------------------------------- generate
+
+
+@pytest.mark.parametrize("kind", ["chat", "completion"])
+def test_generate_without_output_guards_returns_the_answer(kind: str) -> None:
+    pipeline, backend, metrics = make(Runtime(policy()))
+    answer = run(pipeline.generate(chat("q", kind), Decision("p")))
+    assert answer == Generation(ANSWER, "stop", USAGE)
+    assert backend.sent == (["q"] if kind == "completion" else [[{"role": "user",
+                                                                   "content": "q"}]])
+    assert sample(metrics, "unlearn_upstream_latency_seconds_count", model="m") == 1
+
+
+@pytest.mark.parametrize(("on_block", "text", "finish"), [
+    ("refuse", "I'm sorry, but I can't help with that.", "content_filter"),
+    ("feign", "I'm not sure — I don't have any information about that.", "stop"),
+])
+def test_generate_replaces_a_blocked_answer(tmp_path: Path, on_block: str, text: str,
+                                            finish: str) -> None:
+    guard = WordGuard(SECRET, "out", only_final=True)
+    store = Store(tmp_path / "s.sqlite3")
+    pipeline, _, metrics = make(Runtime(policy(on_block=on_block), output_guards=[guard]),
+                                store=store)
+    decision = Decision("p")
+    answer = run(pipeline.generate(chat(), decision))
+    assert answer == Generation(text, finish, USAGE)
+    assert guard.calls == [ANSWER]
+    assert decision.blocking is not None and decision.blocking.guard == "out"
+    assert [(r["action"], r["method"]) for r in store.audit()] == [("block", "out")]
+    assert sample(metrics, "unlearn_decisions_total", policy="p", method="out",
+                  action="block") == 1
+
+
+def test_generate_error_mode_raises() -> None:
+    pipeline, _, _ = make(Runtime(policy(on_block="error"), output_guards=[WordGuard(SECRET)]))
+    with pytest.raises(PolicyBlockedError):
+        run(pipeline.generate(chat(), Decision("p")))
+
+
+def test_generate_keeps_an_allowed_answer() -> None:
+    guard = WordGuard("nothing-here")
+    pipeline, _, _ = make(Runtime(policy(), output_guards=[guard]))
+    decision = Decision("p")
+    assert run(pipeline.generate(chat(), decision)).text == ANSWER
+    assert decision.blocking is None and guard.calls == [ANSWER]
+
+
+def test_the_first_blocking_output_guard_decides() -> None:
+    first, second = WordGuard(SECRET, "first"), WordGuard(SECRET, "second")
+    pipeline, _, _ = make(Runtime(policy(), output_guards=[first, second]))
+    decision = Decision("p")
+    run(pipeline.generate(chat(), decision))
+    assert decision.blocking is not None and decision.blocking.guard == "first"
+    assert second.calls == []
+
+
+def test_a_failing_output_guard_follows_fail_mode() -> None:
+    closed = make(Runtime(policy(), output_guards=[WordGuard("x", fails=True)]))[0]
+    assert run(closed.generate(chat(), Decision("p"))).finish_reason == "content_filter"
+    opened = make(Runtime(policy(fail_mode="open"), output_guards=[WordGuard("x", fails=True)]))[0]
+    assert run(opened.generate(chat(), Decision("p"))).text == ANSWER
+
+
+# ---------------------------------------------------------------- stream
+
+
+def letters(text: str = ANSWER) -> tuple[str, ...]:
+    return tuple(text)
+
+
+def released_before_end(chunks: list[Chunk]) -> str:
+    return "".join(c.text for c in chunks[:-2])
+
+
+def test_allowed_stream_arrives_whole_with_finish_and_usage() -> None:
+    guard = WordGuard("nothing-here", hold_back_chars=5)
+    pipeline, _, metrics = make(Runtime(policy(), output_guards=[guard]),
+                                Backend(pieces=letters(), finish="length"))
+    chunks = run(collect(pipeline.stream(chat(), Decision("p"))))
+    assert "".join(c.text for c in chunks) == ANSWER
+    assert chunks[-1] == Chunk(finish_reason="length", usage=USAGE)
+    # Every piece is released once the guard has seen 5 more characters after it.
+    assert [c.text for c in chunks[:-2]] == list(ANSWER[: len(ANSWER) - 5])
+    assert chunks[-2].text == ANSWER[-5:]
+    assert guard.calls[-1] == ANSWER and len(guard.calls) == len(ANSWER) + 1  # + final check
+    assert sample(metrics, "unlearn_upstream_latency_seconds_count", model="m") == 1
+
+
+def test_stream_without_policy_guards_relays_every_piece() -> None:
+    pipeline, _, _ = make(Runtime(policy()), Backend(pieces=("a", "", "b")))
+    chunks = run(collect(pipeline.stream(chat(), Decision(None))))
+    assert chunks == [Chunk("a"), Chunk("b"), Chunk(finish_reason="stop", usage=USAGE)]
+
+
+def test_hold_back_keeps_the_name_from_the_client() -> None:
+    guard = WordGuard(SECRET)
+    pipeline, _, _ = make(Runtime(policy(), output_guards=[guard]), Backend(pieces=letters()))
+    chunks = run(collect(pipeline.stream(chat(), Decision("p"))))
+    before = released_before_end(chunks)
+    assert before == "The inventor was"  # the name is 7 characters held back: none of it
+    assert chunks[-2:] == [Chunk("I'm sorry, but I can't help with that."),
+                           Chunk(finish_reason="content_filter", usage=None)]
+
+
+def test_the_final_check_blocks_what_only_the_whole_text_shows(tmp_path: Path) -> None:
+    guard = WordGuard(SECRET, "end", only_final=True)
+    store = Store(tmp_path / "s.sqlite3")
+    pipeline, _, _ = make(Runtime(policy(), output_guards=[guard]),
+                          Backend(pieces=("The inventor was ", SECRET, ".")), store)
+    decision = Decision("p")
+    chunks = run(collect(pipeline.stream(chat(), decision)))
+    assert SECRET not in "".join(c.text for c in chunks)
+    assert chunks[-1] == Chunk(finish_reason="content_filter", usage=USAGE)
+    assert decision.blocking is not None and decision.blocking.guard == "end"
+    assert [r["method"] for r in store.audit()] == ["end"]
+
+
+def test_hold_back_is_the_largest_any_guard_needs() -> None:
+    small, large = WordGuard("nothing", "s", hold_back_chars=2), WordGuard("x", "l",
+                                                                           hold_back_chars=9)
+    large.word = "nothing-either"
+    pipeline, _, _ = make(Runtime(policy(), output_guards=[small, large]),
+                          Backend(pieces=letters()))
+    chunks = run(collect(pipeline.stream(chat(), Decision("p"))))
+    assert chunks[-2].text == ANSWER[-9:]
+
+
+@pytest.mark.parametrize(("options", "finish", "text"), [
+    ({"stream_block": "strict"}, None, None),
+    ({"on_block": "error"}, None, None),
+    ({"on_block": "feign"}, "stop", "I'm not sure — I don't have any information about that."),
+])
+def test_stream_block_modes(options: dict[str, str], finish: str | None, text: str | None) -> None:
+    pipeline, _, _ = make(Runtime(policy(**options), output_guards=[WordGuard(SECRET)]),
+                          Backend(pieces=letters()))
+    received: list[Chunk] = []
+
+    async def read() -> None:
+        async for chunk in pipeline.stream(chat(), Decision("p")):
+            received.append(chunk)
+
+    if finish is None:
+        with pytest.raises(PolicyBlockedError, match=r"response was blocked by policy \(words\)"):
+            run(read())
+        assert "".join(c.text for c in received) == "The inventor was"
+    else:
+        run(read())
+        assert received[-2:] == [Chunk(text or ""), Chunk(finish_reason=finish)]
