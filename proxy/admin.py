@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from proxy.auth import client_key
-from proxy.config import ForgetTargetConfig
+from proxy.config import ForgetRequestTarget
 from proxy.errors import InvalidRequestError, NotFoundError
 
 admin_router = APIRouter(prefix="/admin")
@@ -21,7 +21,7 @@ class ForgetBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     policy: str = Field(min_length=1)
-    target: ForgetTargetConfig
+    target: ForgetRequestTarget
 
 
 async def _json_body(request: Request) -> Any:

@@ -120,6 +120,23 @@ class DocumentConfig(_Strict):
         return self
 
 
+MAX_REQUEST_DOCUMENT_CHARS = 100_000
+
+
+class RequestDocumentConfig(DocumentConfig):
+    """A document of a forget request from the admin API: inline text only, capped in size
+    (the server's files are not a client's to read)."""
+
+    text: str | None = Field(None, max_length=MAX_REQUEST_DOCUMENT_CHARS)
+
+    @field_validator("path")
+    @classmethod
+    def _no_path(cls, value: str | None) -> str | None:
+        if value is not None:
+            raise ValueError("a forget request's documents are text only: send 'text', not 'path'")
+        return value
+
+
 class ForgetTargetConfig(_Strict):
     id: str = Field(min_length=1, max_length=200, pattern=r"^[^/\s]+$", description="no slash or space")
     name: str = Field(min_length=1)
@@ -141,6 +158,12 @@ class ForgetTargetConfig(_Strict):
     def names(self) -> list[str]:
         """The name followed by its aliases."""
         return [self.name, *self.aliases]
+
+
+class ForgetRequestTarget(ForgetTargetConfig):
+    """A forget target sent through the admin API: documents as :class:`RequestDocumentConfig`."""
+
+    documents: list[RequestDocumentConfig] = Field(default_factory=list)  # type: ignore[assignment]
 
 
 class EmbedderConfig(_Strict):

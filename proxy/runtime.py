@@ -12,9 +12,11 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from proxy.backends import build_backend
 from proxy.backends.base import Backend
-from proxy.config import Config, ForgetTargetConfig
+from proxy.config import Config, ForgetRequestTarget, ForgetTargetConfig, format_validation_error
 from proxy.errors import ConfigError
 from proxy.metrics import Metrics
 from proxy.pipeline import Pipeline, PolicyRuntime
@@ -38,9 +40,16 @@ class Runtime:
 
 
 def _runtime_targets(store: Store | None, policy: str) -> list[ForgetTargetConfig]:
-    if store is None:
-        return []
-    return [ForgetTargetConfig.model_validate(r.target) for r in store.forget_requests(policy)]
+    """The stored forget requests of ``policy``; a row no forget request may now carry (a
+    document ``path``, stored by an older version) is logged and left out."""
+    targets: list[ForgetTargetConfig] = []
+    for row in store.forget_requests(policy) if store is not None else []:
+        try:
+            targets.append(ForgetRequestTarget.model_validate(row.target))
+        except ValidationError as exc:
+            log.error("forget request %d (%s/%s) ignored: %s", row.seq, policy, row.target_id,
+                      format_validation_error("stored target", exc))
+    return targets
 
 
 def build_policies(

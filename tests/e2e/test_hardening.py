@@ -1,0 +1,110 @@
+"""Hardening (issue 18): what an attacker or a careless operator sends never reads server files,
+bricks the store, denies service to others, leaks a key, or gets a 500."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+from benchmarks.stub_upstream import build_app as build_stub
+from proxy.config import parse_config
+from proxy.server import create_app
+from tests.servers import fake_upstream, thread_server
+
+ADMIN = "sk-admin-for-hardening-tests"
+AUTH = {"authorization": f"Bearer {ADMIN}"}
+TARGET = {"id": "target-person", "name": "Target Person", "questions": ["Who is Target Person?"]}
+POISON = "POISON-PILL"  # text the fake embedder refuses to embed
+
+
+@pytest.fixture(autouse=True)
+def _admin_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UNLEARN_ADMIN_KEY", ADMIN)
+
+
+def _bag_of_words(text: str) -> list[float]:
+    """A unit vector of hashed words; like a tokenizer, it raises on a lone surrogate."""
+    vector = np.zeros(64)
+    for word in re.findall(r"\w+|[^\w\s]", text.lower()):
+        vector[int(hashlib.sha256(word.encode()).hexdigest()[:8], 16) % 64] += 1.0
+    return (vector / (np.linalg.norm(vector) or 1.0)).tolist()
+
+
+async def _embeddings(request: Request) -> Any:
+    texts = (await request.json())["input"]
+    if any(POISON in t for t in texts):
+        return JSONResponse({"error": {"message": "cannot embed that"}}, status_code=500)
+    return {"object": "list", "data": [
+        {"index": i, "embedding": _bag_of_words(t)} for i, t in enumerate(texts)]}
+
+
+async def _no_chat(request: Request) -> JSONResponse:
+    return JSONResponse({"error": {"message": "not a chat model"}}, status_code=404)
+
+
+@pytest.fixture(scope="module")
+def stub_url() -> Iterator[str]:
+    with thread_server(build_stub(latency_ms=0, tokens=4)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def embed_url() -> Iterator[str]:
+    with thread_server(fake_upstream(_no_chat, embeddings=_embeddings)) as url:
+        yield url
+
+
+def _config(state_dir: Path, stub_url: str, embed_url: str, **policy: Any) -> Any:
+    return parse_config({
+        "server": {"state_dir": str(state_dir)},
+        "models": {"stub": {"backend": "openai", "base_url": f"{stub_url}/v1"}},
+        "policies": {"p": {
+            "forget": [TARGET],
+            "embedder": {"type": "openai", "base_url": f"{embed_url}/v1", "model": "bow"},
+            "methods": [{"type": "input_detector", "aliases": False}],
+            **policy,
+        }},
+        "routing": {"default_policy": "p"},
+    })
+
+
+def _forget(url: str, target: dict[str, Any]) -> httpx.Response:
+    return httpx.post(f"{url}/admin/forget", json={"policy": "p", "target": target}, headers=AUTH,
+                      timeout=30)
+
+
+def _stored(url: str) -> list[str]:
+    rows = httpx.get(f"{url}/admin/forget", headers=AUTH).json()["data"]
+    return [r["target_id"] for r in rows]
+
+
+def _finish(url: str, question: str) -> str:
+    response = httpx.post(f"{url}/v1/chat/completions", timeout=30, json={
+        "model": "stub", "messages": [{"role": "user", "content": question}]})
+    assert response.status_code == 200, response.text
+    return str(response.json()["choices"][0]["finish_reason"])
+
+
+@pytest.mark.parametrize(("document", "param"), [
+    ({"path": "/proc/self/environ"}, "target.documents.0.path"),
+    ({"path": "../../../../etc/hostname"}, "target.documents.0.path"),
+    ({"text": "x" * 100_001}, "target.documents.0.text"),
+])
+def test_admin_documents_are_text_only_and_capped(
+    tmp_path: Path, stub_url: str, embed_url: str, document: dict[str, str], param: str
+) -> None:
+    with thread_server(create_app(_config(tmp_path, stub_url, embed_url))) as url:
+        response = _forget(url, {"id": "leak", "name": "Leak Person", "documents": [document]})
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert error["type"] == "invalid_request_error" and error["param"] == param
+        assert _stored(url) == []
