@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
@@ -13,6 +14,7 @@ from proxy.auth import client_key
 from proxy.config import ForgetRequestTarget
 from proxy.errors import InvalidRequestError, NotFoundError
 
+log = logging.getLogger("unlearn_proxy.admin")
 admin_router = APIRouter(prefix="/admin")
 Body = TypeVar("Body", bound=BaseModel)
 
@@ -56,7 +58,8 @@ async def _recompile(request: Request, policy: str) -> None:
 @admin_router.post("/forget", openapi_extra={"requestBody": {"required": True, "content": {
     "application/json": {"schema": ForgetBody.model_json_schema()}}}})
 async def add_forget(request: Request) -> dict[str, Any]:
-    """Add a forget target to a policy; effective for the next request, durable on return."""
+    """Add a forget target to a policy; effective for the next request, durable on return; a
+    target that does not compile is rejected (400) and not stored."""
     client_key(request, admin=True)
     body = _validated(ForgetBody, await _json_body(request))
     _policy_or_404(request, body.policy)
@@ -67,8 +70,15 @@ async def add_forget(request: Request) -> dict[str, Any]:
             f"forget target {body.target.id!r} already exists in policy {body.policy!r}",
             param="target.id",
         )
-    stored = request.app.state.store.add_forget(body.policy, body.target.model_dump())
-    await _recompile(request, body.policy)
+    holder, store = request.app.state.holder, request.app.state.store
+    try:
+        stored = await asyncio.to_thread(holder.add_forget, body.policy, body.target, store)
+    except Exception as exc:  # compiling runs guard builders and the embedder: any failure
+        log.warning("forget request %r rejected: %s: %s", body.target.id, type(exc).__name__, exc)
+        raise InvalidRequestError(
+            f"the forget target cannot be compiled ({type(exc).__name__}): nothing was stored",
+            param="target",
+        ) from None
     return {"object": "forget_request", "status": "active", **stored.as_dict()}
 
 

@@ -358,10 +358,15 @@ def _check_document_paths(config: Config, *, source: str, base_dir: Path) -> Non
             for d_index, doc in enumerate(target.documents):
                 if doc.path is None:
                     continue
+                field = f"policies.{policy_name}.forget.{t_index}.documents.{d_index}.path"
                 path = Path(doc.path) if Path(doc.path).is_absolute() else base_dir / doc.path
                 if not path.is_file():
-                    field = f"policies.{policy_name}.forget.{t_index}.documents.{d_index}.path"
                     raise ConfigError(f"{source}: {field}: document file not found: {path}")
+                try:
+                    resolve_document(doc, base_dir)
+                except (OSError, UnicodeDecodeError) as exc:
+                    why = "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else exc.strerror
+                    raise ConfigError(f"{source}: {field}: cannot read {path}: {why}") from None
 
 
 def resolve_document(doc: DocumentConfig, base_dir: Path) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from proxy.errors import ConfigError
 from proxy.metrics import Metrics
 from proxy.pipeline import Pipeline, PolicyRuntime
 from proxy.policy_runtime import compile_runtime_policy
-from proxy.store import Store
+from proxy.store import ForgetRequest, Store
 
 log = logging.getLogger("unlearn_proxy.runtime")
 
@@ -53,9 +54,15 @@ def _runtime_targets(store: Store | None, policy: str) -> list[ForgetTargetConfi
 
 
 def build_policies(
-    config: Config, *, base_dir: Path, store: Store | None, only: str | None = None
+    config: Config,
+    *,
+    base_dir: Path,
+    store: Store | None,
+    only: str | None = None,
+    adding: Sequence[ForgetTargetConfig] = (),
 ) -> dict[str, PolicyRuntime]:
-    """Compile every policy (or just ``only``) with its runtime forget requests merged in."""
+    """Compile every policy (or just ``only``) with its runtime forget requests, and ``adding``,
+    merged in."""
     names = [only] if only else list(config.policies)
     return {
         name: compile_runtime_policy(
@@ -63,7 +70,7 @@ def build_policies(
             config.policies[name],
             base_dir=base_dir,
             state_dir=Path(config.server.state_dir),
-            extra_targets=_runtime_targets(store, name),
+            extra_targets=[*_runtime_targets(store, name), *adding],
             removed_retain=store.removed_retain(name) if store else [],
         )
         for name in names
@@ -108,17 +115,30 @@ class RuntimeHolder:
             self.current = runtime
 
     def recompile_policy(self, name: str, store: Store | None) -> None:
-        """Rebuild one policy (after a forget request) and swap it in."""
+        """Rebuild one policy (after a forget request was withdrawn) and swap it in."""
         with self._lock:
             current = self.current
-            fresh = build_policies(current.config, base_dir=current.base_dir, store=store, only=name)
-            policies = {**current.policies, **fresh}
-            pipeline = Pipeline(
-                backends=current.backends,
-                policies=policies,
-                metrics=current.pipeline.metrics,
-                store=store,
-            )
-            self.current = Runtime(
-                current.config, current.base_dir, current.backends, policies, pipeline
-            )
+            self._install(build_policies(
+                current.config, base_dir=current.base_dir, store=store, only=name), store)
+
+    def add_forget(self, name: str, target: ForgetTargetConfig, store: Store) -> ForgetRequest:
+        """Compile policy ``name`` with ``target`` added, then store the request and swap the
+        policy in: a target that fails to compile raises and is neither stored nor live."""
+        with self._lock:
+            current = self.current
+            fresh = build_policies(
+                current.config, base_dir=current.base_dir, store=store, only=name, adding=[target])
+            stored = store.add_forget(name, target.model_dump())
+            self._install(fresh, store)
+        return stored
+
+    def _install(self, fresh: dict[str, PolicyRuntime], store: Store | None) -> None:
+        current = self.current
+        policies = {**current.policies, **fresh}
+        pipeline = Pipeline(
+            backends=current.backends,
+            policies=policies,
+            metrics=current.pipeline.metrics,
+            store=store,
+        )
+        self.current = Runtime(current.config, current.base_dir, current.backends, policies, pipeline)

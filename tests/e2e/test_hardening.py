@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from benchmarks.stub_upstream import build_app as build_stub
 from proxy.config import parse_config
 from proxy.server import create_app
+from proxy.store import Store
 from tests.servers import fake_upstream, thread_server
 
 ADMIN = "sk-admin-for-hardening-tests"
@@ -108,3 +109,35 @@ def test_admin_documents_are_text_only_and_capped(
         error = response.json()["error"]
         assert error["type"] == "invalid_request_error" and error["param"] == param
         assert _stored(url) == []
+
+
+def test_a_target_that_fails_to_compile_is_not_stored(
+    tmp_path: Path, stub_url: str, embed_url: str
+) -> None:
+    config = _config(tmp_path, stub_url, embed_url)
+    app = create_app(config)
+    with thread_server(app) as url:
+        live = app.state.holder.current.policies["p"]
+        poisoned = {"id": "poisoned", "name": "Someone Else", "description": POISON}
+        for _ in range(2):
+            response = _forget(url, poisoned)
+            assert response.status_code == 400, response.text
+            assert response.json()["error"]["param"] == "target"
+        assert _stored(url) == [] and app.state.holder.current.policies["p"] is live
+        added = _forget(url, {"id": "other", "name": "Other Person", "questions": ["Who is Other Person?"]})
+        assert added.status_code == 200, added.text
+        assert _finish(url, "Who is Other Person?") == "content_filter"
+    with thread_server(create_app(config)) as url:  # a restart over the same state_dir
+        assert _stored(url) == ["other"]
+        assert _finish(url, "Who is Other Person?") == "content_filter"
+        assert _finish(url, "What is the capital of France?") != "content_filter"
+
+
+def test_a_stored_document_path_is_ignored_on_start(
+    tmp_path: Path, stub_url: str, embed_url: str
+) -> None:
+    store = Store(tmp_path / "unlearn.sqlite3")  # a row an older version accepted
+    store.add_forget("p", {"id": "old", "name": "Old Person", "documents": [{"path": "/etc"}]})
+    store.close()
+    with thread_server(create_app(_config(tmp_path, stub_url, embed_url))) as url:
+        assert _finish(url, "Who is Target Person?") == "content_filter"

@@ -47,6 +47,23 @@ def test_errors_name_the_file_and_field(tmp_path: Path, data: dict, needle: str)
     assert needle in str(info.value)
 
 
+@pytest.mark.parametrize(("name", "content", "needle"), [
+    ("binary.bin", b"\xff\xfe\x00 not text", "not UTF-8 text"),
+    ("a-directory", None, "document file not found"),
+])
+def test_unreadable_document_is_a_config_error(
+    tmp_path: Path, name: str, content: bytes | None, needle: str
+) -> None:
+    document = tmp_path / name
+    document.write_bytes(content) if content is not None else document.mkdir()
+    path = _write(tmp_path, {"models": MODELS, "policies": {"p": {"forget": [
+        {"id": "t1", "name": "A", "documents": [{"path": name}]}]}}})
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(path) in str(info.value) and needle in str(info.value)
+    assert "policies.p.forget.0.documents.0.path" in str(info.value)
+
+
 def test_invalid_yaml_and_missing_file(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("models: [unclosed", encoding="utf-8")
