@@ -10,6 +10,7 @@ guards, backends and server are exercised in ``tests/e2e/test_stream_guarantee.p
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,7 +23,7 @@ from proxy.backends.base import Chunk, Generation, GenerationParams, Usage
 from proxy.config import ForgetTargetConfig, PolicyConfig
 from proxy.errors import PolicyBlockedError
 from proxy.metrics import Metrics
-from proxy.pipeline import Decision, Pipeline, PolicyRuntime, Request, block_answer
+from proxy.pipeline import Decision, Pipeline, PolicyRuntime, Request, Speculation, block_answer
 from proxy.store import Store
 
 SECRET = "Zorblax"
@@ -85,10 +86,12 @@ class Backend:
     pieces: Sequence[str] = (ANSWER,)
     finish: str = "stop"
     sent: list[Any] = field(default_factory=list)
+    params: list[GenerationParams] = field(default_factory=list)
     gate: asyncio.Event | None = None
 
     async def chat(self, messages: Any, params: GenerationParams) -> Generation:
         self.sent.append(messages)
+        self.params.append(params)
         if self.gate is not None:
             await self.gate.wait()
         return Generation("".join(self.pieces), self.finish, USAGE)
@@ -98,6 +101,7 @@ class Backend:
 
     async def stream_chat(self, messages: Any, params: GenerationParams) -> AsyncIterator[Chunk]:
         self.sent.append(messages)
+        self.params.append(params)
         for piece in self.pieces:
             yield Chunk(piece)
         yield Chunk(finish_reason=self.finish, usage=USAGE)
@@ -122,10 +126,31 @@ def make(runtime: Runtime, backend: Backend | None = None, store: Store | None =
                     store=store), backend, metrics
 
 
-def chat(content: str = "Tell me a story.", kind: str = "chat") -> Request:
+PARAMS = GenerationParams(max_tokens=7, temperature=0.0)
+
+
+def chat(content: str | None = "Tell me a story.", kind: str = "chat") -> Request:
     if kind == "completion":
-        return Request("completion", "m", [], GenerationParams(), "req-1", prompt=content)
-    return Request("chat", "m", [{"role": "user", "content": content}], GenerationParams(), "req-1")
+        return Request("completion", "m", [], PARAMS, "req-1", prompt=content)
+    return Request("chat", "m", [{"role": "user", "content": content}], PARAMS, "req-1")
+
+
+class Clock:
+    """Stands in for ``proxy.pipeline.time``: each ``perf_counter()`` call advances 0.25 s."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def perf_counter(self) -> float:
+        self.now += 0.25
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    fake = Clock()
+    monkeypatch.setattr("proxy.pipeline.time", fake)
+    return fake
 
 
 def sample(metrics: Metrics, name: str, **labels: str) -> float:
@@ -465,3 +490,71 @@ def test_stream_block_modes(options: dict[str, str], finish: str | None, text: s
     else:
         run(read())
         assert received[-2:] == [Chunk(text or ""), Chunk(finish_reason=finish)]
+
+
+# ---------------------------------------------------------------- the whole lifecycle, timing
+
+
+def test_admitted_request_keeps_its_policy_for_the_output_side() -> None:
+    runtime = Runtime(policy(), input_guards=[WordGuard("nothing")],
+                      output_guards=[WordGuard(SECRET, "out")])
+    pipeline, _, _ = make(runtime)
+    decision, prepared = run(pipeline.admit(chat(), "p"))
+    assert decision.policy == "p"
+    assert run(pipeline.generate(prepared, decision)).finish_reason == "content_filter"
+
+
+def test_no_policy_generates_and_streams_unguarded() -> None:
+    pipeline, _, _ = make(Runtime(policy(), output_guards=[WordGuard(SECRET)]))
+    assert run(pipeline.generate(chat(), Decision(None))).text == ANSWER
+    assert "".join(c.text for c in run(collect(pipeline.stream(chat(), Decision(None))))) == ANSWER
+
+
+@pytest.mark.parametrize("kind", ["chat", "completion"])
+def test_the_backend_gets_the_request_parameters(kind: str) -> None:
+    pipeline, backend, _ = make(Runtime(policy()))
+    run(pipeline.generate(chat("q", kind), Decision("p")))
+    run(collect(pipeline.stream(chat("q", kind), Decision("p"))))
+    assert backend.params == [PARAMS, PARAMS]
+
+
+def test_a_completion_without_prompt_sends_an_empty_one() -> None:
+    pipeline, backend, _ = make(Runtime(policy()))
+    run(pipeline.generate(chat(None, "completion"), Decision("p")))
+    run(collect(pipeline.stream(chat(None, "completion"), Decision("p"))))
+    assert backend.sent == ["", ""]
+
+
+def test_guard_and_upstream_times_are_measured(clock: Clock) -> None:
+    runtime = Runtime(policy(), input_guards=[WordGuard("nothing", "a")])
+    pipeline, _, metrics = make(runtime)
+    decision, prepared = run(pipeline.admit(chat(), "p"))
+    assert decision.guard_ms == 250.0  # one clock tick of 0.25 s between start and end
+    run(pipeline.generate(prepared, decision))
+    assert sample(metrics, "unlearn_upstream_latency_seconds_sum", model="m") == 0.25
+    run(collect(pipeline.stream(prepared, decision)))
+    assert sample(metrics, "unlearn_upstream_latency_seconds_sum", model="m") == 0.5
+    # Guards report their own time (1 ms here); the histogram is in seconds.
+    assert sample(metrics, "unlearn_guard_latency_seconds_sum", guard="a") == 0.001
+
+
+def test_finished_speculations_leave_nothing_unretrieved() -> None:
+    """A speculation that failed, or was cancelled, is never reported by the event loop
+    ("Task exception was never retrieved", or an error in its done callback)."""
+    reported: list[dict[str, Any]] = []
+
+    async def failing() -> Generation:
+        raise ConnectionError("upstream gone")
+
+    async def scenario() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda _, ctx: reported.append(ctx))
+        failed = Speculation(failing())
+        cancelled = Speculation(asyncio.sleep(10))  # type: ignore[arg-type]
+        await asyncio.sleep(0)
+        cancelled.cancel()
+        await asyncio.sleep(0.01)
+        del failed, cancelled
+        gc.collect()
+
+    run(scenario())
+    assert reported == []
