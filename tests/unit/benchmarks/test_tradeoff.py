@@ -80,6 +80,13 @@ def _choose(rows: list[Row], references: Mapping[str, str] | None = None,
     # nothing in band, equal utility 0.5: the higher efficacy (1 - 0.25 = 0.75)
     pytest.param([("det@a", 0.75, 0.5), ("det@b", 0.25, 0.5)],
                  Matched("det", "det@b", False, 0.5, 0.75), id="none-in-band-efficacy-tiebreak"),
+    # in band, efficacy 0 (forget ROUGE-L 1) ranks below efficacy 1 - 0.5 = 0.5
+    pytest.param([("det@kept", 1.0, 0.75), ("det@some", 0.5, 0.625)],
+                 Matched("det", "det@some", True, 0.625, 0.5), id="in-band-zero-efficacy-last"),
+    # nothing in band, equal utility 0.5: efficacy 0 ranks below 1 - 0.75 = 0.25
+    pytest.param([("det@kept", 1.0, 0.5), ("det@some", 0.75, 0.5)],
+                 Matched("det", "det@some", False, 0.5, 0.25),
+                 id="none-in-band-zero-efficacy-last"),
 ])
 def test_match_utility_selection(candidates: list[tuple[str, float, float]],
                                  expected: Matched) -> None:
@@ -89,6 +96,16 @@ def test_match_utility_selection(candidates: list[tuple[str, float, float]],
     assert chosen == [Matched("none", "none", True, 0.75, 0.125), expected]
     # every row is flagged: inside iff 0.75 - utility <= 0.125
     assert [r.matched for r in rows[1:]] == [n >= 0.625 for _, _, n in candidates]
+
+
+def test_match_utility_zero_utility_in_a_wide_band_ranks_lowest() -> None:
+    # a 100-point band holds every row, utility 0 included; equal efficacy 1 - 0.5 = 0.5, so
+    # the higher utility (0.25) wins over utility 0 although it comes second
+    rows = [_generate("none", "none", forget=NONE[0], neighbour=NONE[1]),
+            _generate("det", "det@zero", forget=0.5, neighbour=0.0),
+            _generate("det", "det@some", forget=0.5, neighbour=0.25)]
+    assert _choose(rows, points=100.0)["det"] == Matched("det", "det@some", True, 0.25, 0.5)
+    assert [r.matched for r in rows] == [True, True, True]
 
 
 def test_match_utility_reads_mcq_forget_sets() -> None:
