@@ -8,6 +8,7 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 from fastapi import Request
 
@@ -51,28 +52,56 @@ def client_key(request: Request, *, admin: bool) -> str | None:
     return token
 
 
-class RateLimiter:
-    """A sliding one-minute window per client key (None = anonymous)."""
+def rate_limit_identity(request: Request, key: str | None) -> str:
+    """Whom a rate limit counts: the verified client key, or on an open server (no
+    ``api_keys``, so any bearer token is accepted unchecked) the client's address."""
+    if key is not None and request.app.state.holder.current.config.server.api_keys:
+        return f"key:{key}"
+    return f"addr:{request.client.host if request.client else 'unknown'}"
 
-    def __init__(self, per_minute: int | None) -> None:
+
+WINDOW_S = 60.0
+
+
+class RateLimiter:
+    """A sliding one-minute window per client identity (see :func:`rate_limit_identity`).
+
+    Windows idle for a whole minute are dropped (at most once a minute, in one sweep), so
+    memory stays bounded by the clients seen in the last two minutes.
+    """
+
+    def __init__(self, per_minute: int | None, *, clock: Callable[[], float] = time.monotonic
+                 ) -> None:
         self.per_minute = per_minute
-        self._hits: dict[str | None, deque[float]] = {}
+        self._clock = clock
+        self._hits: dict[str, deque[float]] = {}
+        self._swept = clock()
         self._lock = threading.Lock()
 
-    def check(self, key: str | None) -> None:
+    def __len__(self) -> int:
+        """The identities with a live window."""
+        return len(self._hits)
+
+    def check(self, identity: str) -> None:
         """Count one request; raise 429 with ``retry-after`` when over the limit."""
         if self.per_minute is None:
             return
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
-            hits = self._hits.setdefault(key, deque())
-            while hits and now - hits[0] >= 60.0:
+            if now - self._swept >= WINDOW_S:
+                self._sweep(now)
+            hits = self._hits.setdefault(identity, deque())
+            while hits and now - hits[0] >= WINDOW_S:
                 hits.popleft()
             if len(hits) >= self.per_minute:
-                wait = max(1, math.ceil(60.0 - (now - hits[0])))
+                wait = max(1, math.ceil(WINDOW_S - (now - hits[0])))
                 raise RateLimitError(
                     f"rate limit of {self.per_minute} requests per minute exceeded",
                     code="rate_limit_exceeded",
                     headers={"retry-after": str(wait)},
                 )
             hits.append(now)
+
+    def _sweep(self, now: float) -> None:
+        self._hits = {k: h for k, h in self._hits.items() if h and now - h[-1] < WINDOW_S}
+        self._swept = now
