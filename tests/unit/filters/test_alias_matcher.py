@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+import time
+
 import pytest
 
-from filters.alias_matcher import AliasGuard, AliasTable
+from filters.alias_matcher import AliasEntry, AliasGuard, AliasTable, alias_verdict
+from filters.base import Match, Verdict
 from filters.normalize import tokenize
 from proxy.config import ForgetTargetConfig
 
@@ -83,11 +86,51 @@ def test_hold_back_covers_the_longest_alias(guard: AliasGuard) -> None:
 
 
 def test_many_aliases_are_fast() -> None:
-    import time
-
     table = AliasTable((f"t{i}", f"Person Number{i} Smith") for i in range(2000))
     tokens = tokenize("word " * 5000 + "person number1999 smith")
     started = time.perf_counter()
     hit = table.find(tokens)
     assert hit is not None and hit.target_id == "t1999"
     assert time.perf_counter() - started < 0.5
+
+
+def test_a_hit_is_a_full_block_naming_target_alias_and_tokens(guard: AliasGuard) -> None:
+    verdict = guard.check_input([{"role": "user", "content": "Who is R0bert Galbra1th?"}])
+    match = Match("rowling", "alias:Robert Galbraith", "robert galbraith")
+    assert verdict == Verdict("block", "aliases", 1.0, 1.0, match, elapsed_ms=verdict.elapsed_ms)
+    assert verdict.elapsed_ms > 0
+    output = guard.check_output([], "It was Ann. ")
+    assert output == Verdict(
+        "block", "aliases", 1.0, 1.0, Match("ann", "alias:Ann", "ann"), elapsed_ms=output.elapsed_ms
+    )
+    assert output.elapsed_ms > 0
+
+
+def test_a_miss_is_an_allow_below_the_alias_threshold(guard: AliasGuard) -> None:
+    for verdict in (
+        guard.check_input([{"role": "user", "content": "The Annual report"}]),
+        guard.check_output([], "The Annual report. ", final=True),
+    ):
+        assert verdict == Verdict("allow", "aliases", 0.0, 1.0, elapsed_ms=verdict.elapsed_ms)
+        assert verdict.elapsed_ms > 0
+
+
+def test_verdicts_carry_the_guard_name() -> None:
+    named = AliasGuard(AliasTable.from_targets(TARGETS), name="names")
+    assert named.name == "names"
+    assert named.check_input([{"role": "user", "content": "Gabo"}]).guard == "names"
+    assert named.check_input([{"role": "user", "content": "Gabriel"}]).guard == "names"
+    assert named.check_output([], "Gabo wrote. ").guard == "names"
+    assert named.check_output([], "Gabriel wrote. ").guard == "names"
+
+
+def test_alias_verdict_times_from_the_given_start() -> None:
+    entry = AliasEntry("ann", "Ann", ("ann",))
+    for hit in (entry, None):
+        elapsed_ms = alias_verdict("aliases", hit, time.perf_counter() - 10.0).elapsed_ms
+        assert 10_000 <= elapsed_ms < 10_010  # seconds since ``started``, in milliseconds
+
+
+def test_hold_back_is_twice_the_longest_alias_plus_eight(guard: AliasGuard) -> None:
+    assert guard.hold_back_chars == 2 * len("Gabriel García Márquez") + 8
+    assert AliasGuard(AliasTable([])).hold_back_chars == 0
