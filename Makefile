@@ -7,7 +7,7 @@ CONFIG ?=
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install dev serve test test-fast bench bench-smoke bench-weights clean
+.PHONY: install dev serve test test-fast bench bench-smoke bench-weights mutation clean
 
 # llama-cpp-python compiles llama.cpp. A native build (-march=native) emits AMX tile
 # instructions on hosts whose CPU lists AMX, and a VM that does not grant AMX state kills the
@@ -32,6 +32,10 @@ $(VENV)/.dev-installed: $(VENV)/.installed
 	$(PIP) install --quiet -e ".[dev]"
 	touch $@
 
+$(VENV)/.mutation-installed: $(VENV)/.dev-installed
+	$(PIP) install --quiet -e ".[mutation]"
+	touch $@
+
 install: $(VENV)/.installed
 dev: $(VENV)/.dev-installed
 
@@ -53,5 +57,10 @@ bench-weights: $(VENV)/.dev-installed
 bench-smoke: $(VENV)/.dev-installed
 	$(VENV)/bin/unlearn-proxy bench --config benchmarks/configs/smoke.yaml
 
+# Mutation testing of the safety-critical modules (about an hour on 2 cores; not part of test):
+# writes benchmarks/results/mutation.md.
+mutation: $(VENV)/.mutation-installed
+	$(PY) -m benchmarks.mutation
+
 clean:
-	rm -rf $(VENV) .pytest_cache .unlearn-proxy
+	rm -rf $(VENV) .pytest_cache .unlearn-proxy mutants
