@@ -40,15 +40,20 @@ NEIGHBOUR = (
 )
 
 
+# The real MiniLM in this process: no embedding worker to start (this file runs once per mutant
+# of the output side in `make mutation`; the worker process is tested in test_embedding_worker).
+EMBEDDER = EmbedderConfig(worker="thread")
+
+
 @pytest.fixture(scope="module")
 def index(tmp_path_factory: pytest.TempPathFactory) -> ForgetIndex:
     items = collect_items(TARGETS, base_dir=tmp_path_factory.mktemp("docs"))
-    return ForgetIndex.build(items, build_embedder(EmbedderConfig()))
+    return ForgetIndex.build(items, build_embedder(EMBEDDER))
 
 
 def _guard(index: ForgetIndex, **options: object) -> OutputFilter:
     settings: dict[str, object] = {"aliases": AliasTable.from_targets(TARGETS), **options}
-    return OutputFilter(index, build_embedder(EmbedderConfig()), **settings)  # type: ignore[arg-type]
+    return OutputFilter(index, build_embedder(EMBEDDER), **settings)  # type: ignore[arg-type]
 
 
 def _first_block(guard: OutputFilter, text: str) -> int | None:
