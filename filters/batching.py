@@ -4,7 +4,9 @@ Leader/follower: a call that finds no batch running runs one itself, in its own 
 its items and those of every call already waiting (up to ``max_batch`` items); calls that arrive
 meanwhile wait, and the oldest of them leads the next batch with everything queued by then. A
 lone call runs at once, with no hand-off to another thread; under load, calls that arrive while
-a batch runs form the next one, so throughput approaches the batched rate. The FAISS forget
+a batch runs form the next one, so throughput approaches the batched rate. A batch that fails
+is retried call by call (:func:`run_groups`), so one caller's bad item fails only that caller.
+The FAISS forget
 index and the in-thread and remote embedders batch this way; the embedding child process
 (:mod:`filters.embedding_worker`) batches on its own side of the pipe.
 """
@@ -40,6 +42,33 @@ class BatchStats:
     @property
     def mean_batch(self) -> float:
         return self.texts / self.batches if self.batches else 0.0
+
+
+def run_groups(
+    fn: Callable[[list[T]], Sequence[R]], groups: Sequence[list[T]]
+) -> list[Sequence[R] | Exception]:
+    """``fn`` over the items of all ``groups`` in one call, its rows split back per group. When
+    that call raises, ``fn`` runs over each group alone: an item that fails fails only its own
+    group (that group's entry is the exception), never the others batched with it."""
+    try:
+        rows = fn([item for group in groups for item in group])
+    except Exception as exc:
+        if len(groups) == 1:
+            return [exc]
+        return [_alone(fn, group) for group in groups]
+    out: list[Sequence[R] | Exception] = []
+    start = 0
+    for group in groups:
+        out.append(rows[start : start + len(group)])
+        start += len(group)
+    return out
+
+
+def _alone(fn: Callable[[list[T]], Sequence[R]], group: list[T]) -> Sequence[R] | Exception:
+    try:
+        return fn(group)
+    except Exception as exc:
+        return exc
 
 
 class _Call(Generic[T, R]):
@@ -103,20 +132,19 @@ class MicroBatcher(Generic[T, R]):
             while self._waiting and size + len(self._waiting[0].items) <= self.max_batch:
                 batch.append(self._waiting.popleft())
                 size += len(batch[-1].items)
-        items = [item for call in batch for item in call.items]
         started = time.perf_counter()
+        results: list[Sequence[R] | BaseException]
         try:
-            rows = self.fn(items)
-        except BaseException as exc:  # every caller in the batch gets the failure
-            for call in batch:
-                call.error = exc
-        else:
-            self.stats.batches += 1
-            self.stats.texts += len(items)
-            start = 0
-            for call in batch:
-                call.rows = rows[start : start + len(call.items)]
-                start += len(call.items)
+            results = list(run_groups(self.fn, [call.items for call in batch]))
+        except BaseException as exc:  # an interrupt, not a failing item: every caller gets it
+            results = [exc] * len(batch)
+        for call, result in zip(batch, results, strict=True):
+            if isinstance(result, BaseException):
+                call.error = result
+            else:
+                call.rows = result
+                self.stats.texts += len(call.items)
+        self.stats.batches += any(call.rows is not None for call in batch)
         self.stats.busy_s += time.perf_counter() - started
         with self._lock:
             leader = self._waiting[0] if self._waiting else None

@@ -8,7 +8,8 @@ has an interpreter to itself.
 Callers send their texts as they come; the child embeds everything waiting in its pipe (up to
 ``max_batch`` texts) in one call, so it starts the next batch the moment one ends instead of
 waiting for the busy parent to form it. A reader thread in the parent hands each caller its
-rows. A child that dies is restarted on the next call; the calls it owed fail with
+rows; a batch that fails is retried call by call, so only the call with the bad text fails.
+A child that dies is restarted on the next call; the calls it owed fail with
 :class:`EmbedderError` (the policy's ``fail_mode`` decides what that means for the request).
 """
 
@@ -25,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from filters.batching import DEFAULT_MAX_BATCH, BatchStats
+from filters.batching import DEFAULT_MAX_BATCH, BatchStats, run_groups
 from filters.embedder import EmbedderError, LocalEmbedder
 
 __all__ = ["ProcessEmbedder"]
@@ -53,18 +54,13 @@ def _serve(model: str, num_threads: int | None, max_batch: int, conn: Connection
         except (EOFError, OSError):  # the parent is gone
             return
         started = time.perf_counter()
-        try:
-            vectors = embedder.embed([text for _, texts in calls for text in texts])
-        except Exception as exc:  # every call of the batch fails with it
-            failed = [(call_id, "error", f"{type(exc).__name__}: {exc}") for call_id, _ in calls]
-            conn.send((time.perf_counter() - started, failed))
-            continue
-        busy_s = time.perf_counter() - started
-        answers, start = [], 0
-        for call_id, texts in calls:
-            answers.append((call_id, "ok", vectors[start : start + len(texts)]))
-            start += len(texts)
-        conn.send((busy_s, answers))
+        results = run_groups(embedder.embed, [texts for _, texts in calls])  # a failure: only its call
+        answers = [
+            (call_id, "error", f"{type(result).__name__}: {result}") if isinstance(result, Exception)
+            else (call_id, "ok", result)
+            for (call_id, _), result in zip(calls, results, strict=True)
+        ]
+        conn.send((time.perf_counter() - started, answers))
 
 
 class _Child:

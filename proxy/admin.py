@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-from typing import Any, TypeVar
+from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from proxy.auth import client_key
 from proxy.config import ForgetRequestTarget
 from proxy.errors import InvalidRequestError, NotFoundError
+from proxy.request_body import parse_body, read_json
 
 log = logging.getLogger("unlearn_proxy.admin")
 admin_router = APIRouter(prefix="/admin")
-Body = TypeVar("Body", bound=BaseModel)
+MAX_SEQ = 2**63 - 1  # the largest SQLite integer
 
 
 class ForgetBody(BaseModel):
@@ -24,25 +24,6 @@ class ForgetBody(BaseModel):
 
     policy: str = Field(min_length=1)
     target: ForgetRequestTarget
-
-
-async def _json_body(request: Request) -> Any:
-    raw = await request.body()
-    if len(raw) > request.app.state.holder.current.config.server.max_body_bytes:
-        raise InvalidRequestError("request body too large")
-    try:
-        return json.loads(raw)
-    except ValueError as exc:
-        raise InvalidRequestError(f"the request body is not valid JSON: {exc}") from None
-
-
-def _validated(model: type[Body], data: Any) -> Body:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        param = ".".join(str(p) for p in first["loc"])
-        raise InvalidRequestError(f"'{param}': {first['msg']}", param=param) from None
 
 
 def _policy_or_404(request: Request, name: str) -> None:
@@ -61,7 +42,7 @@ async def add_forget(request: Request) -> dict[str, Any]:
     """Add a forget target to a policy; effective for the next request, durable on return; a
     target that does not compile is rejected (400) and not stored."""
     client_key(request, admin=True)
-    body = _validated(ForgetBody, await _json_body(request))
+    body = parse_body(ForgetBody, await read_json(request))
     _policy_or_404(request, body.policy)
     config_ids = {t.id for t in request.app.state.holder.current.config.policies[body.policy].forget}
     active_ids = {r.target_id for r in request.app.state.store.forget_requests(body.policy)}
@@ -114,7 +95,7 @@ class RetainRemovalBody(BaseModel):
 async def remove_retain(request: Request) -> dict[str, Any]:
     """Remove a retain example from the policy's ICUL pool (exact ERASE deletion), durably."""
     client_key(request, admin=True)
-    body = _validated(RetainRemovalBody, await _json_body(request))
+    body = parse_body(RetainRemovalBody, await read_json(request))
     _policy_or_404(request, body.policy)
     policy = request.app.state.holder.current.policies[body.policy]
     if not policy.icul:
@@ -140,4 +121,6 @@ async def audit(request: Request, limit: int = 100, after: int = 0) -> dict[str,
     client_key(request, admin=True)
     if not 1 <= limit <= 1000:
         raise InvalidRequestError("limit must be between 1 and 1000", param="limit")
+    if not 0 <= after <= MAX_SEQ:
+        raise InvalidRequestError(f"after must be between 0 and {MAX_SEQ}", param="after")
     return {"object": "list", "data": request.app.state.store.audit(limit=limit, after_seq=after)}

@@ -71,6 +71,10 @@ class Metrics:
             "unlearn_icul_prompt_tokens", "Prompt tokens added by in-context unlearning",
             buckets=(0, 50, 100, 200, 400, 800, 1600, 3200), registry=r,
         )
+        self.sanitised = Counter(
+            "unlearn_sanitised_strings_total",
+            "Client strings whose invalid code points were replaced by U+FFFD", registry=r,
+        )
         self.reloads = Counter(
             "unlearn_config_reloads_total", "Config reloads", ["result"], registry=r
         )

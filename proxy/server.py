@@ -13,23 +13,23 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from proxy import protocol
 from proxy.admin import admin_router
-from proxy.auth import client_key, RateLimiter
+from proxy.auth import RateLimiter, client_key, rate_limit_identity
 from proxy.backends.base import Chunk, Usage
 from proxy.config import Config
 from proxy.errors import (
     InvalidRequestError,
     NotFoundError,
-    PayloadTooLargeError,
     ProxyError,
 )
 from proxy.metrics import Metrics
 from proxy.pipeline import Decision, Request as PipelineRequest, Speculation, block_answer
 from proxy.reload import ConfigReloader
+from proxy.request_body import parse_body, read_json, validation_error
 from proxy.runtime import Runtime, RuntimeHolder, build_runtime
 from proxy.sse import DONE, SLOT, EventTemplate, event
 from proxy.store import Store
@@ -83,9 +83,9 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error_response(exc)
 
     @app.exception_handler(RequestValidationError)
-    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def request_validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         metrics.errors.labels("invalid_request_error").inc()
-        return _error_response(_validation_to_error(exc.errors()))
+        return _error_response(validation_error(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -103,46 +103,6 @@ def _install_error_handlers(app: FastAPI) -> None:
         log.exception("unhandled error")
         metrics.errors.labels("server_error").inc()
         return _error_response(ProxyError("internal server error"))
-
-
-def _validation_to_error(errors: Any) -> InvalidRequestError:
-    first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
-    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
-    param = ".".join(loc) or None
-    where = f"'{param}': " if param else ""
-    return InvalidRequestError(f"{where}{first.get('msg', 'invalid value')}", param=param)
-
-
-async def _read_json(request: Request) -> dict[str, Any]:
-    limit = request.app.state.holder.current.config.server.max_body_bytes
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLargeError(f"request body exceeds {limit} bytes")
-    body = bytearray()
-    async for part in request.stream():
-        body += part
-        if len(body) > limit:
-            raise PayloadTooLargeError(f"request body exceeds {limit} bytes")
-    try:
-        data = json.loads(body)
-    except UnicodeDecodeError:
-        raise InvalidRequestError("the request body is not valid UTF-8") from None
-    except ValueError as exc:
-        raise InvalidRequestError(f"the request body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise InvalidRequestError("the request body is nested too deeply") from None
-    if not isinstance(data, dict):
-        raise InvalidRequestError("the request body must be a JSON object")
-    return data
-
-
-def _parse(model: type[BaseModel], data: dict[str, Any]) -> Any:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise _validation_to_error(exc.errors()) from None
-    except RecursionError:
-        raise InvalidRequestError("the request body is nested too deeply") from None
 
 
 def _check_limits(runtime: Runtime, parsed: Any, pipeline_request: PipelineRequest) -> None:
@@ -224,10 +184,10 @@ async def _handle(request: Request, kind: str) -> Response:
 
 async def _serve(request: Request, kind: str) -> Response:
     key = client_key(request, admin=False)
-    request.app.state.rate_limiter.check(key)
+    request.app.state.rate_limiter.check(rate_limit_identity(request, key))
     runtime: Runtime = request.app.state.holder.current
-    data = await _read_json(request)
-    parsed: Any = _parse(
+    data = await read_json(request)
+    parsed: Any = parse_body(
         protocol.ChatCompletionRequest if kind == "chat" else protocol.CompletionRequest, data
     )
     if parsed.model not in runtime.config.models:

@@ -3,7 +3,9 @@ bricks the store, denies service to others, leaks a key, or gets a 500."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import threading
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +44,7 @@ def _bag_of_words(text: str) -> list[float]:
 
 async def _embeddings(request: Request) -> Any:
     texts = (await request.json())["input"]
+    await asyncio.sleep(0.02)  # a model's time: concurrent requests share batches
     if any(POISON in t for t in texts):
         return JSONResponse({"error": {"message": "cannot embed that"}}, status_code=500)
     return {"object": "list", "data": [
@@ -89,8 +92,11 @@ def _stored(url: str) -> list[str]:
 
 
 def _finish(url: str, question: str) -> str:
-    response = httpx.post(f"{url}/v1/chat/completions", timeout=30, json={
-        "model": "stub", "messages": [{"role": "user", "content": question}]})
+    """The finish reason of a chat request; ``question`` is JSON string text, so a lone
+    surrogate is sent as the escape ``\\udfff`` (as any JSON client can)."""
+    body = '{"model": "stub", "messages": [{"role": "user", "content": "%s"}]}' % question
+    response = httpx.post(f"{url}/v1/chat/completions", timeout=30, content=body.encode(),
+                          headers={"content-type": "application/json"})
     assert response.status_code == 200, response.text
     return str(response.json()["choices"][0]["finish_reason"])
 
@@ -141,3 +147,69 @@ def test_a_stored_document_path_is_ignored_on_start(
     store.close()
     with thread_server(create_app(_config(tmp_path, stub_url, embed_url))) as url:
         assert _finish(url, "Who is Target Person?") == "content_filter"
+
+
+def test_a_lone_surrogate_does_not_hide_a_forget_question(
+    tmp_path: Path, stub_url: str, embed_url: str
+) -> None:
+    config = _config(tmp_path, stub_url, embed_url, fail_mode="open")
+    with thread_server(create_app(config)) as url:
+        assert _finish(url, "Who is Target Person? \\udfff") == "content_filter"
+        assert _finish(url, "Who is \\u0000Target Person?") == "content_filter"
+        metrics = httpx.get(f"{url}/metrics").text
+        assert "unlearn_sanitised_strings_total 2.0" in metrics
+
+
+def test_surrogates_from_one_client_deny_no_one_else(
+    tmp_path: Path, stub_url: str, embed_url: str
+) -> None:
+    config = _config(tmp_path, stub_url, embed_url, fail_mode="closed")
+    with thread_server(create_app(config)) as url:
+        stop = threading.Event()
+
+        def attacker(n: int) -> None:
+            for i in range(10_000):
+                if stop.is_set():
+                    return
+                _finish(url, f"hi {n} {i} \\udfff")
+
+        answers: list[str] = []
+        attackers = [threading.Thread(target=attacker, args=(n,), daemon=True) for n in range(2)]
+        for thread in attackers:
+            thread.start()
+        try:
+            def innocent(n: int) -> None:
+                for i in range(15):  # distinct texts: no answer comes from the embedding cache
+                    answers.append(_finish(url, f"What is the capital of country {n}-{i}?"))
+
+            innocents = [threading.Thread(target=innocent, args=(n,)) for n in range(4)]
+            for thread in innocents:
+                thread.start()
+            for thread in innocents:
+                thread.join(timeout=120)
+        finally:
+            stop.set()
+            for thread in attackers:
+                thread.join(timeout=30)
+    assert len(answers) == 60 and "content_filter" not in answers, answers
+
+
+def test_admin_input_limits(tmp_path: Path, stub_url: str, embed_url: str) -> None:
+    config = parse_config({**_config(tmp_path, stub_url, embed_url).model_dump(),
+                           "server": {"state_dir": str(tmp_path), "max_body_bytes": 10_000}})
+    with thread_server(create_app(config)) as url:
+        huge = httpx.get(f"{url}/admin/audit?after=99999999999999999999", headers=AUTH)
+        assert huge.status_code == 400 and huge.json()["error"]["param"] == "after"
+        nested = httpx.post(f"{url}/admin/forget", content="[" * 1000, headers=AUTH)
+        assert nested.status_code == 400, nested.text
+        assert nested.json()["error"]["type"] == "invalid_request_error"
+
+        def chunks() -> Iterator[bytes]:  # no content-length: the size shows while reading
+            yield b'{"policy": "p", "target": {"id": "big", "name": "'
+            yield b"x" * 20_000
+            yield b'"}}'
+
+        big = httpx.post(f"{url}/admin/forget", content=chunks(), headers=AUTH)
+        assert big.status_code == 413, big.text
+        assert big.json()["error"]["type"] == "invalid_request_error"
+        assert _stored(url) == []

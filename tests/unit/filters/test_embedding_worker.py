@@ -6,6 +6,7 @@ import os
 import signal
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +55,24 @@ def test_the_child_batches_concurrent_calls_and_answers_each_its_own() -> None:
         direct = LocalEmbedder().embed(texts)
         worker.warm_up()
         check_concurrent_single_calls(worker, texts, direct)  # busy = the child's forward passes
+    finally:
+        worker.close()
+
+
+def test_a_text_the_tokenizer_rejects_fails_only_its_own_call() -> None:
+    worker = ProcessEmbedder("all-MiniLM-L6-v2")
+    try:
+        worker.warm_up()
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            busy = pool.submit(worker.embed, [f"sentence number {i}" for i in range(3000)])
+            time.sleep(0.3)  # the calls below queue up behind it and form one batch
+            bad = pool.submit(worker.embed, ["hi \udfff"])  # a lone surrogate
+            good = [pool.submit(worker.embed, [text]) for text in TEXTS]
+            assert busy.result().shape == (3000, 384)
+            with pytest.raises(EmbedderError, match="embedding failed"):
+                bad.result()
+            rows = np.concatenate([future.result() for future in good])
+        np.testing.assert_allclose(rows, LocalEmbedder().embed(TEXTS), atol=1e-5)
     finally:
         worker.close()
 
