@@ -1,12 +1,17 @@
 """Hot reload: on SIGHUP or when the config file changes, build the new config and swap it in.
 
 A config that fails to load or to start is rejected and logged; the old one keeps serving.
+The watcher watches the file's directory, not the file: editors and Kubernetes ConfigMaps save
+by writing a new file and renaming it over the old one (``os.replace``, a ``..data`` symlink
+swap), which ends a watch on the old file. Any event in the directory re-reads the file, and
+a reload runs when its bytes differ from those last tried.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import signal
 from pathlib import Path
@@ -30,10 +35,12 @@ class ConfigReloader:
         self.store = store
         self._lock = asyncio.Lock()
         self._watch_task: asyncio.Task[None] | None = None
+        self._tried = self._digest()
 
     async def reload(self) -> bool:
         """Try to load and start the file; True when the new config now serves."""
         async with self._lock:
+            self._tried = self._digest()
             try:
                 config = load_config(self.path)
                 runtime = await asyncio.to_thread(
@@ -61,11 +68,22 @@ class ConfigReloader:
         if watch:
             self._watch_task = loop.create_task(self._watch())
 
+    def _digest(self) -> str | None:
+        """The file's content hash (None while it is missing, e.g. mid-rename)."""
+        try:
+            return hashlib.sha256(self.path.read_bytes()).hexdigest()
+        except OSError:
+            return None
+
     async def _watch(self) -> None:
         from watchfiles import awatch
 
-        async for _changes in awatch(self.path, debounce=300, rust_timeout=1000):
-            await self.reload()
+        directory = self.path.parent
+        async for _changes in awatch(directory, debounce=300, rust_timeout=1000, recursive=False):
+            digest = self._digest()
+            if digest is not None and digest != self._tried:
+                log.info("config file %s changed", self.path)
+                await self.reload()
 
     async def stop(self) -> None:
         if self._watch_task is not None:

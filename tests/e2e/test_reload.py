@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from pathlib import Path
@@ -57,3 +58,20 @@ def test_file_change_is_picked_up(tmp_path: Path) -> None:
         path.write_text("server: {port: -1}\nmodels: {}\n", encoding="utf-8")
         time.sleep(2.0)
         assert _models(url) == ["third"]
+
+
+def test_replace_style_saves_keep_being_picked_up(tmp_path: Path) -> None:
+    """Editors and ConfigMaps write a new file and rename it over the config (os.replace):
+    every such save is applied, not only the first."""
+    path = write_config(tmp_path / "c.yaml", _config(tmp_path, "m0"))
+    app = create_app(load_config(path), config_path=path, watch=True)
+    with thread_server(app) as url:
+        time.sleep(0.5)  # let the watcher start
+        for i in range(1, 5):
+            fresh = write_config(tmp_path / f".c.yaml.{i}.tmp", _config(tmp_path, f"m{i}"))
+            os.replace(fresh, path)
+            assert _wait_for(url, [f"m{i}"]) == [f"m{i}"], f"save {i} was not applied"
+        (tmp_path / "unrelated.txt").write_text("x", encoding="utf-8")  # same bytes: no reload
+        time.sleep(1.0)
+        assert 'unlearn_config_reloads_total{result="applied"} 4.0' in httpx.get(
+            f"{url}/metrics").text
