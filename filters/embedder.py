@@ -24,6 +24,7 @@ from filters.batching import BatchingEmbedder, BatchStats
 from proxy.backends.embedded import EMBEDDER_NAME, embedder_path
 from proxy.config import EmbedderConfig
 from proxy.errors import ConfigError
+from proxy.redaction import register_secret
 
 
 class EmbedderError(RuntimeError):
@@ -145,6 +146,7 @@ class RemoteEmbedder:
                 raise ConfigError(
                     f"embedder.api_key_env: environment variable {api_key_env!r} is not set"
                 )
+            register_secret(key)
             headers["Authorization"] = f"Bearer {key}"
         self.url = base_url.rstrip("/") + "/embeddings"
         self.model = model

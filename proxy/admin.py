@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from proxy.auth import client_key
 from proxy.config import ForgetRequestTarget
 from proxy.errors import InvalidRequestError, NotFoundError
+from proxy.redaction import redact
 from proxy.request_body import parse_body, read_json
 
 log = logging.getLogger("unlearn_proxy.admin")
@@ -55,7 +56,8 @@ async def add_forget(request: Request) -> dict[str, Any]:
     try:
         stored = await asyncio.to_thread(holder.add_forget, body.policy, body.target, store)
     except Exception as exc:  # compiling runs guard builders and the embedder: any failure
-        log.warning("forget request %r rejected: %s: %s", body.target.id, type(exc).__name__, exc)
+        log.warning("forget request %r rejected: %s: %s", body.target.id, type(exc).__name__,
+                    redact(str(exc)))
         raise InvalidRequestError(
             f"the forget target cannot be compiled ({type(exc).__name__}): nothing was stored",
             param="target",

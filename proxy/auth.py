@@ -13,6 +13,7 @@ from collections.abc import Callable
 from fastapi import Request
 
 from proxy.errors import AuthenticationError, PermissionDeniedError, RateLimitError
+from proxy.redaction import register_secret
 
 
 def _bearer(request: Request) -> str | None:
@@ -37,6 +38,7 @@ def client_key(request: Request, *, admin: bool) -> str | None:
             raise PermissionDeniedError(
                 f"the admin API is disabled: set {config.server.admin_key_env} to enable it"
             )
+        register_secret(admin_key)
         if token is None or not _matches(token, [admin_key]):
             raise AuthenticationError("a valid admin key is required", code="invalid_api_key")
         return token

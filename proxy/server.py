@@ -28,6 +28,7 @@ from proxy.errors import (
 )
 from proxy.metrics import Metrics
 from proxy.pipeline import Decision, Request as PipelineRequest, Speculation, block_answer
+from proxy.redaction import redact
 from proxy.reload import ConfigReloader
 from proxy.request_body import parse_body, read_json, validation_error
 from proxy.runtime import Runtime, RuntimeHolder, build_runtime
@@ -70,8 +71,15 @@ def create_app(config: Config, *, config_path: Path | None = None, watch: bool =
     return app
 
 
+def _envelope(exc: ProxyError) -> dict[str, Any]:
+    """The error's envelope with its message redacted: every error a client sees goes here."""
+    body = exc.envelope()
+    body["error"]["message"] = redact(body["error"]["message"])
+    return body
+
+
 def _error_response(exc: ProxyError) -> JSONResponse:
-    return JSONResponse(exc.envelope(), status_code=exc.status_code, headers=exc.headers)
+    return JSONResponse(_envelope(exc), status_code=exc.status_code, headers=exc.headers)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -293,8 +301,8 @@ async def _sse_body(
                 out = b""
             chunk = await anext(rest, None)
     except ProxyError as exc:
-        log.info("stream ended with %s: %s", type(exc).__name__, exc.message)
-        yield out + event(exc.envelope()) + DONE
+        log.info("stream ended with %s: %s", type(exc).__name__, redact(exc.message))
+        yield out + event(_envelope(exc)) + DONE
         return
     if include_usage:
         out += event(factory.usage(usage or Usage(0, 0)))

@@ -39,6 +39,7 @@ from proxy.errors import (
     UpstreamError,
     UpstreamTimeoutError,
 )
+from proxy.redaction import redact, register_secret
 
 
 class OpenAICompatBackend:
@@ -87,6 +88,7 @@ class OpenAICompatBackend:
         key = os.environ.get(env_name)
         if not key:
             raise ConfigError(f"api_key_env: environment variable {env_name!r} is not set")
+        register_secret(key)
         return key
 
     def __repr__(self) -> str:
@@ -179,8 +181,6 @@ class OpenAICompatBackend:
 
     def _mapped_error(self, status: int, text: str, headers: Mapping[str, str]) -> ProxyError:
         message = _upstream_message(text)
-        if self._api_key:
-            message = message.replace(self._api_key, "***")
         if status in (401, 403):
             return UpstreamError("the upstream model rejected the proxy's credentials")
         if status == 404:
@@ -203,10 +203,11 @@ def _env_proxy(url: str) -> tuple[URL | None, BasicAuth | None]:
 
 
 def _upstream_message(text: str) -> str:
+    """The message of an upstream error body, redacted (upstreams echo credentials)."""
     try:
-        return str(json.loads(text)["error"]["message"])
+        return redact(str(json.loads(text)["error"]["message"]))
     except (ValueError, KeyError, TypeError):
-        return text[:200] or "no message"
+        return redact(text[:200]) or "no message"
 
 
 def _first_choice(data: dict[str, Any]) -> dict[str, Any]:

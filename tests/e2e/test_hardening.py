@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
+import logging
 import threading
 import re
 from collections.abc import Iterator
@@ -15,7 +17,7 @@ import httpx
 import numpy as np
 import pytest
 from fastapi import Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from benchmarks.stub_upstream import build_app as build_stub
 from proxy.config import parse_config
@@ -213,3 +215,47 @@ def test_admin_input_limits(tmp_path: Path, stub_url: str, embed_url: str) -> No
         assert big.status_code == 413, big.text
         assert big.json()["error"]["type"] == "invalid_request_error"
         assert _stored(url) == []
+
+
+UPSTREAM_KEY = "upstream-key-of-no-known-shape-7f3a"
+GENERIC = "sk-live-someone-elses-key-0123456789"
+
+
+async def _echoing_upstream(request: Request) -> Any:
+    """Fault injection: errors that echo the proxy's credentials and a stray key, as an HTTP
+    error, or as an SSE error event before or after the first content chunk."""
+    body = await request.json()
+    echoed = f"rejected {request.headers.get('authorization')} (raw {UPSTREAM_KEY}, also {GENERIC})"
+    error = json.dumps({"error": {"message": echoed}})
+    question = body["messages"][-1]["content"]
+    if not body.get("stream"):
+        return JSONResponse(json.loads(error), status_code=400)
+    content = json.dumps({"id": "c", "object": "chat.completion.chunk", "created": 0,
+                          "model": "m", "choices": [{"index": 0, "delta": {"content": "Hi"}}]})
+    events = ([] if question == "early" else [content]) + [error]
+    return StreamingResponse((f"data: {e}\n\n" for e in events), media_type="text/event-stream")
+
+
+def test_keys_never_reach_a_client_or_a_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("HARDENING_UPSTREAM_KEY", UPSTREAM_KEY)
+    caplog.set_level(logging.DEBUG)
+    with thread_server(fake_upstream(_echoing_upstream)) as upstream:
+        config = parse_config({
+            "server": {"state_dir": str(tmp_path)},
+            "models": {"m": {"backend": "openai", "base_url": f"{upstream}/v1",
+                             "api_key_env": "HARDENING_UPSTREAM_KEY"}},
+        })
+        with thread_server(create_app(config)) as url:
+            seen = []
+            for question, stream in [("plain", False), ("early", True), ("late", True)]:
+                response = httpx.post(f"{url}/v1/chat/completions", timeout=30, json={
+                    "model": "m", "stream": stream,
+                    "messages": [{"role": "user", "content": question}]})
+                assert "rejected" in response.text and "***" in response.text, response.text
+                seen.append(response.text)
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "stream ended with UpstreamError" in logged  # the SSE path was taken, and logged
+    for text in [*seen, logged]:
+        assert UPSTREAM_KEY not in text and GENERIC not in text and "Bearer upstream" not in text
