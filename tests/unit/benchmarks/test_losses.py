@@ -25,9 +25,16 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from benchmarks.baselines import IGNORE_INDEX, METHODS, collate
+from benchmarks.baselines import IGNORE_INDEX, METHODS, BaselineConfigError, BaselineError, collate
 from benchmarks.baselines.data import Batch, Example
-from benchmarks.baselines.losses import sequence_nll, token_mean_nll
+from benchmarks.baselines.losses import (
+    decoder_layer,
+    layer_activations,
+    masked_mse,
+    sequence_nll,
+    text_config,
+    token_mean_nll,
+)
 from benchmarks.baselines.rmu import RMU, RMUConfig, steering_vector
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -152,30 +159,38 @@ RMU_FORGET, RMU_RETAIN = 1.5, 11 / 24
 
 
 class _Block(nn.Module):
-    def __init__(self) -> None:
+    """With ``as_tuple`` it returns ``(hidden, zeros)`` as older Hugging Face decoder layers do."""
+
+    def __init__(self, *, as_tuple: bool = False) -> None:
         super().__init__()
+        self.as_tuple = as_tuple
         self.mlp = nn.Module()
         self.mlp.down_proj = nn.Linear(2, 2, bias=False)
         nn.init.eye_(self.mlp.down_proj.weight)
 
-    def forward(self, hidden: Tensor) -> Tensor:
+    def forward(self, hidden: Tensor) -> Tensor | tuple[Tensor, Tensor]:
         out: Tensor = self.mlp.down_proj(hidden)
-        return out
+        return (out, torch.zeros_like(out)) if self.as_tuple else out
 
 
 class _TinyDecoder(nn.Module):
-    def __init__(self) -> None:
+    """Records the ``attention_mask`` and ``use_cache`` of every forward call in ``calls``."""
+
+    def __init__(self, *, as_tuple: bool = False) -> None:
         super().__init__()
         self.config = SimpleNamespace(num_hidden_layers=2, hidden_size=2)
         self.embed = nn.Embedding(4, 2)
         with torch.no_grad():
             self.embed.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0]]))
-        self.layers = nn.ModuleList([_Block(), _Block()])
+        self.layers = nn.ModuleList([_Block(as_tuple=as_tuple), _Block(as_tuple=as_tuple)])
+        self.calls: list[tuple[Tensor, bool]] = []
 
     def forward(self, *, input_ids: Tensor, attention_mask: Tensor, use_cache: bool) -> Any:
+        self.calls.append((attention_mask, use_cache))
         hidden = self.embed(input_ids)
         for layer in self.layers:
-            hidden = layer(hidden)
+            out = layer(hidden)
+            hidden = out[0] if isinstance(out, tuple) else out
         return SimpleNamespace(logits=hidden)
 
 
@@ -207,3 +222,154 @@ def test_steering_vector_is_a_scaled_seeded_uniform_direction(dim: int, coeff: f
     u = torch.rand(dim, generator=torch.Generator().manual_seed(seed))
     assert torch.linalg.vector_norm(vector).item() == pytest.approx(coeff, rel=1e-6)
     assert torch.allclose(vector / coeff, u / torch.linalg.vector_norm(u))
+
+
+def _configured(n_layers: int) -> nn.Module:
+    """A module carrying only a config, enough for RMU's layer choice."""
+    model = nn.Module()
+    model.config = SimpleNamespace(num_hidden_layers=n_layers, hidden_size=2)
+    return model
+
+
+@pytest.mark.parametrize(("n_layers", "layer", "expected"), [
+    (2, None, 1),  # the middle layer: n // 2
+    (5, None, 2),
+    (8, None, 4),
+    (2, 0, 0),  # a configured layer is used as is
+    (2, 1, 1),  # the last layer is in range
+])
+def test_rmu_steered_layer(n_layers: int, layer: int | None, expected: int) -> None:
+    assert RMU(RMUConfig(layer=layer)).steered_layer(_configured(n_layers)) == expected
+
+
+def test_rmu_layer_past_the_last_raises() -> None:
+    with pytest.raises(BaselineConfigError, match="layer"):
+        RMU(RMUConfig(layer=2)).steered_layer(_configured(2))
+
+
+@pytest.mark.parametrize(("n_layers", "config", "layers"), [
+    (8, {}, "2|3|4"),  # defaults: middle layer 4 and the 2 blocks before it
+    (6, {"layer": 4, "update_layers": 2}, "3|4"),
+    (6, {"layer": 4, "update_layers": 1}, "4"),
+    (2, {}, "0|1"),  # layers 1-2..1 clipped at layer 0
+])
+def test_rmu_trains_the_update_layers_ending_at_the_steered_one(
+        n_layers: int, config: dict[str, int], layers: str) -> None:
+    patterns = RMU(RMUConfig(**config)).trainable_patterns(_configured(n_layers))
+    assert patterns == (rf"(^|\.)layers\.({layers})\.mlp\.down_proj\.weight$",)
+
+
+def test_rmu_explicit_trainable_patterns_win() -> None:
+    rmu = RMU(RMUConfig(trainable_patterns=("q_proj",), param_pattern="ignored"))
+    assert rmu.trainable_patterns(_configured(8)) == ("q_proj",)
+
+
+def test_rmu_config_defaults() -> None:
+    config = RMUConfig()
+    assert (config.layer, config.update_layers, config.param_pattern) == (
+        None, 3, r"mlp\.down_proj\.weight")
+    assert (config.steering_coeff, config.alpha, config.gamma) == (6.5, 1200.0, 1.0)
+
+
+@pytest.mark.parametrize(("values", "field"), [
+    ({"layer": -1}, "layer"),
+    ({"update_layers": 0}, "update_layers"),
+    ({"steering_coeff": 0.0}, "steering_coeff"),
+    ({"steering_coeff": -1.0}, "steering_coeff"),
+    ({"forget_nll_ceiling": 1.0}, "forget_nll_ceiling"),
+])
+def test_rmu_bad_config_raises_naming_the_field(values: dict[str, float], field: str) -> None:
+    with pytest.raises(BaselineConfigError, match=field):
+        RMUConfig.from_mapping(values)
+
+
+@pytest.mark.parametrize("values", [
+    {"layer": 0}, {"update_layers": 1}, {"steering_coeff": 0.5}, {"alpha": 0.0},
+])
+def test_rmu_config_edges_are_accepted(values: dict[str, float]) -> None:
+    config = RMUConfig.from_mapping(values)
+    assert all(getattr(config, k) == v for k, v in values.items())
+
+
+def test_rmu_loss_before_prepare_raises() -> None:
+    rmu = RMU()
+    assert (rmu.module, rmu.control, rmu.original) == (None, None, {})
+    with pytest.raises(BaselineError, match=r"prepare\(\)"):
+        rmu.compute_loss(_TinyDecoder(), _batch())
+
+
+@pytest.mark.parametrize("unset", ["module", "control"])
+def test_rmu_loss_needs_both_layer_and_control(unset: str) -> None:
+    model = _TinyDecoder()
+    rmu = RMU()
+    rmu.prepare(model, _forget(), pad_id=0)
+    setattr(rmu, unset, None)
+    with pytest.raises(BaselineError, match=r"prepare\(\)"):
+        rmu.compute_loss(model, _batch())
+
+
+def test_rmu_prepare_puts_the_control_on_the_model_device() -> None:
+    model = _TinyDecoder().to("meta")
+    rmu = RMU()
+    rmu.prepare(model, _forget(), pad_id=0)
+    assert rmu.module is model.layers[1]
+    assert rmu.control is not None and rmu.control.device.type == "meta"
+    assert sorted(rmu.original) == [
+        "embed.weight", "layers.0.mlp.down_proj.weight", "layers.1.mlp.down_proj.weight"]
+
+
+# forward-pass helpers -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("as_tuple", [False, True])
+def test_layer_activations_is_the_hooked_layer_output(as_tuple: bool) -> None:
+    model = _TinyDecoder(as_tuple=as_tuple)
+    with torch.no_grad():
+        model.layers[0].mlp.down_proj.weight.mul_(3.0)
+    later: list[int] = []
+    model.layers[1].register_forward_pre_hook(lambda *_: later.append(1))
+    batch = collate(RETAIN)
+    activations = layer_activations(model, model.layers[0], batch)
+    assert torch.equal(activations, 3 * model.embed(batch["input_ids"]))
+    assert later == []  # the forward pass stopped at the hooked layer
+    assert not model.layers[0]._forward_hooks  # and the hook is gone
+    ((mask, use_cache),) = model.calls
+    assert mask is batch["attention_mask"] and use_cache is False
+
+
+def test_layer_activations_of_a_module_outside_the_forward_pass_raise() -> None:
+    with pytest.raises(BaselineError, match="not called"):
+        layer_activations(_TinyDecoder(), nn.Linear(2, 2), collate(RETAIN))
+
+
+def test_masked_mse_averages_masked_tokens_then_rows() -> None:
+    target = torch.tensor([1.0, -1.0])
+    offsets = torch.tensor([
+        [[2.0, 2.0], [9.0, 9.0], [9.0, 9.0]],  # one masked token: (4 + 4) / 2 = 4
+        [[2.0, 0.0], [0.0, 2.0], [9.0, 9.0]],  # two: (2 + 2) / 2 = 2
+        [[9.0, 9.0], [9.0, 9.0], [9.0, 9.0]],  # none: 0, not NaN
+    ])
+    mask = torch.tensor([[True, False, False], [True, True, False], [False, False, False]])
+    assert masked_mse(target + offsets, target, mask).item() == 2.0  # (4 + 2 + 0) / 3
+
+
+def test_text_config() -> None:
+    inner = SimpleNamespace(num_hidden_layers=3)
+    model = nn.Module()
+    model.config = SimpleNamespace(get_text_config=lambda: inner)  # a multimodal config
+    assert text_config(model) is inner
+    plain = _configured(2)
+    assert text_config(plain) is plain.config
+    with pytest.raises(BaselineError, match="Linear"):
+        text_config(nn.Linear(2, 2))
+
+
+def test_decoder_layer_needs_exactly_one_match() -> None:
+    model = _TinyDecoder()
+    assert decoder_layer(model, 1) is model.layers[1]
+    with pytest.raises(BaselineError, match=r"layers\.5"):
+        decoder_layer(model, 5)
+    twice = nn.Module()
+    twice.encoder, twice.decoder = _TinyDecoder(), _TinyDecoder()
+    with pytest.raises(BaselineError):
+        decoder_layer(twice, 0)
