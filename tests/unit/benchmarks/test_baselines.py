@@ -6,6 +6,7 @@ import copy
 import json
 import math
 import pathlib
+import random
 import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -32,6 +33,7 @@ from benchmarks.baselines import (
     unlearn,
 )
 from benchmarks.baselines.ga import GradAscent
+from benchmarks.baselines.idk_dpo import DEFAULT_REFUSALS, IdkDPO, IdkDPOConfig
 from benchmarks.baselines.losses import decoder_layer, layer_activations, masked_mse, sequence_nll
 from benchmarks.baselines.rmu import RMUConfig, steering_vector
 from proxy.registry import RegistryError
@@ -215,6 +217,18 @@ def test_idk_dpo_prefers_the_refusal(model: torch.nn.Module) -> None:
     before = margin()
     _run(model, "idk_dpo", refusals=[REFUSAL])
     assert margin() > before + 0.5
+
+
+def test_idk_dpo_pairs_each_question_with_a_seeded_refusal() -> None:
+    items = FORGET + RETAIN
+    examples = IdkDPO(IdkDPOConfig(seed=5, max_length=64)).encode_forget(TOKENIZER, items)
+    rng = random.Random(5)  # 8 draws from 6 refusals: another seed agrees with odds 6^-8
+    for (question, answer), example in zip(items, examples, strict=True):
+        true = encode_qa(TOKENIZER, question, answer, max_length=64)
+        refusal = encode_qa(TOKENIZER, question, rng.choice(DEFAULT_REFUSALS), max_length=64)
+        for got, expected in ((example, true), (example["alternate"], refusal)):
+            assert got["input_ids"].tolist() == expected["input_ids"].tolist()
+            assert got["labels"].tolist() == expected["labels"].tolist()
 
 
 def test_rmu_steers_forget_activations_and_trains_only_mlps(model: torch.nn.Module) -> None:
