@@ -48,6 +48,23 @@ def test_rate_limit_per_key(stub_url: str, tmp_path: Path) -> None:
         assert other.chat.completions.create(model="stub", messages=messages).choices
 
 
+def test_open_server_rate_limits_by_address_not_by_token(stub_url: str, tmp_path: Path) -> None:
+    """Without ``api_keys`` any token is accepted unchecked, so a fresh random token per
+    request must not reset the limit."""
+    config = parse_config({
+        "server": {"state_dir": str(tmp_path), "rate_limit_per_minute": 3},
+        "models": {"stub": {"backend": "openai", "base_url": f"{stub_url}/v1"}},
+    })
+    with thread_server(create_app(config)) as url:
+        statuses = [
+            httpx.post(f"{url}/v1/chat/completions", headers={"authorization": f"Bearer r{i}"},
+                       json={"model": "stub", "messages": [{"role": "user", "content": "hi"}]},
+                       ).status_code
+            for i in range(5)
+        ]
+    assert statuses == [200, 200, 200, 429, 429]
+
+
 def test_message_count_prompt_size_and_token_limits(stub_url: str, tmp_path: Path) -> None:
     config = parse_config({
         "server": {"state_dir": str(tmp_path), "max_messages": 2, "max_prompt_chars": 500,
