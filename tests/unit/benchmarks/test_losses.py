@@ -67,13 +67,16 @@ def _batch() -> Batch:
 
 
 class _UnigramLM(nn.Module):
-    """Logits ln p for every position, whatever the context."""
+    """Logits ln p for every position, whatever the context; ``calls`` records the
+    ``attention_mask`` and ``use_cache`` of every forward call."""
 
     def __init__(self, probs: Sequence[float]) -> None:
         super().__init__()
         self.log_probs = nn.Parameter(torch.tensor(probs).log())
+        self.calls: list[tuple[Tensor, bool]] = []
 
     def forward(self, *, input_ids: Tensor, attention_mask: Tensor, use_cache: bool) -> Any:
+        self.calls.append((attention_mask, use_cache))
         return SimpleNamespace(logits=self.log_probs.expand(*input_ids.shape, -1))
 
 
@@ -127,9 +130,12 @@ CASES = [
 
 
 def test_sequence_nll_sums_labelled_next_tokens() -> None:
-    nll, count = sequence_nll(_UnigramLM(CURRENT), _batch()["forget"])
+    model, batch = _UnigramLM(CURRENT), _batch()["forget"]
+    nll, count = sequence_nll(model, batch)
     assert nll.tolist() == pytest.approx([n * L for n in NLL], rel=1e-6)
     assert count.tolist() == list(LENGTH)
+    ((mask, use_cache),) = model.calls  # padding masked, no KV cache
+    assert mask is batch["attention_mask"] and use_cache is False
     assert token_mean_nll(_UnigramLM(CURRENT), collate(RETAIN)).item() == pytest.approx(
         RETAIN_NLL * L, rel=1e-6)
 
@@ -145,6 +151,105 @@ def test_loss_matches_the_formula(method: str, config: dict[str, float], forget:
     assert out.metrics["forget_loss"] == pytest.approx(forget, rel=1e-5)
     assert out.metrics.get("retain_loss") == (
         pytest.approx(RETAIN_NLL * L, rel=1e-6) if alpha else None)
+
+
+def test_token_mean_nll_of_one_and_of_no_labelled_token() -> None:
+    one = collate([_example([0, 1], 0)])  # one next-token target, token 1: 2L
+    assert token_mean_nll(_UnigramLM(CURRENT), one).item() == pytest.approx(2 * L, rel=1e-6)
+    none = collate([_example([0, 1], 2)])
+    assert token_mean_nll(_UnigramLM(CURRENT), none).item() == 0.0  # not NaN
+
+
+# Per-sample forget losses (F1 then F0) of each method at its default hyper-parameters.
+PER_SAMPLE = {
+    "ga": [-n / k * L for n, k in zip(NLL, LENGTH)],
+    "npo": [-2 / 0.1 * _log_sigmoid(-0.1 * (r - n) * L) for r, n in zip(REF, NLL)],
+    "simnpo": [-2 / 4.5 * _log_sigmoid(4.5 * n / k * L) for n, k in zip(NLL, LENGTH)],
+    "idk_dpo": [-2 / 0.1 * _log_sigmoid(0.1 * ((ar - an) - (r - n)) * L)
+                for ar, an, r, n in zip(ALT_REF, ALT_NLL, REF, NLL)],
+}
+PER_SAMPLE["grad_diff"] = PER_SAMPLE["ga"]
+
+
+def _prepared(method: str, forget: list[Example]) -> Any:
+    cls = METHODS.get(method)
+    unlearner = cls()
+    unlearner.prepare(_UnigramLM(UNIFORM), forget, pad_id=0)
+    return unlearner
+
+
+@pytest.mark.parametrize("method", sorted(PER_SAMPLE))
+def test_forget_losses_are_per_sample_in_batch_order(method: str) -> None:
+    per_sample, mean_nll = _prepared(method, _forget()).forget_losses(
+        _UnigramLM(CURRENT), _batch()["forget"])
+    assert per_sample.shape == mean_nll.shape == (2,)
+    assert per_sample.tolist() == pytest.approx(PER_SAMPLE[method], rel=1e-5)
+    assert mean_nll.tolist() == pytest.approx([n / k * L for n, k in zip(NLL, LENGTH)], rel=1e-6)
+
+
+# F2: prompt token 0, one answer token 1: NLL 2L, reference 2L; its refusal (0,): 1L, ref 2L.
+ONE_TOKEN = {
+    "ga": -2 * L,
+    "npo": -2 / 0.1 * _log_sigmoid(0.0),  # r = 2L - 2L = 0
+    "simnpo": -2 / 4.5 * _log_sigmoid(4.5 * 2 * L),  # mean NLL = 2L / 1 token
+    "idk_dpo": -2 / 0.1 * _log_sigmoid(0.1 * L),  # (2L - 1L) - (2L - 2L) = L
+}
+
+
+@pytest.mark.parametrize("method", sorted(ONE_TOKEN))
+def test_a_one_token_answer_is_its_own_mean(method: str) -> None:
+    f2 = _example([0, 1], 1)
+    f2["alternate"] = _example([0, 0], 1)
+    batch = collate([f2])
+    batch["index"] = torch.tensor([2])
+    per_sample, mean_nll = _prepared(method, [*_forget(), f2]).forget_losses(
+        _UnigramLM(CURRENT), batch)
+    assert per_sample.tolist() == pytest.approx([ONE_TOKEN[method]], rel=1e-5)
+    assert mean_nll.tolist() == pytest.approx([2 * L], rel=1e-6)
+
+
+def _to_meta(batch: Batch) -> Batch:
+    """Every tensor on the meta device but ``index``, which the methods read on CPU."""
+    return {k: _to_meta(v) if isinstance(v, dict) else v if k == "index" else v.to("meta")
+            for k, v in batch.items()}  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("method", ["npo", "idk_dpo"])
+def test_reference_log_probs_follow_the_model_to_its_device(method: str) -> None:
+    model = _UnigramLM(CURRENT).to("meta")
+    per_sample, _ = _prepared(method, _forget()).forget_losses(model, _to_meta(_batch()["forget"]))
+    assert per_sample.device.type == "meta"
+
+
+@pytest.mark.parametrize("unset", ["reference", "alternate_reference"])
+def test_idk_dpo_loss_needs_both_references(unset: str) -> None:
+    unlearner = _prepared("idk_dpo", _forget())
+    setattr(unlearner, unset, None)
+    with pytest.raises(BaselineError, match=r"prepare\(\)"):
+        unlearner.forget_losses(_UnigramLM(CURRENT), _batch()["forget"])
+
+
+def test_npo_loss_before_prepare_raises() -> None:
+    with pytest.raises(BaselineError, match=r"prepare\(\)"):
+        METHODS.get("npo")().forget_losses(_UnigramLM(CURRENT), _batch()["forget"])
+
+
+@pytest.mark.parametrize("method", ["npo", "simnpo", "idk_dpo"])
+@pytest.mark.parametrize("beta", [0.0, -0.5])
+def test_beta_must_be_positive(method: str, beta: float) -> None:
+    with pytest.raises(BaselineConfigError, match="beta"):
+        METHODS.get(method).config_cls.from_mapping({"beta": beta})
+
+
+@pytest.mark.parametrize("method", ["npo", "simnpo", "idk_dpo"])
+def test_a_small_positive_beta_is_accepted(method: str) -> None:
+    assert METHODS.get(method).config_cls.from_mapping({"beta": 0.5}).beta == 0.5
+
+
+@pytest.mark.parametrize("refusals", ["I don't know.", []])
+def test_idk_dpo_refusals_must_be_a_non_empty_sequence(refusals: Any) -> None:
+    with pytest.raises(BaselineConfigError, match="refusals"):
+        METHODS.get("idk_dpo").config_cls.from_mapping({"refusals": refusals})
 
 
 # RMU ----------------------------------------------------------------------------------------
