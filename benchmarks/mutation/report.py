@@ -2,8 +2,9 @@
 
 mutmut keeps one ``mutants/<module path>.meta`` JSON file per mutated module, mapping each
 mutant's name (``<dotted module>.<mangled function>__mutmut_<n>``) to the exit code of its test
-run. A survivor listed in ``reviewed.yaml`` is an *equivalent* mutant (it cannot change
-behaviour, so no test can kill it); the score leaves those out, as is usual.
+run. A survivor listed in ``reviewed.yaml`` was reviewed: an *equivalent* mutant (it cannot
+change behaviour, so no test can kill it) or one that only rewords an error message (tests
+assert errors by type and the field they name, not by their text); the score leaves those out.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ _STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests
 
 @dataclass(frozen=True)
 class Mutant:
-    """One mutant's outcome; ``reason`` is set for a reviewed equivalent survivor."""
+    """One mutant's outcome; ``reason`` is set for a reviewed survivor."""
 
     name: str
     module: str
@@ -41,7 +42,7 @@ class Mutant:
 
 @dataclass
 class ModuleScore:
-    """Counts for one module; the score is (killed + timeout) / (total - equivalent): a mutant
+    """Counts for one module; the score is (killed + timeout) / (total - reviewed): a mutant
     no selected test executes counts against it, as a survivor does."""
 
     module: str
@@ -49,7 +50,7 @@ class ModuleScore:
 
     @property
     def scored(self) -> int:
-        return sum(self.counts.values()) - self.counts["equivalent"]
+        return sum(self.counts.values()) - self.counts["reviewed"]
 
     @property
     def score(self) -> float | None:
@@ -77,7 +78,7 @@ def load_mutants(mutants_dir: Path, modules: Sequence[str]) -> list[Mutant]:
 
 
 def load_reviewed(path: Path = REVIEWED) -> dict[str, str]:
-    """Reviewed equivalent mutants: name -> why no test can kill it."""
+    """Reviewed survivors: name -> why no test kills it."""
     data = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else None
     return {str(k): str(v) for k, v in (data or {}).items()}
 
@@ -87,7 +88,7 @@ def score_modules(mutants: Sequence[Mutant]) -> list[ModuleScore]:
     scores: dict[str, ModuleScore] = {}
     total = ModuleScore("all")
     for mutant in mutants:
-        status = "equivalent" if mutant.reason else mutant.status
+        status = "reviewed" if mutant.reason else mutant.status
         scores.setdefault(mutant.module, ModuleScore(mutant.module)).counts[status] += 1
         total.counts[status] += 1
     return [*scores.values(), total]
@@ -110,20 +111,22 @@ def render(
         *(f"| {r['name']} | `{r['path']}` | {'yes' if r['killed'] else '**no**'} | {r['elapsed_s']} |"
           for r in regressions),
         "", "## mutmut", "",
-        "| module | mutants | killed | timeout | survived | equivalent | no tests | score |",
+        "| module | mutants | killed | timeout | survived | reviewed | no tests | score |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for s in score_modules(mutants):
         c = s.counts
         lines.append(
             f"| `{s.module}` | {sum(c.values())} | {c['killed']} | {c['timeout']} | "
-            f"{c['survived']} | {c['equivalent']} | {c['no tests']} | {_pct(s.score)} |"
+            f"{c['survived']} | {c['reviewed']} | {c['no tests']} | {_pct(s.score)} |"
         )
-    lines += ["", "Score = (killed + timeout) / (mutants − equivalent); a mutant that no selected "
+    lines += ["", "Score = (killed + timeout) / (mutants − reviewed); a mutant that no selected "
               "test executes (no tests) counts as a survivor.", ""]
-    for title, keep in (("Survivors", lambda m: m.status in ("survived", "no tests")
-                         and not m.reason),
-                        ("Equivalent mutants (reviewed)", lambda m: bool(m.reason))):
+    sections = (
+        ("Survivors", lambda m: m.status in ("survived", "no tests") and not m.reason),
+        ("Reviewed survivors (equivalent, or error wording only)", lambda m: bool(m.reason)),
+    )
+    for title, keep in sections:
         chosen = [m for m in mutants if keep(m)]
         lines += [f"## {title} ({len(chosen)})", ""]
         for m in chosen:

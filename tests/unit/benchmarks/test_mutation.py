@@ -41,7 +41,7 @@ def test_statuses_follow_mutmut_exit_codes() -> None:
         "not checked", "suspicious"]
 
 
-def test_scores_leave_out_equivalent_mutants_but_count_untested_ones() -> None:
+def test_scores_leave_out_reviewed_mutants_but_count_untested_ones() -> None:
     mutants = [
         Mutant("a.x__mutmut_1", "a.py", "killed"), Mutant("a.x__mutmut_2", "a.py", "timeout"),
         Mutant("a.x__mutmut_3", "a.py", "survived"),
@@ -50,7 +50,7 @@ def test_scores_leave_out_equivalent_mutants_but_count_untested_ones() -> None:
     ]
     a, b, total = score_modules(mutants)
     assert (a.module, a.score, dict(a.counts)) == (
-        "a.py", 2 / 3, {"killed": 1, "timeout": 1, "survived": 1, "equivalent": 1})
+        "a.py", 2 / 3, {"killed": 1, "timeout": 1, "survived": 1, "reviewed": 1})
     assert (b.module, b.score) == ("b.py", 0.0)
     assert (total.module, total.score) == ("all", 2 / 4)
     meta = {"command": "c", "git_commit": "abc", "git_dirty": False, "wall_time_s": 12.0,
