@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from proxy.auth import client_key
 from proxy.config import ForgetRequestTarget
-from proxy.errors import InvalidRequestError, NotFoundError
+from proxy.errors import InvalidRequestError, NotFoundError, ProxyError
 from proxy.redaction import redact
 from proxy.request_body import parse_body, read_json
 
@@ -45,16 +45,11 @@ async def add_forget(request: Request) -> dict[str, Any]:
     client_key(request, admin=True)
     body = parse_body(ForgetBody, await read_json(request))
     _policy_or_404(request, body.policy)
-    config_ids = {t.id for t in request.app.state.holder.current.config.policies[body.policy].forget}
-    active_ids = {r.target_id for r in request.app.state.store.forget_requests(body.policy)}
-    if body.target.id in config_ids | active_ids:
-        raise InvalidRequestError(
-            f"forget target {body.target.id!r} already exists in policy {body.policy!r}",
-            param="target.id",
-        )
     holder, store = request.app.state.holder, request.app.state.store
     try:
         stored = await asyncio.to_thread(holder.add_forget, body.policy, body.target, store)
+    except ProxyError:  # an unknown policy or a duplicate id, seen under the holder's lock
+        raise
     except Exception as exc:  # compiling runs guard builders and the embedder: any failure
         log.warning("forget request %r rejected: %s: %s", body.target.id, type(exc).__name__,
                     redact(str(exc)))

@@ -51,11 +51,11 @@ class ConfigReloader:
                     store=self.store,
                     previous=self.holder.current,
                 )
+                await asyncio.to_thread(self.holder.swap, runtime, self.store)
             except ConfigError as exc:
                 log.error("config reload rejected, keeping the previous config:\n%s", exc)
                 self.metrics.reloads.labels("rejected").inc()
                 return False
-            self.holder.swap(runtime)
             self.metrics.reloads.labels("applied").inc()
             log.info("config reloaded from %s", self.path)
             return True

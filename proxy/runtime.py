@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -18,7 +19,7 @@ from pydantic import ValidationError
 from proxy.backends import build_backend
 from proxy.backends.base import Backend
 from proxy.config import Config, ForgetRequestTarget, ForgetTargetConfig, format_validation_error
-from proxy.errors import ConfigError
+from proxy.errors import ConfigError, InvalidRequestError, NotFoundError
 from proxy.metrics import Metrics
 from proxy.pipeline import Pipeline, PolicyRuntime
 from proxy.policy_runtime import compile_runtime_policy
@@ -34,6 +35,7 @@ class Runtime:
     backends: dict[str, Backend]
     policies: dict[str, PolicyRuntime]
     pipeline: Pipeline
+    store_version: int = 0  # the store's version its policies were read at
 
     @property
     def model_names(self) -> list[str]:
@@ -77,6 +79,17 @@ def build_policies(
     }
 
 
+@contextmanager
+def _starting() -> Iterator[None]:
+    """Any failure to start a configuration as a ConfigError."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except Exception as exc:
+        raise ConfigError(f"cannot start the configuration: {type(exc).__name__}: {exc}") from exc
+
+
 def build_runtime(
     config: Config,
     *,
@@ -87,7 +100,8 @@ def build_runtime(
 ) -> Runtime:
     """Build backends and policies for ``config``; raises ConfigError when anything fails."""
     backends: dict[str, Backend] = {}
-    try:
+    version = store.version if store is not None else 0
+    with _starting():
         for name, cfg in config.models.items():
             old = previous.config.models.get(name) if previous else None
             if previous is not None and old == cfg:
@@ -95,12 +109,8 @@ def build_runtime(
             else:
                 backends[name] = build_backend(name, cfg)
         policies = build_policies(config, base_dir=base_dir, store=store)
-    except ConfigError:
-        raise
-    except Exception as exc:
-        raise ConfigError(f"cannot start the configuration: {type(exc).__name__}: {exc}") from exc
     pipeline = Pipeline(backends=backends, policies=policies, metrics=metrics, store=store)
-    return Runtime(config, base_dir, backends, policies, pipeline)
+    return Runtime(config, base_dir, backends, policies, pipeline, version)
 
 
 class RuntimeHolder:
@@ -110,8 +120,16 @@ class RuntimeHolder:
         self.current = runtime
         self._lock = threading.Lock()
 
-    def swap(self, runtime: Runtime) -> None:
+    def swap(self, runtime: Runtime, store: Store | None = None) -> None:
+        """Make ``runtime`` live. Forget requests added or withdrawn since it read ``store``
+        are compiled in first, under the lock that serialises them: a swap never drops one.
+        Raises ConfigError (and swaps nothing) when that compile fails."""
         with self._lock:
+            if store is not None and store.version != runtime.store_version:
+                version = store.version
+                with _starting():
+                    policies = build_policies(runtime.config, base_dir=runtime.base_dir, store=store)
+                runtime = _with_policies(runtime, policies, store, store_version=version)
             self.current = runtime
 
     def recompile_policy(self, name: str, store: Store | None) -> None:
@@ -123,9 +141,19 @@ class RuntimeHolder:
 
     def add_forget(self, name: str, target: ForgetTargetConfig, store: Store) -> ForgetRequest:
         """Compile policy ``name`` with ``target`` added, then store the request and swap the
-        policy in: a target that fails to compile raises and is neither stored nor live."""
+        policy in: a target that fails to compile raises and is neither stored nor live, and
+        of concurrent requests for one id only the first is stored (the others get a 400)."""
         with self._lock:
             current = self.current
+            policy = current.config.policies.get(name)
+            if policy is None:
+                raise NotFoundError(f"unknown policy {name!r}", param="policy")
+            taken = {t.id for t in policy.forget} | {r.target_id for r in store.forget_requests(name)}
+            if target.id in taken:
+                raise InvalidRequestError(
+                    f"forget target {target.id!r} already exists in policy {name!r}",
+                    param="target.id",
+                )
             fresh = build_policies(
                 current.config, base_dir=current.base_dir, store=store, only=name, adding=[target])
             stored = store.add_forget(name, target.model_dump())
@@ -133,12 +161,13 @@ class RuntimeHolder:
         return stored
 
     def _install(self, fresh: dict[str, PolicyRuntime], store: Store | None) -> None:
-        current = self.current
-        policies = {**current.policies, **fresh}
-        pipeline = Pipeline(
-            backends=current.backends,
-            policies=policies,
-            metrics=current.pipeline.metrics,
-            store=store,
-        )
-        self.current = Runtime(current.config, current.base_dir, current.backends, policies, pipeline)
+        self.current = _with_policies(self.current, {**self.current.policies, **fresh}, store)
+
+
+def _with_policies(
+    runtime: Runtime, policies: dict[str, PolicyRuntime], store: Store | None, **changes: int
+) -> Runtime:
+    """``runtime`` serving ``policies`` (its backends and metrics kept)."""
+    pipeline = Pipeline(
+        backends=runtime.backends, policies=policies, metrics=runtime.pipeline.metrics, store=store)
+    return replace(runtime, policies=policies, pipeline=pipeline, **changes)

@@ -93,13 +93,22 @@ class Store:
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(_SCHEMA)
         self._lock = threading.Lock()
+        self._version = 0
+
+    @property
+    def version(self) -> int:
+        """Counts the changes to forget requests and retain removals made through this object:
+        a runtime built from a read at version ``v`` is stale once it differs."""
+        return self._version
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r})"
 
-    def _write(self, sql: str, args: tuple[Any, ...]) -> sqlite3.Cursor:
+    def _write(self, sql: str, args: tuple[Any, ...], *, change: bool = True) -> sqlite3.Cursor:
         with self._lock:
-            return self._conn.execute(sql, args)
+            cursor = self._conn.execute(sql, args)
+            self._version += change
+            return cursor
 
     def add_forget(self, policy: str, target: dict[str, Any]) -> ForgetRequest:
         """Record a forget request (committed on return) and return it."""
@@ -167,6 +176,7 @@ class Store:
                 record.score,
                 record.prompt,
             ),
+            change=False,
         )
 
     def audit(self, *, limit: int = 100, after_seq: int = 0) -> list[dict[str, Any]]:

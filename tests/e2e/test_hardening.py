@@ -7,8 +7,10 @@ import asyncio
 import hashlib
 import json
 import logging
-import threading
 import re
+import signal
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from benchmarks.stub_upstream import build_app as build_stub
 from proxy.config import parse_config
 from proxy.server import create_app
 from proxy.store import Store
-from tests.servers import fake_upstream, thread_server
+from tests.servers import fake_upstream, process_server, thread_server, write_config
 
 ADMIN = "sk-admin-for-hardening-tests"
 AUTH = {"authorization": f"Bearer {ADMIN}"}
@@ -45,8 +47,10 @@ def _bag_of_words(text: str) -> list[float]:
 
 
 async def _embeddings(request: Request) -> Any:
-    texts = (await request.json())["input"]
-    await asyncio.sleep(0.02)  # a model's time: concurrent requests share batches
+    body = await request.json()
+    texts = body["input"]
+    # a model's time: concurrent requests share batches; "slow" makes a compile take a while
+    await asyncio.sleep(1.0 if body["model"] == "slow" else 0.02)
     if any(POISON in t for t in texts):
         return JSONResponse({"error": {"message": "cannot embed that"}}, status_code=500)
     return {"object": "list", "data": [
@@ -70,7 +74,11 @@ def embed_url() -> Iterator[str]:
 
 
 def _config(state_dir: Path, stub_url: str, embed_url: str, **policy: Any) -> Any:
-    return parse_config({
+    return parse_config(_config_data(state_dir, stub_url, embed_url, **policy))
+
+
+def _config_data(state_dir: Path, stub_url: str, embed_url: str, **policy: Any) -> dict[str, Any]:
+    return {
         "server": {"state_dir": str(state_dir)},
         "models": {"stub": {"backend": "openai", "base_url": f"{stub_url}/v1"}},
         "policies": {"p": {
@@ -80,7 +88,7 @@ def _config(state_dir: Path, stub_url: str, embed_url: str, **policy: Any) -> An
             **policy,
         }},
         "routing": {"default_policy": "p"},
-    })
+    }
 
 
 def _forget(url: str, target: dict[str, Any]) -> httpx.Response:
@@ -259,3 +267,75 @@ def test_keys_never_reach_a_client_or_a_log(
     assert "stream ended with UpstreamError" in logged  # the SSE path was taken, and logged
     for text in [*seen, logged]:
         assert UPSTREAM_KEY not in text and GENERIC not in text and "Bearer upstream" not in text
+
+
+def _person(i: int) -> dict[str, Any]:
+    """A target whose name shares no word with any other's (bag-of-words similarity 0)."""
+    name = f"Qz{i}x Vr{i}k"
+    return {"id": f"person-{i}", "name": name, "questions": [name]}
+
+
+def _reloads_applied(url: str) -> float:
+    found = re.search(r'unlearn_config_reloads_total\{result="applied"\} (\S+)',
+                      httpx.get(f"{url}/metrics").text)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_forget_requests_acknowledged_during_reloads_stay_live(
+    tmp_path: Path, stub_url: str, embed_url: str
+) -> None:
+    """SIGHUP reloads whose slow second policy leaves a window between reading the store and
+    swapping: forget requests added and withdrawn in that window are live after the swap."""
+    path = tmp_path / "c.yaml"
+
+    def save(round_: int) -> None:
+        data = _config_data(tmp_path / "state", stub_url, embed_url)
+        data["policies"]["slow"] = {  # new retain questions each round: embedded anew
+            "forget": [{"id": "slow-person", "name": "Slow Person"}],
+            "retain": [{"question": f"Round {round_} question {j}?", "answer": "Yes."}
+                       for j in range(3)],
+            "embedder": {"type": "openai", "base_url": f"{embed_url}/v1", "model": "slow"},
+            "methods": [{"type": "icul", "s": 2}],
+        }
+        write_config(tmp_path / "next.yaml", data).replace(path)
+
+    save(0)
+    live: list[dict[str, Any]] = []
+    withdrawn: list[dict[str, Any]] = []
+    with process_server(path, extra_args=["--no-watch"]) as (url, process):
+        for round_ in range(1, 5):
+            save(round_)
+            process.send_signal(signal.SIGHUP)
+            time.sleep(0.1)  # the reload has read the store and is embedding
+            for person in (_person(2 * round_), _person(2 * round_ + 1)):
+                assert _forget(url, person).status_code == 200
+                live.append(person)
+            gone = live.pop(0)
+            assert httpx.delete(f"{url}/admin/forget/p/{gone['id']}", headers=AUTH).status_code == 200
+            withdrawn.append(gone)
+            deadline = time.monotonic() + 60
+            while _reloads_applied(url) < round_ and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert _reloads_applied(url) == round_
+            assert _stored(url) == [t["id"] for t in live]
+            assert [t["id"] for t in live if _finish(url, t["name"]) != "content_filter"] == []
+            assert [t["id"] for t in withdrawn if _finish(url, t["name"]) == "content_filter"] == []
+
+
+def test_one_of_concurrent_forget_requests_with_one_id_is_stored(
+    tmp_path: Path, stub_url: str, embed_url: str
+) -> None:
+    """The id is checked under the lock that stores it: one request wins, the others are told
+    the id exists."""
+    with thread_server(create_app(_config(tmp_path, stub_url, embed_url))) as url:
+        answers: list[httpx.Response] = []
+        threads = [threading.Thread(target=lambda: answers.append(_forget(url, _person(1))))
+                   for _ in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert _stored(url) == ["person-1"]
+        assert sorted(a.status_code for a in answers) == [200, 400, 400, 400, 400, 400]
+        for error in (a.json()["error"] for a in answers if a.status_code == 400):
+            assert error["param"] == "target.id" and "already exists" in error["message"], error

@@ -26,6 +26,18 @@ def test_forget_requests_round_trip_and_withdraw(tmp_path: Path) -> None:
     assert reopened.forget_requests("q")[0].target == {"id": "a", "name": "Alice"}
 
 
+def test_version_counts_changes_to_forget_requests_and_retain_removals(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.sqlite3")
+    assert store.version == 0
+    store.add_forget("p", {"id": "a", "name": "Alice"})
+    store.withdraw_forget("p", "a")
+    store.remove_retain("p", "Who?")
+    assert store.version == 3
+    store.append_audit(AuditRecord(request_id="r1", action="block"))
+    store.forget_requests("p")
+    assert store.version == 3
+
+
 def test_audit_is_append_only(tmp_path: Path) -> None:
     store = Store(tmp_path / "s.sqlite3")
     store.append_audit(AuditRecord(request_id="r1", action="block", policy="p", method="alias",
