@@ -68,13 +68,13 @@ WINDOW_S = 60.0
 class RateLimiter:
     """A sliding one-minute window per client identity (see :func:`rate_limit_identity`).
 
-    Windows idle for a whole minute are dropped (at most once a minute, in one sweep), so
-    memory stays bounded by the clients seen in the last two minutes.
+    The limit is passed with each check, so a reloaded ``rate_limit_per_minute`` applies at
+    once (to the windows already counted). Windows idle for a whole minute are dropped (at
+    most once a minute, in one sweep), so memory stays bounded by the clients seen in the last
+    two minutes.
     """
 
-    def __init__(self, per_minute: int | None, *, clock: Callable[[], float] = time.monotonic
-                 ) -> None:
-        self.per_minute = per_minute
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._hits: dict[str, deque[float]] = {}
         self._swept = clock()
@@ -84,9 +84,10 @@ class RateLimiter:
         """The identities with a live window."""
         return len(self._hits)
 
-    def check(self, identity: str) -> None:
-        """Count one request; raise 429 with ``retry-after`` when over the limit."""
-        if self.per_minute is None:
+    def check(self, identity: str, per_minute: int | None) -> None:
+        """Count one request; raise 429 with ``retry-after`` when over ``per_minute`` (None:
+        no limit, nothing counted)."""
+        if per_minute is None:
             return
         now = self._clock()
         with self._lock:
@@ -95,10 +96,10 @@ class RateLimiter:
             hits = self._hits.setdefault(identity, deque())
             while hits and now - hits[0] >= WINDOW_S:
                 hits.popleft()
-            if len(hits) >= self.per_minute:
+            if len(hits) >= per_minute:
                 wait = max(1, math.ceil(WINDOW_S - (now - hits[0])))
                 raise RateLimitError(
-                    f"rate limit of {self.per_minute} requests per minute exceeded",
+                    f"rate limit of {per_minute} requests per minute exceeded",
                     code="rate_limit_exceeded",
                     headers={"retry-after": str(wait)},
                 )

@@ -78,6 +78,11 @@ class Metrics:
         self.reloads = Counter(
             "unlearn_config_reloads_total", "Config reloads", ["result"], registry=r
         )
+        self.restart_needed = Counter(
+            "unlearn_config_restart_needed_total",
+            "Applied reloads that changed a server setting only a restart applies", ["setting"],
+            registry=r,
+        )
         r.register(EmbedderCollector())
 
     def render(self) -> bytes:

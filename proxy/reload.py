@@ -1,6 +1,8 @@
 """Hot reload: on SIGHUP or when the config file changes, build the new config and swap it in.
 
 A config that fails to load or to start is rejected and logged; the old one keeps serving.
+Server settings apply at once (keys, limits, the rate limit), except :data:`RESTART_SETTINGS`:
+a change to one of those is logged and counted as needing a restart, and the running value kept.
 The watcher watches the file's directory, not the file: editors and Kubernetes ConfigMaps save
 by writing a new file and renaming it over the old one (``os.replace``, a ``..data`` symlink
 swap), which ends a watch on the old file. Any event in the directory re-reads the file, and
@@ -16,13 +18,25 @@ import logging
 import signal
 from pathlib import Path
 
-from proxy.config import load_config
+from proxy.config import Config, load_config
 from proxy.errors import ConfigError
 from proxy.metrics import Metrics
 from proxy.runtime import RuntimeHolder, build_runtime
 from proxy.store import Store
 
 log = logging.getLogger("unlearn_proxy.reload")
+RESTART_SETTINGS = ("host", "port", "state_dir")
+
+
+def _keep_restart_settings(new: Config, running: Config) -> tuple[Config, list[str]]:
+    """``new`` with the :data:`RESTART_SETTINGS` it changes kept at their running values, and
+    the names of those settings."""
+    old, fresh = running.server, new.server
+    changed = [name for name in RESTART_SETTINGS if getattr(fresh, name) != getattr(old, name)]
+    if not changed:
+        return new, []
+    server = fresh.model_copy(update={name: getattr(old, name) for name in changed})
+    return new.model_copy(update={"server": server}), changed
 
 
 class ConfigReloader:
@@ -42,7 +56,8 @@ class ConfigReloader:
         async with self._lock:
             self._tried = self._digest()
             try:
-                config = load_config(self.path)
+                config, pending = _keep_restart_settings(load_config(self.path),
+                                                         self.holder.current.config)
                 runtime = await asyncio.to_thread(
                     build_runtime,
                     config,
@@ -58,6 +73,10 @@ class ConfigReloader:
                 return False
             self.metrics.reloads.labels("applied").inc()
             log.info("config reloaded from %s", self.path)
+            for name in pending:
+                self.metrics.restart_needed.labels(name).inc()
+                log.warning("server.%s changed in %s: needs a restart (still %r)", name, self.path,
+                            getattr(config.server, name))
             return True
 
     def start(self, *, watch: bool) -> None:

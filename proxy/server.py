@@ -63,7 +63,7 @@ def create_app(config: Config, *, config_path: Path | None = None, watch: bool =
     app.state.holder = holder
     app.state.metrics = metrics
     app.state.store = store
-    app.state.rate_limiter = RateLimiter(config.server.rate_limit_per_minute)
+    app.state.rate_limiter = RateLimiter()
     app.state.reloader = reloader
     _install_error_handlers(app)
     _install_routes(app)
@@ -192,8 +192,9 @@ async def _handle(request: Request, kind: str) -> Response:
 
 async def _serve(request: Request, kind: str) -> Response:
     key = client_key(request, admin=False)
-    request.app.state.rate_limiter.check(rate_limit_identity(request, key))
     runtime: Runtime = request.app.state.holder.current
+    request.app.state.rate_limiter.check(
+        rate_limit_identity(request, key), runtime.config.server.rate_limit_per_minute)
     data = await read_json(request)
     parsed: Any = parse_body(
         protocol.ChatCompletionRequest if kind == "chat" else protocol.CompletionRequest, data

@@ -75,3 +75,32 @@ def test_replace_style_saves_keep_being_picked_up(tmp_path: Path) -> None:
         time.sleep(1.0)
         assert 'unlearn_config_reloads_total{result="applied"} 4.0' in httpx.get(
             f"{url}/metrics").text
+
+
+def test_server_settings_change_live_or_are_reported_as_needing_a_restart(tmp_path: Path) -> None:
+    """A reloaded rate limit applies at once; a changed port or state_dir is counted as needing
+    a restart and the running value is kept."""
+    data = {**_config(tmp_path, "m"), "server": {"state_dir": str(tmp_path / "state"),
+                                                  "rate_limit_per_minute": 3}}
+    path = write_config(tmp_path / "c.yaml", data)
+    app = create_app(load_config(path), config_path=path, watch=True)
+
+    def statuses(url: str, n: int) -> list[int]:  # {} is a 400, after the rate limit
+        return [httpx.post(f"{url}/v1/chat/completions", json={}).status_code for _ in range(n)]
+
+    with thread_server(app) as url:
+        time.sleep(0.5)  # let the watcher start
+        assert statuses(url, 4) == [400, 400, 400, 429]
+        data["server"] = {"state_dir": str(tmp_path / "elsewhere"), "port": 9999,
+                          "rate_limit_per_minute": 1000}
+        write_config(path, data)
+        deadline = time.monotonic() + 20
+        while 'result="applied"} 1.0' not in httpx.get(f"{url}/metrics").text:
+            assert time.monotonic() < deadline, "the reload was not applied"
+            time.sleep(0.2)
+        assert statuses(url, 4) == [400] * 4
+        metrics = httpx.get(f"{url}/metrics").text
+        for setting in ("port", "state_dir"):
+            assert f'unlearn_config_restart_needed_total{{setting="{setting}"}} 1.0' in metrics
+        assert 'setting="host"' not in metrics
+        assert app.state.holder.current.config.server.state_dir == str(tmp_path / "state")

@@ -18,36 +18,39 @@ class Clock:
 
 def test_window_slides_per_identity() -> None:
     clock = Clock()
-    limiter = RateLimiter(2, clock=clock)
-    limiter.check("a")
+    limiter = RateLimiter(clock=clock)
+    limiter.check("a", 2)
     clock.now += 10
-    limiter.check("a")
-    limiter.check("b")  # another identity has its own window
+    limiter.check("a", 2)
+    limiter.check("b", 2)  # another identity has its own window
     with pytest.raises(RateLimitError) as info:
-        limiter.check("a")
+        limiter.check("a", 2)
     assert info.value.headers == {"retry-after": "50"}  # the first hit leaves at 60 s
     clock.now += 50
-    limiter.check("a")  # the first hit left the window
+    limiter.check("a", 2)  # the first hit left the window
     with pytest.raises(RateLimitError):
-        limiter.check("a")
+        limiter.check("a", 2)
+    limiter.check("a", 3)  # a raised limit applies to the window counted so far
+    with pytest.raises(RateLimitError, match="rate limit of 3 "):
+        limiter.check("a", 3)
 
 
 def test_idle_windows_are_dropped() -> None:
     clock = Clock()
-    limiter = RateLimiter(5, clock=clock)
+    limiter = RateLimiter(clock=clock)
     for i in range(1000):
-        limiter.check(f"client-{i}")
+        limiter.check(f"client-{i}", 5)
     assert len(limiter) == 1000
     clock.now += 59
-    limiter.check("recent")
+    limiter.check("recent", 5)
     assert len(limiter) == 1001  # nothing is a minute old yet
     clock.now += 1
-    limiter.check("late")
+    limiter.check("late", 5)
     assert len(limiter) == 2  # "recent" and "late" are within the last minute
 
 
 def test_no_limit_counts_nothing() -> None:
-    limiter = RateLimiter(None)
+    limiter = RateLimiter()
     for _ in range(100):
-        limiter.check("a")
+        limiter.check("a", None)
     assert len(limiter) == 0
