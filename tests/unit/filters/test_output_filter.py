@@ -2,15 +2,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
 from benchmarks.stub_upstream import tokens_of
 from filters.alias_matcher import AliasTable
+from filters.compiled import PolicyArtifacts
 from filters.embedder import build_embedder
 from filters.forget_index import ForgetIndex, collect_items
-from filters.output_filter import UNIT_CHARS, OutputFilter, UnitSplitter
-from proxy.config import EmbedderConfig, ForgetTargetConfig
+from filters.output_filter import UNIT_CHARS, OutputFilter, UnitSplitter, build_output_filter
+from proxy.config import EmbedderConfig, ForgetTargetConfig, OutputFilterConfig
 from tests.pipeline_stream import Streamed, random_pieces, stream_text
 
 DOCUMENT = (
@@ -184,3 +186,23 @@ def test_concurrent_streams_match_sequential_checks(index: ForgetIndex) -> None:
     with ThreadPoolExecutor(max_workers=4) as pool:
         got = list(pool.map(lambda text: _first_block(shared, text), texts))
     assert got == expected
+
+
+def test_build_output_filter_follows_the_config(tmp_path: Path) -> None:
+    artifacts = PolicyArtifacts(
+        TARGETS, [], build_embedder(EmbedderConfig()), base_dir=tmp_path, cache_dir=tmp_path,
+        progress=False,
+    )  # fmt: skip
+    cfg = OutputFilterConfig(
+        type="output_filter", ngram_n=4, ngram_overlap=0.3, embedding_threshold=0.8
+    )
+    guard = build_output_filter(cfg, artifacts)
+    assert guard.index is artifacts.index and guard.embedder is artifacts.embedder
+    assert guard.aliases is artifacts.aliases
+    assert (guard.name, guard.ngrams.n, guard.ngram_overlap, guard.embedding_threshold) == (
+        "output_filter", 4, 0.3, 0.8
+    )
+    lean = OutputFilterConfig(type="output_filter", aliases=False, embedding_threshold=None)
+    guard = build_output_filter(lean, artifacts)
+    assert guard.aliases is None and guard.embedding_threshold is None
+    assert (guard.ngrams.n, guard.ngram_overlap) == (6, 0.5)
