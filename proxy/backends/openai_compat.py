@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from functools import partial
@@ -112,15 +113,11 @@ class OpenAICompatBackend:
 
     async def chat(self, messages: Sequence[Message], params: GenerationParams) -> Generation:
         data = await self._post("/chat/completions", self._body(params, messages=list(messages)))
-        choice = _first_choice(data)
-        text = (choice.get("message") or {}).get("content") or ""
-        return Generation(text, choice.get("finish_reason") or "stop", _usage(data, text))
+        return _generation(data, "message", "content")
 
     async def complete(self, prompt: str, params: GenerationParams) -> Generation:
         data = await self._post("/completions", self._body(params, prompt=prompt))
-        choice = _first_choice(data)
-        text = choice.get("text") or ""
-        return Generation(text, choice.get("finish_reason") or "stop", _usage(data, text))
+        return _generation(data, "text")
 
     def stream_chat(
         self, messages: Sequence[Message], params: GenerationParams
@@ -217,11 +214,45 @@ def _first_choice(data: dict[str, Any]) -> dict[str, Any]:
     return choices[0]
 
 
-def _usage(data: dict[str, Any], text: str, prompt_tokens: int = 0) -> Usage:
-    usage = data.get("usage")
-    if isinstance(usage, dict):
-        return Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
-    return Usage(prompt_tokens, approx_token_count(text))
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _string(value: Any, field: str) -> str | None:
+    """An upstream string field; UpstreamError (502) when it is not a string or holds a lone
+    surrogate (JSON can escape one; no client, guard or encoder can use it)."""
+    if value is None or (isinstance(value, str) and not _SURROGATE.search(value)):
+        return value
+    kind = "not valid Unicode" if isinstance(value, str) else f"a JSON {type(value).__name__}"
+    raise UpstreamError(f"the upstream model returned a {field} that is {kind}")
+
+
+def _choice_text(choice: dict[str, Any], *path: str) -> str:
+    """The text at ``path`` of a choice ('' when absent), checked by :func:`_string`."""
+    value: Any = choice
+    for key in path:
+        if value is None:
+            break
+        if not isinstance(value, dict):
+            raise UpstreamError(f"the upstream model returned a malformed {'.'.join(path)}")
+        value = value.get(key)
+    return _string(value, ".".join(path)) or ""
+
+
+def _parsed_usage(usage: Any) -> Usage | None:
+    if not isinstance(usage, dict):
+        return None
+    try:
+        return Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+    except (TypeError, ValueError, OverflowError):
+        raise UpstreamError("the upstream model returned malformed usage") from None
+
+
+def _generation(data: dict[str, Any], *path: str) -> Generation:
+    """A non-streamed answer: the first choice's text at ``path``, finish reason and usage."""
+    choice = _first_choice(data)
+    text = _choice_text(choice, *path)
+    usage = _parsed_usage(data.get("usage")) or Usage(0, approx_token_count(text))
+    return Generation(text, _string(choice.get("finish_reason"), "finish_reason") or "stop", usage)
 
 
 _DONE = Chunk()  # returned by _parse_line for ``data: [DONE]``
@@ -300,15 +331,10 @@ def _json_object(raw: bytes, what: str) -> dict[str, Any]:
 
 
 def _chunk_from_event(data: dict[str, Any], *, chat: bool) -> Chunk:
-    usage = data.get("usage")
-    parsed_usage = (
-        Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
-        if isinstance(usage, dict)
-        else None
-    )
+    usage = _parsed_usage(data.get("usage"))
     choices = data.get("choices") or []
-    if not choices or not isinstance(choices[0], dict):
-        return Chunk(usage=parsed_usage)
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return Chunk(usage=usage)
     choice = choices[0]
-    text = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
-    return Chunk(text or "", choice.get("finish_reason"), parsed_usage)
+    text = _choice_text(choice, "delta", "content") if chat else _choice_text(choice, "text")
+    return Chunk(text, _string(choice.get("finish_reason"), "finish_reason"), usage)

@@ -8,10 +8,11 @@ import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 
+import httpx
 import openai
 import pytest
 from fastapi import Request
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
 from proxy.config import parse_config
 from proxy.server import create_app
@@ -53,6 +54,8 @@ async def _faulty_chat(request: Request):  # type: ignore[no-untyped-def]
         return PlainTextResponse("<html>oops</html>")
     if mode == "error500":
         return JSONResponse({"error": {"message": f"boom {UPSTREAM_KEY}"}}, status_code=500)
+    if mode in MALFORMED:
+        return _malformed_answer(mode, stream=bool((await request.json()).get("stream")))
 
     async def cut() -> AsyncIterator[bytes]:
         chunk = {"id": "x", "object": "chat.completion.chunk", "created": 0, "model": "cut",
@@ -66,6 +69,24 @@ async def _faulty_chat(request: Request):  # type: ignore[no-untyped-def]
         yield f"data: {json.dumps(chunk)}\n\ndata: {{not json\n\n".encode()
 
     return StreamingResponse(broken() if mode == "broken" else cut(), media_type="text/event-stream")
+
+
+MALFORMED = {  # JSON text of a well-formed answer's parts that are not
+    "surrogate": ('"\\ud800"', "null"),  # a lone surrogate: not valid Unicode
+    "object": ('{"text": "hi"}', "null"),
+    "usage": ('"hi"', '{"prompt_tokens": "many", "completion_tokens": [1]}'),
+}
+
+
+def _malformed_answer(mode: str, *, stream: bool) -> Response:
+    content, usage = MALFORMED[mode]
+    if not stream:
+        body = ('{"choices": [{"index": 0, "message": {"role": "assistant", "content": %s}, '
+                '"finish_reason": "stop"}], "usage": %s}' % (content, usage))
+        return Response(body, media_type="application/json")
+    event = ('{"choices": [{"index": 0, "delta": {"content": %s}, "finish_reason": "stop"}], '
+             '"usage": %s}' % (content, usage))
+    return Response(f"data: {event}\n\ndata: [DONE]\n\n", media_type="text/event-stream")
 
 
 class _ClosingUpstream:
@@ -139,7 +160,7 @@ def front(upstream: str, closing: _ClosingUpstream,
                           "api_key_env": "UP_KEY", "upstream_model": "gemma"},
             "closing": {"backend": "openai", "base_url": f"http://127.0.0.1:{closing.port}/v1"},
         }
-        for mode in ("slow", "garbage", "error500", "cut", "broken"):
+        for mode in ("slow", "garbage", "error500", "cut", "broken", *MALFORMED):
             models[mode] = {"backend": "openai", "base_url": f"{fake_url}/v1", "read_timeout_s": 0.5}
         config = parse_config({"server": {"state_dir": str(root / "state")}, "models": models})
         with pytest.MonkeyPatch.context() as patch:
@@ -204,6 +225,16 @@ def test_upstream_faults_map_to_clean_errors(front: str, model: str, error: type
     assert info.value.body["type"] == "server_error"  # type: ignore[attr-defined]
     assert UPSTREAM_KEY not in json.dumps(info.value.body)  # type: ignore[attr-defined]
     assert "sk-not-the-right-one" not in json.dumps(info.value.body)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("model", sorted(MALFORMED))
+def test_malformed_upstream_content_is_a_502(front: str, model: str, stream: bool) -> None:
+    response = httpx.post(f"{front}/v1/chat/completions", timeout=30, json={
+        "model": model, "stream": stream, "messages": [{"role": "user", "content": "x"}]})
+    assert response.status_code == 502, response.text
+    error = response.json()["error"]
+    assert error["type"] == "server_error" and "upstream" in error["message"], error
 
 
 @pytest.mark.parametrize("stream", [False, True])
