@@ -1,9 +1,9 @@
 """``python -m benchmarks.mutation`` (``make mutation``): regressions, mutmut, report.
 
     python -m benchmarks.mutation                    # everything (about an hour on 2 cores)
-    python -m benchmarks.mutation --regressions-only # the known-bug list alone
+    python -m benchmarks.mutation --skip-mutmut      # the known-bug list, report from mutants/
+    python -m benchmarks.mutation --skip-regressions # mutmut; keeps the last regression results
     python -m benchmarks.mutation --recheck          # also re-run survivors (after new tests)
-    python -m benchmarks.mutation --report-only      # re-read mutants/ and rewrite the report
 
 mutmut keeps its results in ``mutants/`` and, run again, tests only mutants it has not judged
 (new tests get their coverage collected, but a survivor stays a survivor): ``--recheck`` names
@@ -28,7 +28,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from benchmarks.data_dir import DATA_DIR_ENV, resolve_data_dir
-from benchmarks.mutation.regressions import RegressionResult, run_regressions
+from benchmarks.mutation.regressions import run_regressions
 from benchmarks.mutation.report import (
     Mutant, as_json, load_mutants, load_reviewed, render, score_modules,
 )
@@ -82,41 +82,46 @@ def _with_diffs(mutants: Sequence[Mutant], reviewed: dict[str, str]) -> list[Mut
     return out
 
 
+def _run_mutmut(max_children: int, *, recheck: bool) -> bool:
+    """mutmut over the configured modules (and, with ``recheck``, its survivors again)."""
+    print("mutmut:", flush=True)
+    if (REPO / "mutants").exists():
+        print(f"  refreshed {refresh_unmutated_copies(REPO / 'mutants', mutated_modules())} "
+              "unmutated module copies", flush=True)
+    children = ("--max-children", str(max_children))
+    if _mutmut("run", *children).returncode != 0:
+        print("mutmut failed", file=sys.stderr)
+        return False
+    again = [m.name for m in load_mutants(REPO / "mutants", mutated_modules())
+             if m.status in ("survived", "no tests")]
+    if recheck and again and _mutmut("run", *children, *again).returncode != 0:
+        print("mutmut failed on the recheck", file=sys.stderr)
+        return False
+    return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--regressions-only", action="store_true")
+    parser.add_argument("--skip-regressions", action="store_true",
+                        help="keep the regression results of the last report")
+    parser.add_argument("--skip-mutmut", action="store_true",
+                        help="report mutmut's results in mutants/ without running it")
     parser.add_argument("--recheck", action="store_true",
                         help="re-run mutants that survived or had no test")
-    parser.add_argument("--report-only", action="store_true",
-                        help="skip the runs; rewrite the report from mutants/")
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--min-score", type=float, default=0.9)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     started = time.time()
-    regressions: list[RegressionResult] = []
-    if not args.report_only:
+    saved = _previous_regressions(args.out)
+    if not args.skip_regressions:
         print("Regression list:", flush=True)
-        regressions = run_regressions()
-        if args.regressions_only:
-            return 0 if all(r.killed for r in regressions) else 1
-        print("mutmut:", flush=True)
-        if (REPO / "mutants").exists():
-            print(f"  refreshed {refresh_unmutated_copies(REPO / 'mutants', mutated_modules())} "
-                  "unmutated module copies", flush=True)
-        children = ("--max-children", str(args.max_children))
-        if _mutmut("run", *children).returncode != 0:
-            print("mutmut failed", file=sys.stderr)
-            return 2
-        again = [m.name for m in load_mutants(REPO / "mutants", mutated_modules())
-                 if m.status in ("survived", "no tests")]
-        if args.recheck and again and _mutmut("run", *children, *again).returncode != 0:
-            print("mutmut failed on the recheck", file=sys.stderr)
-            return 2
+        saved = [asdict(r) for r in run_regressions()]
+    if not args.skip_mutmut and not _run_mutmut(args.max_children, recheck=args.recheck):
+        return 2
     mutants = _with_diffs(load_mutants(REPO / "mutants", mutated_modules()), load_reviewed())
     meta = provenance(started, command="python -m benchmarks.mutation",
                       mutmut=importlib.metadata.version("mutmut"))
-    saved = [asdict(r) for r in regressions] or _previous_regressions(args.out)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "mutation.md").write_text(render(mutants, saved, meta), encoding="utf-8")
     (args.out / "mutation.json").write_text(
@@ -133,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _previous_regressions(out: Path) -> list[dict[str, object]]:
-    """The regression results of the last full run (kept by ``--report-only``)."""
+    """The regression results of the last report (kept by ``--skip-regressions``)."""
     path = out / "mutation.json"
     return list(json.loads(path.read_text())["regressions"]) if path.exists() else []
 
