@@ -3,6 +3,7 @@
 A config that fails to load or to start is rejected and logged; the old one keeps serving.
 Server settings apply at once (keys, limits, the rate limit), except :data:`RESTART_SETTINGS`:
 a change to one of those is logged and counted as needing a restart, and the running value kept.
+Backends the new config does not reuse are closed once no request uses them any more.
 The watcher watches the file's directory, not the file: editors and Kubernetes ConfigMaps save
 by writing a new file and renaming it over the old one (``os.replace``, a ``..data`` symlink
 swap), which ends a watch on the old file. Any event in the directory re-reads the file, and
@@ -16,8 +17,10 @@ import contextlib
 import hashlib
 import logging
 import signal
+import time
 from pathlib import Path
 
+from proxy.backends.base import Backend
 from proxy.config import Config, load_config
 from proxy.errors import ConfigError
 from proxy.metrics import Metrics
@@ -26,6 +29,7 @@ from proxy.store import Store
 
 log = logging.getLogger("unlearn_proxy.reload")
 RESTART_SETTINGS = ("host", "port", "state_dir")
+RETIRE_GRACE_S = 600.0  # a replaced backend still in use after this long is closed anyway
 
 
 def _keep_restart_settings(new: Config, running: Config) -> tuple[Config, list[str]]:
@@ -49,6 +53,7 @@ class ConfigReloader:
         self.store = store
         self._lock = asyncio.Lock()
         self._watch_task: asyncio.Task[None] | None = None
+        self._retiring: dict[asyncio.Task[None], list[Backend]] = {}
         self._tried = self._digest()
 
     async def reload(self) -> bool:
@@ -66,6 +71,7 @@ class ConfigReloader:
                     store=self.store,
                     previous=self.holder.current,
                 )
+                replaced = list(self.holder.current.backends.values())
                 await asyncio.to_thread(self.holder.swap, runtime, self.store)
             except ConfigError as exc:
                 log.error("config reload rejected, keeping the previous config:\n%s", exc)
@@ -73,11 +79,27 @@ class ConfigReloader:
                 return False
             self.metrics.reloads.labels("applied").inc()
             log.info("config reloaded from %s", self.path)
+            kept = set(map(id, runtime.backends.values()))
+            self._retire(list({id(b): b for b in replaced if id(b) not in kept}.values()))
             for name in pending:
                 self.metrics.restart_needed.labels(name).inc()
                 log.warning("server.%s changed in %s: needs a restart (still %r)", name, self.path,
                             getattr(config.server, name))
             return True
+
+    def _retire(self, backends: list[Backend]) -> None:
+        """Close ``backends`` once no request uses them (at most :data:`RETIRE_GRACE_S` on)."""
+        if not backends:
+            return
+        task = asyncio.get_running_loop().create_task(self._close_when_idle(backends))
+        self._retiring[task] = backends
+        task.add_done_callback(lambda done: self._retiring.pop(done, None))
+
+    async def _close_when_idle(self, backends: list[Backend]) -> None:
+        deadline = time.monotonic() + RETIRE_GRACE_S
+        while any(map(self.holder.users.in_use, backends)) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        await _close(backends)
 
     def start(self, *, watch: bool) -> None:
         """Install the SIGHUP handler (main thread only) and, if asked, the file watcher."""
@@ -105,7 +127,21 @@ class ConfigReloader:
                 await self.reload()
 
     async def stop(self) -> None:
+        """Stop watching, and close the replaced backends not closed yet."""
         if self._watch_task is not None:
             self._watch_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch_task
+        for task, backends in list(self._retiring.items()):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await _close(backends)
+
+
+async def _close(backends: list[Backend]) -> None:
+    for backend in backends:
+        try:
+            await backend.aclose()
+        except Exception:  # one backend failing to close must not keep the others open
+            log.exception("closing the replaced backend %r failed", backend)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -113,11 +114,39 @@ def build_runtime(
     return Runtime(config, base_dir, backends, policies, pipeline, version)
 
 
+class BackendUsers:
+    """How many requests use each backend, so that one a reload replaced is closed only once
+    the requests that started on it are done."""
+
+    def __init__(self) -> None:
+        self._counts: Counter[int] = Counter()
+        self._lock = threading.Lock()
+
+    def acquire(self, backend: Backend) -> Callable[[], None]:
+        """Count one request on ``backend``; returns the function to call once it is done."""
+        key = id(backend)
+        with self._lock:
+            self._counts[key] += 1
+
+        def release() -> None:
+            with self._lock:
+                self._counts[key] -= 1
+                if not self._counts[key]:
+                    del self._counts[key]
+
+        return release
+
+    def in_use(self, backend: Backend) -> bool:
+        with self._lock:
+            return id(backend) in self._counts
+
+
 class RuntimeHolder:
     """Holds the live runtime; swaps are atomic and serialised."""
 
     def __init__(self, runtime: Runtime) -> None:
         self.current = runtime
+        self.users = BackendUsers()
         self._lock = threading.Lock()
 
     def swap(self, runtime: Runtime, store: Store | None = None) -> None:

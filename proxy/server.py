@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,6 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from proxy import protocol
@@ -30,7 +29,7 @@ from proxy.metrics import Metrics
 from proxy.pipeline import Decision, Request as PipelineRequest, Speculation, block_answer
 from proxy.redaction import redact
 from proxy.reload import ConfigReloader
-from proxy.request_body import parse_body, read_json, validation_error
+from proxy.request_body import body_schema, parse_body, read_json, validation_error
 from proxy.runtime import Runtime, RuntimeHolder, build_runtime
 from proxy.sse import DONE, SLOT, EventTemplate, event
 from proxy.store import Store
@@ -68,6 +67,7 @@ def create_app(config: Config, *, config_path: Path | None = None, watch: bool =
     _install_error_handlers(app)
     _install_routes(app)
     app.include_router(admin_router)
+    _install_openapi(app)
     return app
 
 
@@ -137,12 +137,12 @@ def _check_limits(runtime: Runtime, parsed: Any, pipeline_request: PipelineReque
 def _install_routes(app: FastAPI) -> None:
     @app.post(
         "/v1/chat/completions",
-        openapi_extra=_body_schema(protocol.ChatCompletionRequest),
+        openapi_extra=body_schema(protocol.ChatCompletionRequest),
     )
     async def chat_completions(request: Request) -> Response:
         return await _handle(request, "chat")
 
-    @app.post("/v1/completions", openapi_extra=_body_schema(protocol.CompletionRequest))
+    @app.post("/v1/completions", openapi_extra=body_schema(protocol.CompletionRequest))
     async def completions(request: Request) -> Response:
         return await _handle(request, "completion")
 
@@ -164,13 +164,26 @@ def _install_routes(app: FastAPI) -> None:
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
-def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema()}},
-        }
-    }
+def _install_openapi(app: FastAPI) -> None:
+    """The OpenAPI document with the request bodies' ``$defs`` moved into
+    ``components/schemas`` (where :func:`body_schema` points their refs)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            stack: list[Any] = [document["paths"]]
+            while stack:
+                node = stack.pop()
+                if isinstance(node, dict):
+                    schemas.update(node.pop("$defs", {}))
+                    stack.extend(node.values())
+                elif isinstance(node, list):
+                    stack.extend(node)
+        return generate()
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 async def _handle(request: Request, kind: str) -> Response:
@@ -203,6 +216,31 @@ async def _serve(request: Request, kind: str) -> Response:
         raise NotFoundError(
             f"the model {parsed.model!r} does not exist", param="model", code="model_not_found"
         )
+    # counted until the answer is sent: a reload closes a replaced backend once it is unused
+    release = request.app.state.holder.users.acquire(runtime.backends[parsed.model])
+    try:
+        response = await _answer(runtime, parsed, kind, key)
+    except BaseException:
+        release()
+        raise
+    if isinstance(response, StreamingResponse):
+        response.body_iterator = _releasing(response.body_iterator, release)
+    else:
+        release()
+    return response
+
+
+async def _releasing(body: AsyncIterable[Any], release: Callable[[], None]) -> AsyncIterator[Any]:
+    """``body``, then ``release()`` (also when the client goes away mid-stream)."""
+    try:
+        async for part in body:
+            yield part
+    finally:
+        release()
+
+
+async def _answer(runtime: Runtime, parsed: Any, kind: str, key: str | None) -> Response:
+    """The answer to a parsed request for one of ``runtime``'s models."""
     prefix = "chatcmpl" if kind == "chat" else "cmpl"
     pipeline_request = PipelineRequest(
         kind="chat" if kind == "chat" else "completion",

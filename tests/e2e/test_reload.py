@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 
+from benchmarks.stub_upstream import build_app as build_stub
 from proxy.config import load_config
 from proxy.server import create_app
 from tests.servers import process_server, thread_server, write_config
@@ -104,3 +105,35 @@ def test_server_settings_change_live_or_are_reported_as_needing_a_restart(tmp_pa
             assert f'unlearn_config_restart_needed_total{{setting="{setting}"}} 1.0' in metrics
         assert 'setting="host"' not in metrics
         assert app.state.holder.current.config.server.state_dir == str(tmp_path / "state")
+
+
+def test_a_replaced_backend_is_closed_once_its_requests_finish(tmp_path: Path) -> None:
+    """A reload that changes a model's base_url closes the old backend's upstream session, but
+    only after the stream using it has ended."""
+    with thread_server(build_stub(tokens=50, event_delay_ms=100)) as stub:  # a 5 s stream
+        data = _config(tmp_path, "m")
+        data["models"]["m"]["base_url"] = f"{stub}/v1"
+        path = write_config(tmp_path / "c.yaml", data)
+        app = create_app(load_config(path), config_path=path, watch=True)
+        with thread_server(app) as url:
+            time.sleep(0.5)  # let the watcher start
+            old = app.state.holder.current.backends["m"]
+            body = {"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+            with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=30) as answer:
+                lines = answer.iter_lines()
+                assert next(lines).startswith("data: ")
+                data["models"]["m"]["base_url"] = stub.replace("127.0.0.1", "localhost") + "/v1"
+                write_config(path, data)
+                deadline = time.monotonic() + 20
+                while app.state.holder.current.backends["m"] is old:
+                    assert time.monotonic() < deadline, "the reload was not applied"
+                    time.sleep(0.1)
+                time.sleep(0.5)
+                assert old._session is not None and not old._session.closed  # still streaming
+                assert [line for line in lines if line][-1] == "data: [DONE]"
+            deadline = time.monotonic() + 5
+            while not old._session.closed and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert old._session.closed
+            assert httpx.post(f"{url}/v1/chat/completions", timeout=30,
+                              json={**body, "stream": False}).status_code == 200
