@@ -13,7 +13,7 @@ from proxy.auth import client_key
 from proxy.config import ForgetRequestTarget
 from proxy.errors import InvalidRequestError, NotFoundError, ProxyError
 from proxy.redaction import redact
-from proxy.request_body import parse_body, read_json
+from proxy.request_body import body_schema, parse_body, read_json
 
 log = logging.getLogger("unlearn_proxy.admin")
 admin_router = APIRouter(prefix="/admin")
@@ -37,8 +37,7 @@ async def _recompile(request: Request, policy: str) -> None:
     await asyncio.to_thread(holder.recompile_policy, policy, store)
 
 
-@admin_router.post("/forget", openapi_extra={"requestBody": {"required": True, "content": {
-    "application/json": {"schema": ForgetBody.model_json_schema()}}}})
+@admin_router.post("/forget", openapi_extra=body_schema(ForgetBody))
 async def add_forget(request: Request) -> dict[str, Any]:
     """Add a forget target to a policy; effective for the next request, durable on return; a
     target that does not compile is rejected (400) and not stored."""
@@ -88,7 +87,7 @@ class RetainRemovalBody(BaseModel):
     question: str = Field(min_length=1)
 
 
-@admin_router.post("/retain/remove")
+@admin_router.post("/retain/remove", openapi_extra=body_schema(RetainRemovalBody))
 async def remove_retain(request: Request) -> dict[str, Any]:
     """Remove a retain example from the policy's ICUL pool (exact ERASE deletion), durably."""
     client_key(request, admin=True)

@@ -20,6 +20,7 @@ from proxy.errors import InvalidRequestError, PayloadTooLargeError
 log = logging.getLogger("unlearn_proxy.request_body")
 
 _INVALID = re.compile("[\x00\ud800-\udfff\ufffe\uffff]")
+COMPONENTS = "#/components/schemas/"
 REPLACEMENT = "\ufffd"
 Body = TypeVar("Body", bound=BaseModel)
 
@@ -91,3 +92,10 @@ def validation_error(errors: Any) -> InvalidRequestError:
     param = ".".join(loc) or None
     where = f"'{param}': " if param else ""
     return InvalidRequestError(f"{where}{first.get('msg', 'invalid value')}", param=param)
+
+
+def body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """A route's ``openapi_extra`` declaring ``model`` as its required JSON body; the schema's
+    ``$defs`` refer to ``components/schemas``, where the app's OpenAPI document moves them."""
+    schema = model.model_json_schema(ref_template=COMPONENTS + "{model}")
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}

@@ -339,3 +339,32 @@ def test_one_of_concurrent_forget_requests_with_one_id_is_stored(
         assert sorted(a.status_code for a in answers) == [200, 400, 400, 400, 400, 400]
         for error in (a.json()["error"] for a in answers if a.status_code == 400):
             assert error["param"] == "target.id" and "already exists" in error["message"], error
+
+
+def _refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        if isinstance(node.get("$ref"), str):
+            yield node["$ref"]
+        for value in node.values():
+            yield from _refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _refs(value)
+
+
+def test_every_openapi_ref_resolves(tmp_path: Path, stub_url: str, embed_url: str) -> None:
+    with thread_server(create_app(_config(tmp_path, stub_url, embed_url))) as url:
+        document = httpx.get(f"{url}/openapi.json").json()
+    refs = set(_refs(document))
+    assert refs and "$defs" not in json.dumps(document)
+    for ref in refs:
+        assert ref.startswith("#/"), ref
+        node: Any = document
+        for part in ref[2:].split("/"):
+            assert isinstance(node, dict) and part in node, f"{ref} does not resolve"
+            node = node[part]
+    bodies = {path: op["requestBody"]["content"]["application/json"]["schema"]
+              for path, item in document["paths"].items() for op in item.values()
+              if "requestBody" in op}
+    assert {"/v1/chat/completions", "/v1/completions", "/admin/forget",
+            "/admin/retain/remove"} <= set(bodies)
