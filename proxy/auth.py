@@ -54,6 +54,21 @@ def client_key(request: Request, *, admin: bool) -> str | None:
     return token
 
 
+def require_reader(request: Request) -> None:
+    """For a protected operational endpoint: a client key from ``api_keys`` or the admin key
+    (on an open server only the admin key counts); raises 401 otherwise."""
+    config = request.app.state.holder.current.config
+    keys = list(config.server.api_keys)
+    admin_key = os.environ.get(config.server.admin_key_env)
+    if admin_key:
+        register_secret(admin_key)
+        keys.append(admin_key)
+    token = _bearer(request)
+    if token is None or not _matches(token, keys):
+        raise AuthenticationError(
+            "this endpoint needs a client key or the admin key", code="invalid_api_key")
+
+
 def rate_limit_identity(request: Request, key: str | None) -> str:
     """Whom a rate limit counts: the verified client key, or on an open server (no
     ``api_keys``, so any bearer token is accepted unchecked) the client's address."""

@@ -36,6 +36,11 @@ class ServerConfig(_Strict):
     max_tokens_limit: int = Field(8192, gt=0, description="largest max_tokens a client may ask")
     rate_limit_per_minute: int | None = Field(None, gt=0, description="per client key")
     state_dir: str = Field(".unlearn-proxy", description="SQLite store and compiled artefacts")
+    protect_metrics: bool = Field(
+        False, description="/metrics, and /healthz's model and policy lists, need a client key "
+        "from api_keys or the admin key")
+    protect_docs: bool = Field(
+        False, description="/docs, /redoc and /openapi.json need a client key or the admin key")
 
 
 # --------------------------------------------------------------------------- models

@@ -17,10 +17,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from proxy import protocol
 from proxy.admin import admin_router
-from proxy.auth import RateLimiter, client_key, rate_limit_identity
+from proxy.auth import RateLimiter, client_key, rate_limit_identity, require_reader
 from proxy.backends.base import Chunk, Usage
 from proxy.config import Config
+from proxy.docs import install_docs
 from proxy.errors import (
+    AuthenticationError,
     InvalidRequestError,
     NotFoundError,
     ProxyError,
@@ -58,7 +60,8 @@ def create_app(config: Config, *, config_path: Path | None = None, watch: bool =
                 await backend.aclose()
             store.close()
 
-    app = FastAPI(title="unlearn-proxy", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="unlearn-proxy", version="0.1.0", lifespan=lifespan,
+                  docs_url=None, redoc_url=None, openapi_url=None)  # proxy.docs serves them
     app.state.holder = holder
     app.state.metrics = metrics
     app.state.store = store
@@ -67,7 +70,7 @@ def create_app(config: Config, *, config_path: Path | None = None, watch: bool =
     _install_error_handlers(app)
     _install_routes(app)
     app.include_router(admin_router)
-    _install_openapi(app)
+    install_docs(app)
     return app
 
 
@@ -155,35 +158,22 @@ def _install_routes(app: FastAPI) -> None:
 
     @app.get("/healthz")
     async def healthz(request: Request) -> dict[str, Any]:
+        """Liveness; the models and policies too unless ``server.protect_metrics`` hides them
+        from a request without a client or admin key."""
         runtime: Runtime = request.app.state.holder.current
+        if runtime.config.server.protect_metrics:
+            try:
+                require_reader(request)
+            except AuthenticationError:
+                return {"status": "ok"}
         return {"status": "ok", "models": runtime.model_names, "policies": sorted(runtime.policies)}
 
     @app.get("/metrics")
     async def metrics(request: Request) -> Response:
+        if request.app.state.holder.current.config.server.protect_metrics:
+            require_reader(request)
         body = request.app.state.metrics.render()
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
-
-
-def _install_openapi(app: FastAPI) -> None:
-    """The OpenAPI document with the request bodies' ``$defs`` moved into
-    ``components/schemas`` (where :func:`body_schema` points their refs)."""
-    generate = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            document = generate()
-            schemas = document.setdefault("components", {}).setdefault("schemas", {})
-            stack: list[Any] = [document["paths"]]
-            while stack:
-                node = stack.pop()
-                if isinstance(node, dict):
-                    schemas.update(node.pop("$defs", {}))
-                    stack.extend(node.values())
-                elif isinstance(node, list):
-                    stack.extend(node)
-        return generate()
-
-    app.openapi = openapi  # type: ignore[method-assign]
 
 
 async def _handle(request: Request, kind: str) -> Response:

@@ -368,3 +368,23 @@ def test_every_openapi_ref_resolves(tmp_path: Path, stub_url: str, embed_url: st
               if "requestBody" in op}
     assert {"/v1/chat/completions", "/v1/completions", "/admin/forget",
             "/admin/retain/remove"} <= set(bodies)
+
+
+def test_metrics_and_docs_can_require_a_key(tmp_path: Path, stub_url: str, embed_url: str) -> None:
+    data = _config_data(tmp_path, stub_url, embed_url)
+    data["server"].update(api_keys=["sk-client-1"], protect_metrics=True, protect_docs=True)
+    client = {"authorization": "Bearer sk-client-1"}
+    with thread_server(create_app(parse_config(data))) as url:
+        for path in ("/metrics", "/openapi.json", "/docs", "/redoc"):
+            for headers in ({}, {"authorization": "Bearer sk-wrong"}):
+                response = httpx.get(f"{url}{path}", headers=headers)
+                assert response.status_code == 401, (path, response.text)
+                assert response.json()["error"]["type"] == "authentication_error"
+            for headers in (client, AUTH):
+                assert httpx.get(f"{url}{path}", headers=headers).status_code == 200, path
+        assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
+        assert httpx.get(f"{url}/healthz", headers=AUTH).json()["policies"] == ["p"]
+    with thread_server(create_app(_config(tmp_path, stub_url, embed_url))) as url:  # default: open
+        for path in ("/metrics", "/openapi.json", "/docs", "/redoc"):
+            assert httpx.get(f"{url}{path}").status_code == 200, path
+        assert httpx.get(f"{url}/healthz").json()["models"] == ["stub"]
