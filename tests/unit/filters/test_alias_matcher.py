@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from filters.alias_matcher import AliasEntry, AliasGuard, AliasTable, alias_verdict
+from filters.alias_matcher import AliasEntry, AliasGuard, AliasScanner, AliasTable, alias_verdict
 from filters.base import Match, Verdict
 from filters.normalize import tokenize
 from proxy.config import ForgetTargetConfig
@@ -134,3 +134,84 @@ def test_alias_verdict_times_from_the_given_start() -> None:
 def test_hold_back_is_twice_the_longest_alias_plus_eight(guard: AliasGuard) -> None:
     assert guard.hold_back_chars == 2 * len("Gabriel García Márquez") + 8
     assert AliasGuard(AliasTable([])).hold_back_chars == 0
+
+
+def _scan(table: AliasTable, *pieces: str) -> list[str | None]:
+    """The target each feed of one scanner reports (None: no alias ends in that piece)."""
+    scanner = AliasScanner(table)
+    hits = [scanner.feed(tokenize(piece)) for piece in pieces]
+    return [None if hit is None else hit.target_id for hit in hits]
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        ("Gabriel", "García", "Márquez"),
+        ("Gabriel García", "Márquez"),
+        ("Gabriel", "García Márquez"),
+        ("Gabriel", "", "García", "", "Márquez"),
+    ],
+)
+def test_scanner_finds_an_alias_split_across_feeds(pieces: tuple[str, ...]) -> None:
+    table = AliasTable.from_targets(TARGETS)
+    assert table.max_tokens == 3
+    assert _scan(table, *pieces) == [None] * (len(pieces) - 1) + ["marquez"]
+
+
+def test_scanner_keeps_enough_tail_for_two_token_aliases() -> None:
+    table = AliasTable([("lily", "Lily Evans")])
+    assert table.max_tokens == 2
+    assert _scan(table, "Lily", "Evans") == [None, "lily"]
+    assert _scan(table, "we met", "Lily", "and", "Evans") == [None, None, None, None]
+
+
+def test_scanner_reports_an_alias_only_in_the_feed_where_it_ends() -> None:
+    table = AliasTable.from_targets(TARGETS)
+    assert _scan(table, "Ann", "met", "them") == ["ann", None, None]
+    assert _scan(table, "Ann", "and Gabo", "wrote") == ["ann", "marquez", None]
+    assert _scan(AliasTable([]), "Ann", "Gabo") == [None, None]
+
+
+def test_find_skips_aliases_ending_by_min_end() -> None:
+    table = AliasTable.from_targets(TARGETS)
+    tokens = tokenize("Ann met Gabo")
+    assert table.find(tokens) == AliasEntry("ann", "Ann", ("ann",))
+    assert table.find(tokens, min_end=1) == AliasEntry("marquez", "Gabo", ("gabo",))
+    assert table.find(tokens, min_end=2) == AliasEntry("marquez", "Gabo", ("gabo",))
+    assert table.find(tokens, min_end=3) is None
+    assert table.find(tokenize("Ann met"), min_end=1) is None
+
+
+def _found(table: AliasTable, text: str) -> str | None:
+    hit = table.find(tokenize(text))
+    return None if hit is None else hit.target_id
+
+
+def test_the_longest_alias_at_the_earliest_start_wins() -> None:
+    table = AliasTable([("short", "Lily"), ("long", "Lily Evans"), ("gabo", "Gabo")])
+    assert _found(table, "Lily Evans") == "long"
+    assert _found(table, "I met Lily") == "short"  # the longer alias would run past the end
+    assert _found(table, "Lily Potter") == "short"
+    assert _found(table, "Gabo and Lily Evans") == "gabo"
+    assert _found(table, "Potter") is None
+
+
+def test_table_skips_empty_and_duplicate_aliases_per_target() -> None:
+    table = AliasTable(
+        [("ann", "Ann"), ("ann", "A.N.N."), ("ann", "!!!"), ("other", "ann"), ("bob", "Bob")]
+    )
+    assert table.entries == [
+        AliasEntry("ann", "Ann", ("ann",)),
+        AliasEntry("other", "ann", ("ann",)),
+        AliasEntry("bob", "Bob", ("bob",)),
+    ]
+    assert len(table) == 3 and repr(table) == "AliasTable(3 aliases)"
+    assert (_found(table, "ann"), _found(table, "bob")) == ("ann", "bob")
+
+
+def test_table_sizes() -> None:
+    table = AliasTable.from_targets(TARGETS)
+    assert (table.max_tokens, table.max_chars) == (3, len("Gabriel García Márquez"))
+    empty = AliasTable([("x", "..."), ("y", "")])
+    assert (len(empty), empty.max_tokens, empty.max_chars) == (0, 0, 0)
+    assert empty.find(tokenize("anything")) is None
