@@ -9,11 +9,13 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from proxy.auth import client_key
+from proxy import protocol
+from proxy.auth import client_key, key_fingerprint
 from proxy.config import ForgetRequestTarget
 from proxy.errors import InvalidRequestError, NotFoundError, ProxyError
 from proxy.redaction import redact
 from proxy.request_body import body_schema, parse_body, read_json
+from proxy.store import AuditRecord
 
 log = logging.getLogger("unlearn_proxy.admin")
 admin_router = APIRouter(prefix="/admin")
@@ -32,6 +34,14 @@ def _policy_or_404(request: Request, name: str) -> None:
         raise NotFoundError(f"unknown policy {name!r}", param="policy")
 
 
+def _audit_action(request: Request, admin_key: str | None, action: str, policy: str,
+                  target_id: str | None = None) -> None:
+    """An admin action in the audit log, with the fingerprint of the admin key."""
+    request.app.state.store.append_audit(AuditRecord(
+        request_id=protocol.new_id("admin"), action=action, policy=policy, target_id=target_id,
+        actor=key_fingerprint(admin_key)))
+
+
 async def _recompile(request: Request, policy: str) -> None:
     holder, store = request.app.state.holder, request.app.state.store
     await asyncio.to_thread(holder.recompile_policy, policy, store)
@@ -41,7 +51,7 @@ async def _recompile(request: Request, policy: str) -> None:
 async def add_forget(request: Request) -> dict[str, Any]:
     """Add a forget target to a policy; effective for the next request, durable on return; a
     target that does not compile is rejected (400) and not stored."""
-    client_key(request, admin=True)
+    admin_key = client_key(request, admin=True)
     body = parse_body(ForgetBody, await read_json(request))
     _policy_or_404(request, body.policy)
     holder, store = request.app.state.holder, request.app.state.store
@@ -56,6 +66,7 @@ async def add_forget(request: Request) -> dict[str, Any]:
             f"the forget target cannot be compiled ({type(exc).__name__}): nothing was stored",
             param="target",
         ) from None
+    _audit_action(request, admin_key, "forget_add", body.policy, body.target.id)
     return {"object": "forget_request", "status": "active", **stored.as_dict()}
 
 
@@ -72,11 +83,12 @@ async def list_forget(
 @admin_router.delete("/forget/{policy}/{target_id}")
 async def withdraw_forget(request: Request, policy: str, target_id: str) -> dict[str, Any]:
     """Withdraw a runtime forget request; the target is answered again from the next request."""
-    client_key(request, admin=True)
+    admin_key = client_key(request, admin=True)
     _policy_or_404(request, policy)
     if request.app.state.store.withdraw_forget(policy, target_id) == 0:
         raise NotFoundError(f"no active forget request {target_id!r} in policy {policy!r}")
     await _recompile(request, policy)
+    _audit_action(request, admin_key, "forget_withdraw", policy, target_id)
     return {"object": "forget_request", "status": "withdrawn", "policy": policy, "target_id": target_id}
 
 
@@ -90,7 +102,7 @@ class RetainRemovalBody(BaseModel):
 @admin_router.post("/retain/remove", openapi_extra=body_schema(RetainRemovalBody))
 async def remove_retain(request: Request) -> dict[str, Any]:
     """Remove a retain example from the policy's ICUL pool (exact ERASE deletion), durably."""
-    client_key(request, admin=True)
+    admin_key = client_key(request, admin=True)
     body = parse_body(RetainRemovalBody, await read_json(request))
     _policy_or_404(request, body.policy)
     policy = request.app.state.holder.current.policies[body.policy]
@@ -101,6 +113,7 @@ async def remove_retain(request: Request) -> dict[str, Any]:
     except KeyError:
         raise NotFoundError("that question is not in the retain pool", param="question") from None
     request.app.state.store.remove_retain(body.policy, body.question)
+    _audit_action(request, admin_key, "retain_remove", body.policy)
     stats = [m.stats for m in policy.icul]
     return {
         "object": "retain_removal",
@@ -113,7 +126,8 @@ async def remove_retain(request: Request) -> dict[str, Any]:
 
 @admin_router.get("/audit")
 async def audit(request: Request, limit: int = 100, after: int = 0) -> dict[str, Any]:
-    """Audit records of blocks, oldest first; page with ``after`` (the last ``seq`` seen)."""
+    """Audit records of blocks and admin actions, oldest first; page with ``after`` (the last
+    ``seq`` seen)."""
     client_key(request, admin=True)
     if not 1 <= limit <= 1000:
         raise InvalidRequestError("limit must be between 1 and 1000", param="limit")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import math
 import os
@@ -52,6 +53,11 @@ def client_key(request: Request, *, admin: bool) -> str | None:
     if not _matches(token, keys):
         raise AuthenticationError("incorrect API key provided", code="invalid_api_key")
     return token
+
+
+def key_fingerprint(key: str | None) -> str | None:
+    """A short, stable, non-reversible name of ``key`` for the audit log (never the key)."""
+    return None if key is None else "sha256:" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def require_reader(request: Request) -> None:

@@ -6,7 +6,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from proxy import protocol
 from proxy.admin import admin_router
-from proxy.auth import RateLimiter, client_key, rate_limit_identity, require_reader
+from proxy.auth import (
+    RateLimiter,
+    client_key,
+    key_fingerprint,
+    rate_limit_identity,
+    require_reader,
+)
 from proxy.backends.base import Chunk, Usage
 from proxy.config import Config
 from proxy.docs import install_docs
@@ -206,17 +212,22 @@ async def _serve(request: Request, kind: str) -> Response:
         raise NotFoundError(
             f"the model {parsed.model!r} does not exist", param="model", code="model_not_found"
         )
-    # counted until the answer is sent: a reload closes a replaced backend once it is unused
-    release = request.app.state.holder.users.acquire(runtime.backends[parsed.model])
+    request_id = protocol.new_id("chatcmpl" if kind == "chat" else "cmpl")
+    # until the answer is sent: a reload closes a replaced backend once no request uses it,
+    # and the blocks this request audits name its key and model
+    done = ExitStack()
+    done.callback(request.app.state.holder.users.acquire(runtime.backends[parsed.model]))
+    done.callback(request.app.state.store.note_origin(
+        request_id, actor=key_fingerprint(key), model=parsed.model))
     try:
-        response = await _answer(runtime, parsed, kind, key)
+        response = await _answer(runtime, parsed, kind, key, request_id)
     except BaseException:
-        release()
+        done.close()
         raise
     if isinstance(response, StreamingResponse):
-        response.body_iterator = _releasing(response.body_iterator, release)
+        response.body_iterator = _releasing(response.body_iterator, done.close)
     else:
-        release()
+        done.close()
     return response
 
 
@@ -229,16 +240,17 @@ async def _releasing(body: AsyncIterable[Any], release: Callable[[], None]) -> A
         release()
 
 
-async def _answer(runtime: Runtime, parsed: Any, kind: str, key: str | None) -> Response:
+async def _answer(
+    runtime: Runtime, parsed: Any, kind: str, key: str | None, request_id: str
+) -> Response:
     """The answer to a parsed request for one of ``runtime``'s models."""
-    prefix = "chatcmpl" if kind == "chat" else "cmpl"
     pipeline_request = PipelineRequest(
         kind="chat" if kind == "chat" else "completion",
         model=parsed.model,
         messages=parsed.plain_messages() if kind == "chat" else [],
         prompt=None if kind == "chat" else parsed.prompt_text,
         params=parsed.generation_params(),
-        request_id=protocol.new_id(prefix),
+        request_id=request_id,
     )
     _check_limits(runtime, parsed, pipeline_request)
     policy_name = runtime.config.policy_for(parsed.model, key)

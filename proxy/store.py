@@ -2,7 +2,8 @@
 
 Every write is committed before the call returns, so an acknowledged forget request or audit
 record survives the process being killed. The audit table is append-only: the store has no
-method that updates or deletes an audit row.
+method that updates or deletes an audit row. It holds guard blocks and admin actions, each with
+the fingerprint of the key that made the request (never the key) and, for blocks, the model.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import json
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +43,9 @@ CREATE TABLE IF NOT EXISTS audit (
     target_id TEXT,
     item TEXT,
     score REAL,
-    prompt TEXT
+    prompt TEXT,
+    actor TEXT,
+    model TEXT
 );
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
 BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
@@ -70,8 +74,14 @@ class ForgetRequest:
         }
 
 
+_ADDED_AUDIT_COLUMNS = ("actor", "model")  # columns that databases of older versions lack
+
+
 @dataclass(frozen=True)
 class AuditRecord:
+    """A guard block (``action`` block/rewrite) or an admin action (``forget_add``, …);
+    ``actor`` is the fingerprint of the key that made the request."""
+
     request_id: str
     action: str
     policy: str | None = None
@@ -80,6 +90,8 @@ class AuditRecord:
     item: str | None = None
     score: float | None = None
     prompt: str | None = None
+    actor: str | None = None
+    model: str | None = None
 
 
 class Store:
@@ -92,8 +104,13 @@ class Store:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(_SCHEMA)
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(audit)")}
+        for column in _ADDED_AUDIT_COLUMNS:
+            if column not in columns:
+                self._conn.execute(f"ALTER TABLE audit ADD COLUMN {column} TEXT")
         self._lock = threading.Lock()
         self._version = 0
+        self._origins: dict[str, tuple[str | None, str | None]] = {}
 
     @property
     def version(self) -> int:
@@ -160,11 +177,28 @@ class Store:
             ).fetchall()
         return [r[0] for r in rows]
 
+    def note_origin(self, request_id: str, *, actor: str | None, model: str) -> Callable[[], None]:
+        """Until the returned function is called, records of ``request_id`` appended without an
+        actor and a model (the pipeline's blocks) carry ``actor`` and ``model``."""
+        with self._lock:
+            self._origins[request_id] = (actor, model)
+
+        def forget() -> None:
+            with self._lock:
+                self._origins.pop(request_id, None)
+
+        return forget
+
     def append_audit(self, record: AuditRecord) -> None:
-        """Append one audit record (committed on return)."""
+        """Append one audit record (committed on return), with its request's origin (see
+        :meth:`note_origin`) when it has no actor and no model."""
+        with self._lock:
+            origin = self._origins.get(record.request_id)
+        if origin is not None and record.actor is None and record.model is None:
+            record = replace(record, actor=origin[0], model=origin[1])
         self._write(
             "INSERT INTO audit(ts, policy, request_id, action, method, target_id, item, score, "
-            "prompt) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "prompt, actor, model) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 time.time(),
                 record.policy,
@@ -175,6 +209,8 @@ class Store:
                 record.item,
                 record.score,
                 record.prompt,
+                record.actor,
+                record.model,
             ),
             change=False,
         )

@@ -61,7 +61,9 @@ def test_forget_add_restart_withdraw(tmp_path: Path) -> None:
         assert _finish(url, "Who wrote The Shining?") != "content_filter"
         audit = httpx.get(f"{url}/admin/audit", headers=AUTH).json()["data"]
         assert {r["target_id"] for r in audit} == {"stephen-king"}
-        assert all(r["prompt"] is None and r["action"] == "block" for r in audit)
+        blocks = [r for r in audit if r["action"] == "block"]
+        assert blocks and all(r["prompt"] is None and r["model"] == "gemma" for r in blocks)
+        assert [r["action"] for r in audit if r not in blocks] == ["forget_add", "forget_withdraw"]
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ import json
 import logging
 import re
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -388,3 +389,39 @@ def test_metrics_and_docs_can_require_a_key(tmp_path: Path, stub_url: str, embed
         for path in ("/metrics", "/openapi.json", "/docs", "/redoc"):
             assert httpx.get(f"{url}{path}").status_code == 200, path
         assert httpx.get(f"{url}/healthz").json()["models"] == ["stub"]
+
+
+def _fingerprint(key: str) -> str:
+    return "sha256:" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def test_audit_names_the_key_and_model_of_blocks_and_admin_actions(
+    tmp_path: Path, stub_url: str, embed_url: str
+) -> None:
+    """Blocks carry the client key's fingerprint and the model, admin actions the admin key's
+    (never a key); a database made before these columns existed gets them."""
+    raw = sqlite3.connect(tmp_path / "unlearn.sqlite3")  # the audit table of older versions
+    raw.execute("CREATE TABLE audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, "
+                "policy TEXT, request_id TEXT NOT NULL, action TEXT NOT NULL, method TEXT, "
+                "target_id TEXT, item TEXT, score REAL, prompt TEXT)")
+    raw.execute("INSERT INTO audit(ts, request_id, action) VALUES (0, 'old', 'block')")
+    raw.commit()
+    raw.close()
+    data = _config_data(tmp_path, stub_url, embed_url)
+    data["server"]["api_keys"] = ["sk-client-1"]
+    with thread_server(create_app(parse_config(data))) as url:
+        assert _forget(url, _person(1)).status_code == 200
+        blocked = httpx.post(f"{url}/v1/chat/completions", timeout=30,
+                             headers={"authorization": "Bearer sk-client-1"},
+                             json={"model": "stub", "messages": [
+                                 {"role": "user", "content": "Who is Target Person?"}]})
+        assert blocked.json()["choices"][0]["finish_reason"] == "content_filter"
+        assert httpx.delete(f"{url}/admin/forget/p/person-1", headers=AUTH).status_code == 200
+        rows = httpx.get(f"{url}/admin/audit", headers=AUTH).json()["data"]
+    assert [(r["request_id"], r["actor"], r["model"]) for r in rows[:1]] == [("old", None, None)]
+    assert [(r["action"], r["target_id"], r["actor"], r["model"]) for r in rows[1:]] == [
+        ("forget_add", "person-1", _fingerprint(ADMIN), None),
+        ("block", "target-person", _fingerprint("sk-client-1"), "stub"),
+        ("forget_withdraw", "person-1", _fingerprint(ADMIN), None),
+    ]
+    assert ADMIN not in json.dumps(rows) and "sk-client-1" not in json.dumps(rows)

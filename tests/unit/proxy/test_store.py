@@ -38,6 +38,18 @@ def test_version_counts_changes_to_forget_requests_and_retain_removals(tmp_path:
     assert store.version == 3
 
 
+def test_records_of_a_noted_request_carry_its_origin(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.sqlite3")
+    forget = store.note_origin("r1", actor="sha256:ab", model="m")
+    store.append_audit(AuditRecord(request_id="r1", action="block"))
+    store.append_audit(AuditRecord(request_id="r1", action="block", actor="sha256:cd"))
+    store.append_audit(AuditRecord(request_id="r2", action="block"))
+    forget()
+    store.append_audit(AuditRecord(request_id="r1", action="block"))
+    assert [(r["actor"], r["model"]) for r in store.audit()] == [
+        ("sha256:ab", "m"), ("sha256:cd", None), (None, None), (None, None)]
+
+
 def test_audit_is_append_only(tmp_path: Path) -> None:
     store = Store(tmp_path / "s.sqlite3")
     store.append_audit(AuditRecord(request_id="r1", action="block", policy="p", method="alias",
