@@ -31,6 +31,8 @@ class ServerConfig(_Strict):
     api_keys: list[str] = Field(default_factory=list, description="client keys; empty = open")
     admin_key_env: str = Field("UNLEARN_ADMIN_KEY", description="env var holding the admin key")
     max_body_bytes: int = Field(1_048_576, gt=0)
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="the whole request body must arrive within this (else 408)")
     max_messages: int = Field(256, gt=0)
     max_prompt_chars: int = Field(200_000, gt=0)
     max_tokens_limit: int = Field(8192, gt=0, description="largest max_tokens a client may ask")

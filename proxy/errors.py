@@ -7,6 +7,7 @@
     ├── AuthenticationError       401 authentication_error
     ├── PermissionDeniedError     403 permission_error
     ├── NotFoundError             404 not_found_error
+    ├── RequestTimeoutError       408 invalid_request_error (the body arrived too slowly)
     ├── PayloadTooLargeError      413 invalid_request_error
     ├── RateLimitError            429 rate_limit_error (with retry-after)
     ├── UpstreamError             502 server_error
@@ -86,6 +87,11 @@ class PermissionDeniedError(ProxyError):
 class NotFoundError(ProxyError):
     status_code = 404
     error_type = "not_found_error"
+
+
+class RequestTimeoutError(ProxyError):
+    status_code = 408
+    error_type = "invalid_request_error"
 
 
 class PayloadTooLargeError(ProxyError):

@@ -7,6 +7,7 @@ stage can fail on such text, and a forget question cannot hide behind it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -15,7 +16,7 @@ from typing import Any, TypeVar
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
-from proxy.errors import InvalidRequestError, PayloadTooLargeError
+from proxy.errors import InvalidRequestError, PayloadTooLargeError, RequestTimeoutError
 
 log = logging.getLogger("unlearn_proxy.request_body")
 
@@ -27,16 +28,25 @@ Body = TypeVar("Body", bound=BaseModel)
 
 async def read_json(request: Request) -> dict[str, Any]:
     """The body as a sanitised JSON object; 413 beyond ``server.max_body_bytes`` (before the
-    rest is read), 400 when it is not UTF-8, not JSON, nested too deeply or not an object."""
-    limit = request.app.state.holder.current.config.server.max_body_bytes
+    rest is read), 408 when it takes longer than ``server.body_timeout_s`` to arrive (a
+    trickling client holds nothing for long), 400 when it is not UTF-8, not JSON, nested too
+    deeply or not an object."""
+    server = request.app.state.holder.current.config.server
+    limit = server.max_body_bytes
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLargeError(f"request body exceeds {limit} bytes")
     body = bytearray()
-    async for part in request.stream():
-        body += part
-        if len(body) > limit:
-            raise PayloadTooLargeError(f"request body exceeds {limit} bytes")
+    try:
+        async with asyncio.timeout(server.body_timeout_s):
+            async for part in request.stream():
+                body += part
+                if len(body) > limit:
+                    raise PayloadTooLargeError(f"request body exceeds {limit} bytes")
+    except TimeoutError:
+        raise RequestTimeoutError(
+            f"the request body did not arrive within {server.body_timeout_s:g} s",
+            code="request_timeout") from None
     try:
         data = json.loads(body)
     except UnicodeDecodeError:

@@ -9,6 +9,7 @@ import json
 import logging
 import re
 import signal
+import socket
 import sqlite3
 import threading
 import time
@@ -425,3 +426,30 @@ def test_audit_names_the_key_and_model_of_blocks_and_admin_actions(
         ("forget_withdraw", "person-1", _fingerprint(ADMIN), None),
     ]
     assert ADMIN not in json.dumps(rows) and "sk-client-1" not in json.dumps(rows)
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/admin/forget"])
+def test_a_trickling_body_is_cut_off(
+    tmp_path: Path, stub_url: str, embed_url: str, path: str
+) -> None:
+    data = _config_data(tmp_path, stub_url, embed_url)
+    data["server"]["body_timeout_s"] = 1.0
+    with thread_server(create_app(parse_config(data))) as url:
+        port = int(url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         f"Authorization: Bearer {ADMIN}\r\nContent-Length: 1000\r\n\r\n{{".encode())
+            started, answer = time.monotonic(), b""
+            while b"\r\n\r\n" not in answer and time.monotonic() - started < 8:
+                try:
+                    sock.sendall(b" ")  # one byte every 0.2 s: 1000 bytes would take 200 s
+                    sock.settimeout(0.2)
+                    answer += sock.recv(65536)
+                except TimeoutError:
+                    continue
+                except OSError:  # closed by the server
+                    break
+        elapsed = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert elapsed < 4.0
+    assert b'"type":"invalid_request_error"' in answer and b"request_timeout" in answer

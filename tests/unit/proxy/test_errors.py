@@ -14,6 +14,7 @@ DOCUMENTED = [
     (errors.AuthenticationError, 401, "authentication_error"),
     (errors.PermissionDeniedError, 403, "permission_error"),
     (errors.NotFoundError, 404, "not_found_error"),
+    (errors.RequestTimeoutError, 408, "invalid_request_error"),
     (errors.PayloadTooLargeError, 413, "invalid_request_error"),
     (errors.RateLimitError, 429, "rate_limit_error"),
     (errors.UpstreamError, 502, "server_error"),
