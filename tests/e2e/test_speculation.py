@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from proxy.config import parse_config
 from proxy.errors import ConfigError
 from proxy.server import create_app
-from tests.e2e.test_policy_enforcement import ROWLING, RETAIN
+from tests.policies import RETAIN, ROWLING
 from tests.servers import fake_upstream, free_port, process_server, thread_server, write_config
 
 GREEDY = {"temperature": 0.0, "max_tokens": 16}
