@@ -4,14 +4,23 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from benchmarks.stub_upstream import tokens_of
 from filters.alias_matcher import AliasTable
 from filters.compiled import PolicyArtifacts
 from filters.embedder import build_embedder
-from filters.forget_index import ForgetIndex, collect_items
-from filters.output_filter import UNIT_CHARS, OutputFilter, UnitSplitter, build_output_filter
+from filters.forget_index import ForgetIndex, ForgetItem, collect_items
+from filters.normalize import tokenize
+from filters.output_filter import (
+    UNIT_CHARS,
+    NgramScanner,
+    NgramTable,
+    OutputFilter,
+    UnitSplitter,
+    build_output_filter,
+)
 from proxy.config import EmbedderConfig, ForgetTargetConfig, OutputFilterConfig
 from tests.pipeline_stream import Streamed, random_pieces, stream_text
 
@@ -206,3 +215,96 @@ def test_build_output_filter_follows_the_config(tmp_path: Path) -> None:
     guard = build_output_filter(lean, artifacts)
     assert guard.aliases is None and guard.embedding_threshold is None
     assert (guard.ngrams.n, guard.ngram_overlap) == (6, 0.5)
+
+
+# --- n-gram coverage on tiny forget sets (no embedding: the vectors are never searched) ---
+
+
+def _items_index(*kinds_and_texts: tuple[str, str]) -> ForgetIndex:
+    items = [
+        ForgetItem(f"t/{kind}{number}", "t", kind, text)
+        for number, (kind, text) in enumerate(kinds_and_texts)
+    ]
+    return ForgetIndex(items, np.zeros((len(items), 4), dtype=np.float32))
+
+
+FOX = _items_index(
+    ("name", "Red Fox"),
+    ("question", "Who is the red fox?"),
+    ("answer", "It is the red fox."),
+    ("chunk", "Red fox, red fox!"),
+    ("description", "Lazy dogs sleep all day"),
+)
+
+
+def test_ngram_table_indexes_the_content_grams_of_answers_chunks_and_descriptions() -> None:
+    table = NgramTable(FOX, 2)
+    assert [item.id for item in table.items] == ["t/answer2", "t/chunk3", "t/description4"]
+    assert table.sizes == [2, 2, 4]  # "it is" and "is the" are stop words only; repeats count once
+    assert {gram: sorted(numbers) for gram, numbers in table.postings.items()} == {
+        ("the", "red"): [0],
+        ("red", "fox"): [0, 1],
+        ("fox", "red"): [1],
+        ("lazy", "dogs"): [2],
+        ("dogs", "sleep"): [2],
+        ("sleep", "all"): [2],
+        ("all", "day"): [2],
+    }
+    assert table.max_chars == len("dogs sleep")  # the longest n words of an item's raw text
+
+
+def test_ngram_grams_are_every_window_with_a_content_word() -> None:
+    pairs, triples = NgramTable(FOX, 2), NgramTable(FOX, 3)
+    words = ["it", "is", "the", "red", "fox", "red", "fox"]
+    assert pairs.grams(words) == [
+        ("the", "red"), ("red", "fox"), ("fox", "red"), ("red", "fox")
+    ]  # fmt: skip
+    assert triples.grams(["of", "the", "fox"]) == [("of", "the", "fox")]
+    assert triples.grams(["of", "the", "in"]) == []
+    assert triples.grams(["red", "fox"]) == []
+
+
+def test_ngram_table_of_nothing_to_cover() -> None:
+    for index in (_items_index(), _items_index(("name", "Red Fox"), ("answer", ""))):
+        table = NgramTable(index, 2)
+        assert (table.sizes, table.postings, table.max_chars) == ([0] * len(table.items), {}, 0)
+
+
+def test_ngram_scanner_counts_each_gram_of_an_item_once() -> None:
+    scanner = NgramScanner(NgramTable(FOX, 2), overlap=1.0)
+    assert scanner.best == 0.0
+    assert scanner.feed(tokenize("red fox and red fox")) is None
+    assert scanner.best == 0.5  # "red fox": half the answer's grams and half the chunk's
+    assert scanner.feed(tokenize("lazy dogs")) is None
+    assert scanner.best == 0.5
+    assert scanner.feed(tokenize("sleep all")) is None
+    assert scanner.best == 0.75  # "dogs sleep" spans the two feeds
+    assert scanner.feed(tokenize("day")) == 2
+    assert scanner.best == 1.0
+
+
+def test_ngram_scanner_blocks_at_exactly_the_overlap() -> None:
+    table = NgramTable(FOX, 2)
+    scanner = NgramScanner(table, overlap=0.5)
+    assert scanner.feed(tokenize("lazy dogs")) is None
+    assert scanner.feed(tokenize("sleep")) == 2
+    assert scanner.best == 0.5
+    assert NgramScanner(table, overlap=0.75).feed(tokenize("lazy dogs sleep")) is None
+
+
+def test_ngram_scanner_counts_grams_after_a_repeated_one() -> None:
+    scanner = NgramScanner(NgramTable(FOX, 2), overlap=1.0)
+    assert scanner.feed(tokenize("red fox and red fox red")) == 1  # chunk: "red fox", "fox red"
+
+
+@pytest.mark.parametrize(
+    ("n", "coverages"), [(2, [0.0, 1 / 4, 2 / 4, 3 / 4]), (3, [0.0, 0.0, 1 / 3, 2 / 3])]
+)
+def test_ngram_scanner_carries_grams_across_one_word_feeds(n: int, coverages: list[float]) -> None:
+    scanner = NgramScanner(NgramTable(FOX, n), overlap=1.0)
+    *words, last = "lazy dogs sleep all day".split()
+    for word, coverage in zip(words, coverages, strict=True):
+        assert scanner.feed(tokenize(word)) is None
+        assert scanner.best == coverage
+    assert scanner.feed(tokenize(last)) == 2
+    assert scanner.best == 1.0
