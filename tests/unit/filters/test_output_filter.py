@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -9,6 +11,7 @@ import pytest
 
 from benchmarks.stub_upstream import tokens_of
 from filters.alias_matcher import AliasTable
+from filters.base import Match, Verdict
 from filters.compiled import PolicyArtifacts
 from filters.embedder import build_embedder
 from filters.forget_index import ForgetIndex, ForgetItem, collect_items
@@ -308,3 +311,150 @@ def test_ngram_scanner_carries_grams_across_one_word_feeds(n: int, coverages: li
         assert scanner.best == coverage
     assert scanner.feed(tokenize(last)) == 2
     assert scanner.best == 1.0
+
+
+# --- verdicts, hold-back and the scanner memo of small guards (no embedding) ---
+
+
+def _small(**options: object) -> OutputFilter:
+    """A guard on FOX with two aliases, 2-grams and no embedding check."""
+    settings: dict[str, object] = {
+        "aliases": AliasTable([("ann", "Ann"), ("quenby", "Marisol Quenby")]),
+        "ngram_n": 2,
+        "embedding_threshold": None,
+        **options,
+    }
+    return OutputFilter(FOX, build_embedder(EMBEDDER), **settings)  # type: ignore[arg-type]
+
+
+def test_output_filter_defaults() -> None:
+    guard = OutputFilter(FOX, build_embedder(EMBEDDER), aliases=None)
+    assert (guard.name, guard.ngrams.n, guard.ngram_overlap, guard.embedding_threshold) == (
+        "output_filter", 6, 0.5, 0.75
+    )  # fmt: skip
+
+
+def test_hold_back_is_the_widest_enabled_window() -> None:
+    assert _small(aliases=None).hold_back_chars == len("dogs sleep") + 8  # the longest 2-gram
+    assert _small().hold_back_chars == 2 * len("Marisol Quenby") + 8
+    assert _small(embedding_threshold=0.9).hold_back_chars == UNIT_CHARS + 2
+
+
+def test_alias_and_ngram_blocks_name_item_score_and_threshold() -> None:
+    guard = _small(name="out", ngram_overlap=0.4)
+    alias = guard.check_output([], "It was MARISOL QUENBY. ")
+    match = Match("quenby", "alias:Marisol Quenby", "marisol quenby")
+    assert alias == Verdict("block", "out", 1.0, 1.0, match, elapsed_ms=alias.elapsed_ms)
+    ngram = guard.check_output([], "Lazy dogs sleep ")
+    match = Match("t", "t/description4", "50% of its 2-grams: Lazy dogs sleep all day")
+    assert ngram == Verdict("block", "out", 0.5, 0.4, match, elapsed_ms=ngram.elapsed_ms)
+    allow = guard.check_output([], "Lazy dogs ")
+    assert allow == Verdict("allow", "out", 0.0, 0.0, elapsed_ms=allow.elapsed_ms)
+
+
+def test_ngram_evidence_quotes_the_first_160_characters_of_the_item() -> None:
+    guard = OutputFilter(
+        _items_index(("chunk", DOCUMENT)), build_embedder(EMBEDDER), aliases=None, ngram_n=3,
+        ngram_overlap=1.0, embedding_threshold=None,
+    )  # fmt: skip
+    verdict = guard.check_output([], DOCUMENT, final=True)
+    assert verdict.match == Match("t", "t/chunk0", "100% of its 3-grams: " + DOCUMENT[:160])
+    assert (verdict.score, verdict.threshold) == (1.0, 1.0)
+
+
+def test_elapsed_ms_is_the_time_spent_in_the_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    guard = _small()
+    clock = itertools.count(100.0, 0.25)  # each reading 0.25 s after the last
+    monkeypatch.setattr(time, "perf_counter", lambda: next(clock))
+    allow = guard.check_output([], "Nothing here. ")
+    block = guard.check_output([], "Nothing here. Ann met ")
+    monkeypatch.undo()
+    assert (allow.is_block, block.is_block) == (False, True)
+    assert (allow.elapsed_ms, block.elapsed_ms) == (250.0, 250.0)
+
+
+def test_scanner_check_is_not_final_by_default() -> None:
+    scanner = _small().scanner()
+    assert not scanner.check("They met Ann").is_block
+    assert scanner.check("They met Ann", final=True).is_block
+
+
+def test_check_output_resumes_the_longest_remembered_prefix() -> None:
+    """A blocked stream's verdict is remembered: later prefixes get that very verdict back."""
+    guard = _small()
+    blocked = guard.check_output([], "Ann met")
+    assert blocked.is_block
+    assert not guard.check_output([], "A").is_block  # a second stream, also a prefix below
+    assert guard.check_output([], "Ann met x") is blocked
+    assert guard.check_output([], "Ann met xy") is blocked
+    final = guard.check_output([], "Bob met Ann", final=True)
+    assert final.is_block
+    assert guard.check_output([], "Bob met Ann!") is not final  # a final check is not kept
+
+
+# --- embedding check on the real index ---
+
+LONG_UNIT = (
+    "She grew up in the harbour town of Vell where her mother repaired fishing nets and her "
+    "father kept the tide tables and at nineteen she left for the capital to study glass "
+    "chemistry and her first patent described a furnace lining that survived salt spray"
+)
+
+
+def test_embedding_blocks_a_unit_at_exactly_the_threshold(index: ForgetIndex) -> None:
+    """Aliases off and full n-gram coverage required: only the embedding check can block."""
+    assert len(LONG_UNIT) > UNIT_CHARS  # one unit: the first UNIT_CHARS characters
+
+    def check(threshold: float) -> Verdict:
+        guard = _guard(index, aliases=None, ngram_overlap=1.0, embedding_threshold=threshold)
+        return guard.check_output([], LONG_UNIT)
+
+    probe = check(0.0)
+    assert probe.is_block and probe.match is not None
+    score, item = probe.score, probe.match.item
+    assert 0.5 < score < 1.0
+    assert item in {i.id for i in index.items if i.target_id == "quenby"}
+    exact = check(score)
+    match = Match("quenby", item, LONG_UNIT[:160])
+    assert exact == Verdict(
+        "block", "output_filter", score, score, match, elapsed_ms=exact.elapsed_ms
+    )
+    above = check(score + 1e-6)
+    assert above == Verdict(
+        "allow", "output_filter", score, score + 1e-6, elapsed_ms=above.elapsed_ms
+    )
+
+
+def test_embedding_checks_an_unfinished_sentence_only_when_final(index: ForgetIndex) -> None:
+    guard = _guard(index, aliases=None, ngram_overlap=1.0, embedding_threshold=0.6)
+    text = "Her first patent described a furnace lining that survived salt spray"
+    allow = guard.check_output([], text)
+    assert allow == Verdict("allow", "output_filter", 0.0, 0.6, elapsed_ms=allow.elapsed_ms)
+    block = guard.check_output([], text, final=True)
+    assert block.is_block and block.match is not None
+    assert (block.match.target_id, block.match.evidence, block.threshold) == ("quenby", text, 0.6)
+
+
+# --- unit splitting ---
+
+_WORDS_200 = "abcd " * 40  # 200 characters, no sentence end
+
+
+@pytest.mark.parametrize(
+    ("text", "settled", "final"),
+    [
+        ("One two three. Four five six. Seven eight nine", ["One two three.", " Four five six."],
+         [" Seven eight nine"]),
+        ("Two words. And three more!\nOk", [" And three more!"], []),  # < 3 tokens: no unit
+        (_WORDS_200[:198] + ". more words here", [_WORDS_200[:198] + "."], [" more words here"]),
+        (_WORDS_200 + "\nnext line here", [_WORDS_200], ["next line here"]),
+        (_WORDS_200, [], [_WORDS_200]),  # exactly UNIT_CHARS: may still grow
+    ],
+)  # fmt: skip
+def test_units_end_at_a_sentence_end_or_after_unit_chars(
+    text: str, settled: list[str], final: list[str]
+) -> None:
+    splitter = UnitSplitter()
+    assert splitter.feed(text, final=False) == settled
+    assert splitter.feed(text, final=True) == final
+    assert splitter.feed(text, final=True) == []
