@@ -1,7 +1,9 @@
 """The OpenAPI document and its pages (/openapi.json, /docs, /redoc), optionally behind a key.
 
 The request bodies' schemas (:func:`proxy.request_body.body_schema`) refer to
-``components/schemas``; their ``$defs`` are moved there, so every ``$ref`` resolves.
+``components/schemas``; their ``$defs`` are moved there, so every ``$ref`` resolves. Every
+operation declares its errors as they are sent: the OpenAI envelope (``default``), not
+FastAPI's 422 ``HTTPValidationError`` (a validation error is a 400 envelope here).
 With ``server.protect_docs`` each of these routes needs a client or the admin key.
 """
 
@@ -14,6 +16,7 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from proxy.auth import require_reader
+from proxy.errors import ProxyError
 
 
 def _hoist_defs(document: dict[str, Any]) -> None:
@@ -29,6 +32,48 @@ def _hoist_defs(document: dict[str, Any]) -> None:
             stack.extend(node)
 
 
+def _error_types() -> list[str]:
+    """Every ``error.type`` the proxy sends (one per class of :mod:`proxy.errors`)."""
+    types: set[str] = set()
+    stack: list[type[ProxyError]] = [ProxyError]
+    while stack:
+        cls = stack.pop()
+        types.add(cls.error_type)
+        stack.extend(cls.__subclasses__())
+    return sorted(types)
+
+
+def _error_schemas() -> dict[str, Any]:
+    nullable = {"anyOf": [{"type": "string"}, {"type": "null"}]}
+    return {
+        "Error": {
+            "type": "object", "additionalProperties": False,
+            "required": ["message", "type", "param", "code"],
+            "properties": {"message": {"type": "string", "minLength": 1},
+                           "type": {"enum": _error_types()}, "param": nullable, "code": nullable},
+        },
+        "ErrorResponse": {
+            "type": "object", "additionalProperties": False, "required": ["error"],
+            "properties": {"error": {"$ref": "#/components/schemas/Error"}},
+        },
+    }
+
+
+def _declare_errors(document: dict[str, Any]) -> None:
+    """Give every operation the envelope as its ``default`` response, in place."""
+    error = {"description": "An error, in the OpenAI envelope", "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
+    for item in document.get("paths", {}).values():
+        for operation in item.values():
+            responses = operation.setdefault("responses", {})
+            responses.pop("422", None)
+            responses["default"] = error
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    schemas.update(_error_schemas())
+
+
 def install_docs(app: FastAPI) -> None:
     """Serve the document and its pages (the app is made with ``openapi_url=None``)."""
     generate = app.openapi
@@ -36,6 +81,7 @@ def install_docs(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             _hoist_defs(generate())
+            _declare_errors(generate())
         return generate()
 
     app.openapi = openapi  # type: ignore[method-assign]

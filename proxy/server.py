@@ -12,7 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from proxy import protocol
@@ -143,15 +143,22 @@ def _check_limits(runtime: Runtime, parsed: Any, pipeline_request: PipelineReque
         )
 
 
+# a completion is JSON, or with ``stream: true`` server-sent events
+STREAMABLE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}}}
+
+
 def _install_routes(app: FastAPI) -> None:
     @app.post(
         "/v1/chat/completions",
         openapi_extra=body_schema(protocol.ChatCompletionRequest),
+        responses=STREAMABLE,
     )
     async def chat_completions(request: Request) -> Response:
         return await _handle(request, "chat")
 
-    @app.post("/v1/completions", openapi_extra=body_schema(protocol.CompletionRequest))
+    @app.post("/v1/completions", openapi_extra=body_schema(protocol.CompletionRequest),
+              responses=STREAMABLE)
     async def completions(request: Request) -> Response:
         return await _handle(request, "completion")
 
@@ -174,7 +181,7 @@ def _install_routes(app: FastAPI) -> None:
                 return {"status": "ok"}
         return {"status": "ok", "models": runtime.model_names, "policies": sorted(runtime.policies)}
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics(request: Request) -> Response:
         if request.app.state.holder.current.config.server.protect_metrics:
             require_reader(request)
