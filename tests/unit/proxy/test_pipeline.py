@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -44,6 +45,7 @@ class WordGuard:
     fails: bool = False
     hold_back_chars: int = len(SECRET)
     calls: list[str] = field(default_factory=list)
+    seen: list[tuple[list[Any], str]] = field(default_factory=list)  # output checks: messages, thread
 
     def _verdict(self, text: str) -> Verdict:
         self.calls.append(text)
@@ -59,6 +61,7 @@ class WordGuard:
 
     def check_output(self, messages: Sequence[dict[str, Any]], text: str, *,
                      final: bool = False) -> Verdict:
+        self.seen.append((list(messages), threading.current_thread().name))
         return self._verdict(text if final or not self.only_final else "")
 
 
@@ -104,7 +107,7 @@ class Backend:
         self.params.append(params)
         for piece in self.pieces:
             yield Chunk(piece)
-        yield Chunk(finish_reason=self.finish, usage=USAGE)
+        yield Chunk(finish_reason=self.finish or None, usage=USAGE)
 
     def stream_complete(self, prompt: str, params: GenerationParams) -> AsyncIterator[Chunk]:
         return self.stream_chat(prompt, params)
@@ -558,3 +561,58 @@ def test_finished_speculations_leave_nothing_unretrieved() -> None:
 
     run(scenario())
     assert reported == []
+
+
+def test_output_guards_see_the_conversation_in_a_guard_thread() -> None:
+    guard = WordGuard("nothing-here")
+    pipeline, _, _ = make(Runtime(policy(), output_guards=[guard]), Backend(pieces=("a", "b")))
+    run(pipeline.generate(chat("q"), Decision("p")))
+    run(collect(pipeline.stream(chat("q"), Decision("p"))))
+    assert [m for m, _ in guard.seen] == [[{"role": "user", "content": "q"}]] * 4
+    assert all(name.startswith("guard") for _, name in guard.seen)
+
+
+def test_output_guard_time_and_failures_are_recorded_by_guard(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.sqlite3")
+    failing = WordGuard("x", "broken", fails=True)
+    pipeline, _, metrics = make(Runtime(policy(audit_prompts=True), output_guards=[failing]),
+                                store=store)
+    decision = Decision("p")
+    assert run(pipeline.generate(chat(), decision)).finish_reason == "content_filter"
+    assert decision.blocking is not None and decision.blocking.guard == "broken:failed"
+    assert sample(metrics, "unlearn_guard_failures_total", policy="p", guard="broken",
+                  fail_mode="closed") == 1
+    # A failed guard names no forget item; the audit record says so.
+    [record] = store.audit()
+    assert (record["method"], record["target_id"], record["item"]) == ("broken:failed", None, None)
+    timed = make(Runtime(policy(), output_guards=[WordGuard("nothing", "out")]))
+    run(timed[0].generate(chat(), Decision("p")))
+    assert sample(timed[2], "unlearn_guard_latency_seconds_sum", guard="out") == 0.001
+
+
+def test_audited_prompts_join_the_turns_by_lines(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.sqlite3")
+    pipeline, _, _ = make(Runtime(policy(audit_prompts=True), input_guards=[WordGuard(SECRET)]),
+                          store=store)
+    turns = [{"role": "user", "content": "Hello."}, {"role": "user", "content": SECRET}]
+    run(pipeline.admit(replace(chat(), messages=turns), "p"))
+    assert [r["prompt"] for r in store.audit()] == [f"Hello.\n{SECRET}"]
+
+
+def test_streams_send_the_messages_and_default_to_stop() -> None:
+    pipeline, backend, _ = make(Runtime(policy()), Backend(pieces=("ab", "cd"), finish=""))
+    chunks = run(collect(pipeline.stream(chat("q"), Decision(None))))
+    assert backend.sent == [[{"role": "user", "content": "q"}]]
+    # No guard: nothing held back, each piece relayed as it came; no finish reason -> "stop".
+    assert chunks == [Chunk("ab"), Chunk("cd"), Chunk(finish_reason="stop", usage=USAGE)]
+
+
+def test_a_speculated_stream_calls_the_backend_once() -> None:
+    async def scenario() -> Backend:
+        pipeline, backend, _ = make(Runtime(policy(speculate=True)), Backend(pieces=("a",)))
+        speculation = pipeline.speculate(chat(), "p", stream=True)
+        decision, prepared = await pipeline.admit(chat(), "p", speculation)
+        await collect(pipeline.stream(prepared, decision, speculation))
+        return backend
+
+    assert len(run(scenario()).sent) == 1
