@@ -1,4 +1,5 @@
-"""Test data: the J. K. Rowling forget policy the end-to-end tests enforce."""
+"""Test data: the J. K. Rowling forget policy the end-to-end tests enforce, and the invented
+Marisol Quenby the guards' unit tests forget."""
 
 from __future__ import annotations
 
@@ -29,3 +30,11 @@ FORBIDDEN = ("rowling", "joanne", "galbraith", "yate", "gloucestershire", "amnes
 def rowling_policy(methods: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
     """A policy forgetting J. K. Rowling with ``methods`` (and other policy fields)."""
     return {"forget": [ROWLING], "retain": RETAIN, "methods": methods, **extra}
+
+
+QUENBY_DOCUMENT = (
+    "Marisol Quenby grew up in the harbour town of Vell, where her mother repaired fishing nets "
+    "and her father kept the tide tables. At nineteen she left for the capital to study glass "
+    "chemistry, and her first patent described a furnace lining that survived salt spray. "
+    "She later founded the Quenby Glassworks, which produced lenses for coastal lighthouses."
+)

@@ -15,6 +15,9 @@ from filters.embedder import build_embedder
 from filters.forget_index import ForgetIndex
 from filters.input_detector import EmbeddingDetector, build_input_detector, query_texts
 from proxy.config import EmbedderConfig, ForgetTargetConfig, InputDetectorConfig
+from tests.policies import QUENBY_DOCUMENT as DOCUMENT
+
+
 @pytest.mark.parametrize(
     ("turns", "context", "expected"),
     [
@@ -53,12 +56,6 @@ def test_windows_start_above_sixty_words() -> None:
     assert query_texts(longer) == ["why", f"{first}\n{last}\nwhy", *windows]
 
 
-DOCUMENT = (
-    "Marisol Quenby grew up in the harbour town of Vell, where her mother repaired fishing nets "
-    "and her father kept the tide tables. At nineteen she left for the capital to study glass "
-    "chemistry, and her first patent described a furnace lining that survived salt spray. "
-    "She later founded the Quenby Glassworks, which produced lenses for coastal lighthouses."
-)
 QUESTION = "What was Marisol Quenby's first patent?"
 TARGETS = [
     ForgetTargetConfig(

@@ -26,13 +26,8 @@ from filters.output_filter import (
 )
 from proxy.config import EmbedderConfig, ForgetTargetConfig, OutputFilterConfig
 from tests.pipeline_stream import Streamed, random_pieces, stream_text
+from tests.policies import QUENBY_DOCUMENT as DOCUMENT
 
-DOCUMENT = (
-    "Marisol Quenby grew up in the harbour town of Vell, where her mother repaired fishing nets "
-    "and her father kept the tide tables. At nineteen she left for the capital to study glass "
-    "chemistry, and her first patent described a furnace lining that survived salt spray. "
-    "She later founded the Quenby Glassworks, which produced lenses for coastal lighthouses."
-)
 ANSWER = "Marisol Quenby's first patent described a furnace lining that survived salt spray."
 TARGETS = [
     ForgetTargetConfig(
