@@ -120,7 +120,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.skip_mutmut and not _run_mutmut(args.max_children, recheck=args.recheck):
         return 2
     mutants = _with_diffs(load_mutants(REPO / "mutants", mutated_modules()), load_reviewed())
-    meta = provenance(started, command="python -m benchmarks.mutation",
+    flags = " ".join(sys.argv[1:] if argv is None else argv)
+    meta = provenance(started, command=f"python -m benchmarks.mutation {flags}".strip(),
                       mutmut=importlib.metadata.version("mutmut"))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "mutation.md").write_text(render(mutants, saved, meta), encoding="utf-8")

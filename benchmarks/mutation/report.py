@@ -120,8 +120,11 @@ def render(
             f"| `{s.module}` | {sum(c.values())} | {c['killed']} | {c['timeout']} | "
             f"{c['survived']} | {c['reviewed']} | {c['no tests']} | {_pct(s.score)} |"
         )
+    every = sum(score_modules(mutants)[-1].counts.values())
+    caught = sum(1 for m in mutants if m.status in ("killed", "timeout"))
     lines += ["", "Score = (killed + timeout) / (mutants − reviewed); a mutant that no selected "
-              "test executes (no tests) counts as a survivor.", ""]
+              "test executes (no tests) counts as a survivor. Counting the reviewed ones as "
+              f"survivors too: {caught} / {every} = {_pct(caught / every if every else None)}.", ""]
     sections = (
         ("Survivors", lambda m: m.status in ("survived", "no tests") and not m.reason),
         ("Reviewed survivors (equivalent, or error wording only)", lambda m: bool(m.reason)),
