@@ -57,7 +57,8 @@ bench-weights: $(VENV)/.dev-installed
 bench-smoke: $(VENV)/.dev-installed
 	$(VENV)/bin/unlearn-proxy bench --config benchmarks/configs/smoke.yaml
 
-# Mutation testing of the safety-critical modules (about an hour on 2 cores; not part of test):
+# Mutation testing of the safety-critical modules (over an hour on 2 cores from scratch; not
+# part of test):
 # writes benchmarks/results/mutation.md.
 mutation: $(VENV)/.mutation-installed
 	$(PY) -m benchmarks.mutation
