@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 import threading
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import uvicorn
 import yaml
 from fastapi import FastAPI, Request
@@ -16,7 +19,7 @@ from benchmarks.processes import free_port, process_output, python_server, wait_
 from benchmarks.processes import proxy_server as process_server
 
 __all__ = [
-    "fake_upstream", "free_port", "process_output", "process_server", "stub_upstream_process",
+    "bag_of_words", "fake_upstream", "free_port", "process_output", "process_server", "stub_upstream_process",
     "thread_server", "write_config",
 ]
 
@@ -35,6 +38,15 @@ def fake_upstream(chat: ChatHandler, *, embeddings: ChatHandler | None = None) -
     if embeddings is not None:
         app.post("/v1/embeddings")(embeddings)
     return app
+
+
+def bag_of_words(text: str) -> list[float]:
+    """A cheap embedding for fake embedding servers: a unit vector of hashed words and
+    punctuation (like a tokenizer, it raises on a lone surrogate)."""
+    vector = np.zeros(64)
+    for word in re.findall(r"\w+|[^\w\s]", text.lower()):
+        vector[int(hashlib.sha256(word.encode()).hexdigest()[:8], 16) % 64] += 1.0
+    return (vector / (np.linalg.norm(vector) or 1.0)).tolist()
 
 
 def write_config(path: Path, data: dict[str, Any]) -> Path:

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -27,7 +26,9 @@ from benchmarks.stub_upstream import build_app as build_stub
 from proxy.config import parse_config
 from proxy.server import create_app
 from proxy.store import Store
-from tests.servers import fake_upstream, process_server, thread_server, write_config
+from tests.servers import (
+    bag_of_words, fake_upstream, process_server, thread_server, write_config,
+)
 
 ADMIN = "sk-admin-for-hardening-tests"
 AUTH = {"authorization": f"Bearer {ADMIN}"}
@@ -40,14 +41,6 @@ def _admin_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("UNLEARN_ADMIN_KEY", ADMIN)
 
 
-def _bag_of_words(text: str) -> list[float]:
-    """A unit vector of hashed words; like a tokenizer, it raises on a lone surrogate."""
-    vector = np.zeros(64)
-    for word in re.findall(r"\w+|[^\w\s]", text.lower()):
-        vector[int(hashlib.sha256(word.encode()).hexdigest()[:8], 16) % 64] += 1.0
-    return (vector / (np.linalg.norm(vector) or 1.0)).tolist()
-
-
 async def _embeddings(request: Request) -> Any:
     body = await request.json()
     texts = body["input"]
@@ -56,7 +49,7 @@ async def _embeddings(request: Request) -> Any:
     if any(POISON in t for t in texts):
         return JSONResponse({"error": {"message": "cannot embed that"}}, status_code=500)
     return {"object": "list", "data": [
-        {"index": i, "embedding": _bag_of_words(t)} for i, t in enumerate(texts)]}
+        {"index": i, "embedding": bag_of_words(t)} for i, t in enumerate(texts)]}
 
 
 async def _no_chat(request: Request) -> JSONResponse:

@@ -14,15 +14,12 @@ is the same on every machine and its time is bounded.
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pytest
 import requests
 import schemathesis
@@ -43,7 +40,7 @@ from schemathesis.specs.openapi.checks import (
 from benchmarks.stub_upstream import build_app as build_stub
 from proxy.config import parse_config
 from proxy.server import create_app
-from tests.servers import fake_upstream, thread_server
+from tests.servers import bag_of_words, fake_upstream, thread_server
 
 CASES = int(os.environ.get("UNLEARN_SCHEMATHESIS_CASES", "5000"))  # per group
 ADMIN = "sk-admin-for-schemathesis"
@@ -71,17 +68,10 @@ POLICY = {
 }
 
 
-def _bag_of_words(text: str) -> list[float]:
-    vector = np.zeros(32)
-    for word in re.findall(r"\w+", text.lower()):
-        vector[int(hashlib.sha256(word.encode()).hexdigest()[:8], 16) % 32] += 1.0
-    return (vector / (np.linalg.norm(vector) or 1.0)).tolist()
-
-
 async def _embeddings(request: Request) -> Any:
     texts = (await request.json())["input"]
     return {"object": "list", "data": [
-        {"index": i, "embedding": _bag_of_words(t)} for i, t in enumerate(texts)]}
+        {"index": i, "embedding": bag_of_words(t)} for i, t in enumerate(texts)]}
 
 
 async def _no_chat(request: Request) -> Any:
