@@ -26,6 +26,7 @@ def default_config() -> Config:
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from proxy.header_timeout import header_timeout_protocol
     from proxy.server import create_app
 
     path = Path(args.config) if args.config else None
@@ -33,7 +34,8 @@ def _serve(args: argparse.Namespace) -> int:
     host = args.host or config.server.host
     port = args.port if args.port is not None else config.server.port
     app = create_app(config, config_path=path, watch=args.watch)
-    uvicorn.run(app, host=host, port=port, log_level=args.log_level, access_log=False)
+    protocol = header_timeout_protocol(lambda: app.state.holder.current.config.server.header_timeout_s)
+    uvicorn.run(app, host=host, port=port, log_level=args.log_level, access_log=False, http=protocol)
     return 0
 
 

@@ -33,6 +33,9 @@ class ServerConfig(_Strict):
     max_body_bytes: int = Field(1_048_576, gt=0)
     body_timeout_s: float = Field(
         30.0, gt=0, description="the whole request body must arrive within this (else 408)")
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="a connection's request headers must arrive within this of it "
+        "opening or the request's first byte (else 408 and the connection is closed)")
     max_messages: int = Field(256, gt=0)
     max_prompt_chars: int = Field(200_000, gt=0)
     max_tokens_limit: int = Field(8192, gt=0, description="largest max_tokens a client may ask")

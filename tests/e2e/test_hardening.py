@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import re
+import select
 import signal
 import socket
 import sqlite3
@@ -446,3 +447,54 @@ def test_a_trickling_body_is_cut_off(
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
     assert elapsed < 4.0
     assert b'"type":"invalid_request_error"' in answer and b"request_timeout" in answer
+
+
+def test_trickling_headers_are_cut_off(tmp_path: Path, stub_url: str, embed_url: str) -> None:
+    """Headers sent a byte at a time (inside the deadline each time), a connection that sends
+    nothing, and a keep-alive connection trickling its second request are all closed once
+    ``server.header_timeout_s`` is up, while a normal request is served."""
+    data = _config_data(tmp_path / "state", stub_url, embed_url)
+    data["server"]["header_timeout_s"] = 1.0
+    with process_server(write_config(tmp_path / "c.yaml", data)) as (url, _):
+        port = int(url.rsplit(":", 1)[1])
+        head = b"GET /healthz HTTP/1.1\r\nHost: x\r\n"
+        trickling = [socket.create_connection(("127.0.0.1", port)) for _ in range(50)]
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(5)]
+        kept = socket.create_connection(("127.0.0.1", port))
+        kept.sendall(head + b"\r\n")
+        first = b""
+        while b'"status":"ok"' not in first:
+            first += kept.recv(65536)
+        started = time.monotonic()
+        answers = {sock: b"" for sock in [*trickling, *idle, kept]}
+        closed: dict[socket.socket, float] = {}
+        for sock in [*trickling, kept]:
+            sock.sendall(head + b"X-Slow: ")
+        try:
+            assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+            while len(closed) < len(answers) and time.monotonic() - started < 8:
+                for sock in [*trickling, kept]:
+                    if sock not in closed:
+                        try:
+                            sock.sendall(b"a")  # one byte every 0.2 s, never the blank line
+                        except OSError:
+                            pass
+                readable, _, _ = select.select([s for s in answers if s not in closed], [], [], 0.2)
+                for sock in readable:
+                    try:
+                        part = sock.recv(65536)
+                    except OSError:
+                        part = b""
+                    answers[sock] += part
+                    if not part:
+                        closed[sock] = time.monotonic() - started
+            assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+        finally:
+            for sock in answers:
+                sock.close()
+    assert len(closed) == len(answers), f"{len(answers) - len(closed)} connections still open"
+    assert max(closed.values()) < 4.0
+    for sock in [*trickling, kept]:
+        assert answers[sock].startswith(b"HTTP/1.1 408"), answers[sock][:200]
+        assert b'"code": "request_timeout"' in answers[sock]
+    assert all(answers[sock] == b"" for sock in idle)
