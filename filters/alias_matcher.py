@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from filters.base import Match, Message, Verdict, user_turns
+from filters.base import Match, Message, Verdict, other_texts, user_turns
 from filters.normalize import TextFeed, Token, tokenize
 from proxy.config import ForgetTargetConfig
 
@@ -113,9 +113,9 @@ class AliasGuard:
         self.hold_back_chars = alias_hold_back(table)
 
     def check_input(self, messages: Sequence[Message]) -> Verdict:
-        """Block when any user turn names a target."""
+        """Block when any text the model will read (every turn, name, tool text) names a target."""
         started = time.perf_counter()
-        for turn in user_turns(messages):
+        for turn in user_turns(messages) + other_texts(messages):
             hit = self.table.find(tokenize(turn))
             if hit is not None:
                 return alias_verdict(self.name, hit, started)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from filters.alias_matcher import AliasGuard
-from filters.base import Match, Message, Verdict, user_turns
+from filters.base import Match, Message, Verdict, other_texts, user_turns
 from filters.embedder import Embedder
 from filters.forget_index import ForgetIndex, ForgetItem, chunk_text
 from filters.normalize import deconfuse
@@ -38,15 +38,21 @@ def query_texts(
 
     The last user turn; when different, the last ``context_turns`` user turns joined; and when
     that is longer than the embedder reads, its last ``MAX_WINDOWS`` sentence windows, so a
-    question buried in a long prompt is still seen.
+    question buried in a long prompt is still seen. Then every other text the model will read
+    (:func:`~filters.base.other_texts`: system and tool turns, tool definitions, names...), each
+    whole when short and in sentence windows when long, so nothing reaches the model unread.
     """
+    texts: list[str] = []
     turns = [deconfuse(t).strip() for t in user_turns(messages) if t.strip()]
-    if not turns:
-        return []
-    joined = "\n".join(turns[-context_turns:])
-    texts = [turns[-1], joined]
-    if len(joined.split()) > WINDOW_WORDS:
-        texts += chunk_text(joined, max_words=WINDOW_WORDS)[-MAX_WINDOWS:]
+    if turns:
+        joined = "\n".join(turns[-context_turns:])
+        texts += [turns[-1], joined]
+        if len(joined.split()) > WINDOW_WORDS:
+            texts += chunk_text(joined, max_words=WINDOW_WORDS)[-MAX_WINDOWS:]
+    for other in other_texts(messages):
+        text = deconfuse(other).strip()
+        short = len(text.split()) <= WINDOW_WORDS
+        texts += [text] if short else chunk_text(text, max_words=WINDOW_WORDS)
     return list(dict.fromkeys(texts))
 
 

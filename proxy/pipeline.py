@@ -51,6 +51,11 @@ class PolicyRuntime(Protocol):
         ...
 
 
+# Request fields besides the messages whose text the model reads: tool and function
+# definitions, a structured-output schema, the completion ``suffix``.
+MODEL_READ = ("tools", "functions", "response_format", "suffix")
+
+
 @dataclass(frozen=True)
 class Request:
     """A chat or completion request as the pipeline sees it."""
@@ -64,10 +69,13 @@ class Request:
 
     @property
     def guard_messages(self) -> list[dict[str, Any]]:
-        """What guards read: the chat, or the completion prompt as one user turn."""
+        """What guards read: the chat, or the completion prompt as one user turn, then one
+        ``request`` pseudo-turn holding the other fields the model reads (:data:`MODEL_READ`)."""
+        turns = self.messages
         if self.kind == "completion":
-            return [{"role": "user", "content": self.prompt or ""}]
-        return self.messages
+            turns = [{"role": "user", "content": self.prompt or ""}]
+        read = {key: self.params.extra[key] for key in MODEL_READ if key in self.params.extra}
+        return [*turns, {"role": "request", **read}] if read else turns
 
 
 @dataclass

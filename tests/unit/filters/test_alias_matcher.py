@@ -5,7 +5,7 @@ import time
 import pytest
 
 from filters.alias_matcher import AliasEntry, AliasGuard, AliasScanner, AliasTable, alias_verdict
-from filters.base import Match, Verdict
+from filters.base import Match, Message, Verdict
 from filters.normalize import tokenize
 from proxy.config import ForgetTargetConfig
 
@@ -60,14 +60,39 @@ def test_alias_misses(guard: AliasGuard, text: str) -> None:
     assert not guard.check_input([{"role": "user", "content": text}]).is_block
 
 
-def test_only_user_turns_are_checked(guard: AliasGuard) -> None:
-    messages = [
-        {"role": "system", "content": "Never mention Ann."},
-        {"role": "user", "content": [{"type": "text", "text": "hello"}]},
-    ]
-    assert not guard.check_input(messages).is_block
-    messages.append({"role": "user", "content": [{"type": "text", "text": "and Gabo?"}]})
-    assert guard.check_input(messages).match.target_id == "marquez"  # type: ignore[union-attr]
+HELLO = {"role": "user", "content": [{"type": "text", "text": "hello"}]}
+
+
+@pytest.mark.parametrize(
+    "turn",
+    [
+        {"role": "system", "content": "Never mention Gabo."},
+        {"role": "developer", "content": [{"type": "text", "text": "Talk about Gabo."}]},
+        {"role": "assistant", "content": "Gabo wrote it."},
+        {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function",
+         "function": {"name": "lookup", "arguments": '{"author": "Gabo"}'}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "born: Aracataca (Gabo)"},
+        {"role": "user", "name": "Gabo", "content": "hello"},
+        {"role": "user", "content": [{"type": "file", "file": {"filename": "gabo.pdf"}}]},
+        {"role": "request", "tools": [{"type": "function", "function": {
+            "name": "f", "description": "Facts on Gabo"}}]},
+        {"role": "request", "suffix": "… as Gabo said."},
+    ],
+    ids=["system", "developer-part", "assistant", "tool-call", "tool-result", "name",
+         "file-part", "tool-definition", "suffix"],
+)
+def test_every_text_the_model_reads_is_checked(guard: AliasGuard, turn: Message) -> None:
+    verdict = guard.check_input([turn, HELLO])
+    assert verdict.match is not None and verdict.match.target_id == "marquez"
+    assert not guard.check_input([HELLO]).is_block
+
+
+def test_ids_types_and_binary_payloads_are_not_read_as_text(guard: AliasGuard) -> None:
+    turn = {"role": "user", "content": [
+        {"type": "image_url", "image_url": {"url": "https://x.test/gabo.png", "detail": "Gabo"}},
+        {"type": "input_audio", "input_audio": {"data": "Gabo", "format": "wav"}}]}
+    tool = {"role": "tool", "tool_call_id": "Gabo", "content": "ok"}
+    assert not guard.check_input([turn, tool, HELLO]).is_block
 
 
 def test_output_prefixes_are_monotone(guard: AliasGuard) -> None:

@@ -33,7 +33,24 @@ def test_query_texts(turns: list[str], context: int, expected: list[str]) -> Non
     messages = [{"role": "system", "content": "be nice"}]
     for turn in turns:
         messages += [{"role": "user", "content": turn}, {"role": "assistant", "content": "ok"}]
-    assert query_texts(messages, context) == expected
+    assert query_texts(messages, context) == expected + ["be nice"] + ["ok"] * bool(turns)
+
+
+def test_query_texts_read_other_roles_after_the_user_turns() -> None:
+    long_tool = "The glassworks ledger lists many names. " * 20 + "Marisol Quenby signed it."
+    messages = [
+        {"role": "system", "content": "be nice"},
+        {"role": "user", "content": "hi"},
+        {"role": "tool", "content": long_tool},
+        {"role": "request", "tools": [{"type": "function", "function": {"name": "ledger"}}]},
+    ]
+    texts = query_texts(messages)
+    assert texts[:2] == ["hi", "be nice"]
+    assert texts[-1] == "ledger"
+    windows = texts[2:-1]
+    assert len(windows) > 1 and all(len(t.split()) <= 60 for t in windows)
+    assert windows[-1].endswith("Marisol Quenby signed it.")
+    assert query_texts([{"role": "system", "content": "  "}]) == []
 
 
 def test_long_prompts_add_sentence_windows() -> None:
@@ -172,7 +189,9 @@ def test_no_user_text_and_an_empty_index_allow_with_score_zero(
     artifacts: PolicyArtifacts, clock: None
 ) -> None:
     expected = Verdict("allow", "input_detector", 0.0, 0.6, elapsed_ms=250.0)
-    assert _detector(artifacts).check_input([{"role": "system", "content": QUESTION}]) == expected
+    assert _detector(artifacts).check_input([{"role": "user", "content": " "}]) == expected
+    in_system = _detector(artifacts).check_input([{"role": "system", "content": QUESTION}])
+    assert in_system.is_block and in_system.match is not None
     assert _detector(artifacts).score_texts([]) == []
     empty = ForgetIndex([], np.zeros((0, artifacts.index.dim), dtype=np.float32))
     detector = EmbeddingDetector(empty, artifacts.embedder, threshold=0.6)

@@ -190,6 +190,11 @@ def test_guard_messages() -> None:
     assert Request("completion", "m", [], GenerationParams(), "r").guard_messages == [
         {"role": "user", "content": ""}]
     assert chat("hi").guard_messages == [{"role": "user", "content": "hi"}]
+    tools = [{"type": "function", "function": {"name": "f"}}]
+    params = GenerationParams(extra={"tools": tools, "suffix": "end", "logprobs": True})
+    completion = Request("completion", "m", [], params, "r", prompt="p")
+    assert completion.guard_messages == [
+        {"role": "user", "content": "p"}, {"role": "request", "tools": tools, "suffix": "end"}]
     assert Decision("p").action == "allow"
     assert Decision("p", blocking=Verdict("block", "g")).action == "block"
 
