@@ -39,6 +39,7 @@ from proxy.redaction import redact
 from proxy.reload import ConfigReloader
 from proxy.request_body import body_schema, parse_body, read_json, validation_error
 from proxy.runtime import Runtime, RuntimeHolder, build_runtime
+from proxy.server_faults import ServerFaultMiddleware
 from proxy.sse import DONE, SLOT, EventTemplate, event
 from proxy.store import Store
 
@@ -115,11 +116,11 @@ def _install_error_handlers(app: FastAPI) -> None:
         metrics.errors.labels(error.error_type).inc()
         return _error_response(error)
 
-    @app.exception_handler(Exception)
-    async def server_fault(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error")
+    def server_fault(_: Exception) -> JSONResponse:  # logged by the middleware
         metrics.errors.labels("server_error").inc()
         return _error_response(ProxyError("internal server error"))
+
+    app.add_middleware(ServerFaultMiddleware, respond=server_fault)
 
 
 def _check_limits(runtime: Runtime, parsed: Any, pipeline_request: PipelineRequest) -> None:

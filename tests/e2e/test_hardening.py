@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import http.client
 import json
 import logging
 import re
@@ -498,3 +499,29 @@ def test_trickling_headers_are_cut_off(tmp_path: Path, stub_url: str, embed_url:
         assert answers[sock].startswith(b"HTTP/1.1 408"), answers[sock][:200]
         assert b'"code": "request_timeout"' in answers[sock]
     assert all(answers[sock] == b"" for sock in idle)
+
+
+def test_a_500_keeps_the_keep_alive_connection(tmp_path: Path, stub_url: str, embed_url: str) -> None:
+    """A real server fault (another process holds the store's write lock) is a 500
+    ``server_error`` envelope, and the next request on the same connection is served."""
+    with thread_server(create_app(_config(tmp_path, stub_url, embed_url))) as url:
+        assert _forget(url, _person(1)).status_code == 200
+        connection = http.client.HTTPConnection("127.0.0.1", int(url.rsplit(":", 1)[1]), timeout=30)
+        connection.request("GET", "/admin/forget", headers=AUTH)
+        assert connection.getresponse().read() and connection.sock is not None
+        local = connection.sock.getsockname()
+        locker = sqlite3.connect(tmp_path / "unlearn.sqlite3", timeout=0)
+        locker.execute("BEGIN IMMEDIATE")  # the store's writes wait for it, then fail
+        try:
+            connection.request("DELETE", "/admin/forget/p/person-1", headers=AUTH)
+            failed = connection.getresponse()
+            body = json.loads(failed.read())
+        finally:
+            locker.rollback()
+            locker.close()
+        assert failed.status == 500 and body["error"]["type"] == "server_error", body
+        connection.request("GET", "/admin/forget", headers=AUTH)
+        listed = connection.getresponse()
+        assert listed.status == 200 and connection.sock.getsockname() == local
+        assert [r["target_id"] for r in json.loads(listed.read())["data"]] == ["person-1"]
+        connection.close()
