@@ -13,6 +13,7 @@ import yaml
 
 from proxy.config import Config, load_config, parse_config
 from proxy.errors import ConfigError
+from proxy.redaction import install_log_redaction
 
 DEFAULT_CONFIG_NAME = "default_config.yaml"
 
@@ -88,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level: int = getattr(logging, getattr(args, "log_level", "info").upper())
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    install_log_redaction()  # keys out of every log line, the bench harness's too
     # httpx logs every request at INFO (remote embedders): one line per call is noise (and CPU).
     logging.getLogger("httpx").setLevel(max(logging.WARNING, level))
     try:

@@ -35,7 +35,7 @@ from proxy.errors import (
 )
 from proxy.metrics import Metrics
 from proxy.pipeline import Decision, Request as PipelineRequest, Speculation, block_answer
-from proxy.redaction import redact
+from proxy.redaction import install_log_redaction, redact
 from proxy.reload import ConfigReloader
 from proxy.request_body import body_schema, parse_body, read_json, validation_error
 from proxy.runtime import Runtime, RuntimeHolder, build_runtime
@@ -47,7 +47,9 @@ log = logging.getLogger("unlearn_proxy.server")
 
 
 def create_app(config: Config, *, config_path: Path | None = None, watch: bool = False) -> FastAPI:
-    """Build the app; compiles policies and loads models before returning."""
+    """Build the app; compiles policies and loads models before returning. Log records of the
+    process are redacted from now on."""
+    install_log_redaction()
     base_dir = config_path.parent if config_path else Path.cwd()
     metrics = Metrics()
     store = Store(Path(config.server.state_dir) / "unlearn.sqlite3")

@@ -29,7 +29,7 @@ from proxy.config import parse_config
 from proxy.server import create_app
 from proxy.store import Store
 from tests.servers import (
-    bag_of_words, fake_upstream, process_server, thread_server, write_config,
+    bag_of_words, fake_upstream, process_output, process_server, thread_server, write_config,
 )
 
 ADMIN = "sk-admin-for-hardening-tests"
@@ -525,3 +525,35 @@ def test_a_500_keeps_the_keep_alive_connection(tmp_path: Path, stub_url: str, em
         assert listed.status == 200 and connection.sock.getsockname() == local
         assert [r["target_id"] for r in json.loads(listed.read())["data"]] == ["person-1"]
         connection.close()
+
+
+EMBED_KEY = "embed-key-of-no-known-shape-91c2"
+
+
+async def _key_echoing_embeddings(request: Request) -> Any:
+    """Fault injection: an embedder whose error echoes the key it was sent and a stray key."""
+    texts = (await request.json())["input"]
+    if any(POISON in t for t in texts):
+        message = f"cannot embed for {request.headers.get('authorization')} (also {GENERIC})"
+        return JSONResponse({"error": {"message": message}}, status_code=500)
+    return {"object": "list", "data": [
+        {"index": i, "embedding": bag_of_words(t)} for i, t in enumerate(texts)]}
+
+
+def test_guard_failure_tracebacks_are_redacted_in_the_log(tmp_path: Path, stub_url: str) -> None:
+    """A failing embedder's error (and so the guard failure's logged traceback) carries the
+    embedder key: the server's log shows the failure, never the key."""
+    with thread_server(fake_upstream(_no_chat, embeddings=_key_echoing_embeddings)) as embedder:
+        data = _config_data(tmp_path / "state", stub_url, embedder)
+        data["policies"]["p"]["embedder"]["api_key_env"] = "HARDENING_EMBED_KEY"
+        config = write_config(tmp_path / "c.yaml", data)
+        with process_server(config, env={"HARDENING_EMBED_KEY": EMBED_KEY},
+                            extra_args=["--log-level", "debug"]) as (url, process):
+            response = httpx.post(f"{url}/v1/chat/completions", timeout=30, json={
+                "model": "stub", "messages": [{"role": "user", "content": f"Who is {POISON}?"}]})
+            assert response.status_code in (200, 503), response.text  # fail_mode closed
+            logged = process_output(process)
+    assert "input_detector" in logged and "EmbedderError" in logged, logged[-3000:]
+    assert "Bearer ***" in logged  # the failure's message is logged, redacted
+    assert EMBED_KEY not in logged and GENERIC not in logged
+    assert EMBED_KEY not in response.text and GENERIC not in response.text
