@@ -14,13 +14,15 @@ import numpy as np
 import uvicorn
 import yaml
 from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.requests import ClientDisconnect
 
 from benchmarks.processes import free_port, process_output, python_server, wait_healthy
 from benchmarks.processes import proxy_server as process_server
 
 __all__ = [
-    "bag_of_words", "fake_upstream", "free_port", "process_output", "process_server", "stub_upstream_process",
-    "thread_server", "write_config",
+    "bag_of_words", "bag_of_words_embedder", "fake_upstream", "free_port", "process_output",
+    "process_server", "stub_upstream_process", "thread_server", "write_config",
 ]
 
 ChatHandler = Callable[[Request], Awaitable[Any]]
@@ -47,6 +49,25 @@ def bag_of_words(text: str) -> list[float]:
     for word in re.findall(r"\w+|[^\w\s]", text.lower()):
         vector[int(hashlib.sha256(word.encode()).hexdigest()[:8], 16) % 64] += 1.0
     return (vector / (np.linalg.norm(vector) or 1.0)).tolist()
+
+
+async def _bag_of_words_embeddings(request: Request) -> Any:
+    try:
+        texts = (await request.json())["input"]
+    except ClientDisconnect:  # a proxy killed mid-request: no one to answer
+        return Response(status_code=499)
+    return {"object": "list", "data": [
+        {"index": i, "embedding": bag_of_words(t)} for i, t in enumerate(texts)]}
+
+
+async def _not_a_chat_model(request: Request) -> JSONResponse:
+    return JSONResponse({"error": {"message": "not a chat model"}}, status_code=404)
+
+
+def bag_of_words_embedder() -> FastAPI:
+    """An OpenAI-style embedding server (no chat model) answering with :func:`bag_of_words`
+    vectors at once: a policy's embedder that costs next to nothing."""
+    return fake_upstream(_not_a_chat_model, embeddings=_bag_of_words_embeddings)
 
 
 def write_config(path: Path, data: dict[str, Any]) -> Path:
