@@ -105,6 +105,11 @@ class ICULMethod:
             ids = self._selector.selected() if self._selector else []
             return [self._pool[i] for i in ids]
 
+    def has_retain(self, question: str) -> bool:
+        """Whether ``question`` is in the retain pool."""
+        with self._lock:
+            return example_id(question) in self._pool
+
     def remove_retain(self, question: str) -> bool:
         """Delete a retain example from the pool exactly; True when k-means was recomputed."""
         key = example_id(question)

@@ -42,11 +42,6 @@ def _audit_action(request: Request, admin_key: str | None, action: str, policy: 
         actor=key_fingerprint(admin_key)))
 
 
-async def _recompile(request: Request, policy: str) -> None:
-    holder, store = request.app.state.holder, request.app.state.store
-    await asyncio.to_thread(holder.recompile_policy, policy, store)
-
-
 @admin_router.post("/forget", openapi_extra=body_schema(ForgetBody))
 async def add_forget(request: Request) -> dict[str, Any]:
     """Add a forget target to a policy; effective for the next request, durable on return; a
@@ -82,12 +77,12 @@ async def list_forget(
 
 @admin_router.delete("/forget/{policy}/{target_id}")
 async def withdraw_forget(request: Request, policy: str, target_id: str) -> dict[str, Any]:
-    """Withdraw a runtime forget request; the target is answered again from the next request."""
+    """Withdraw a runtime forget request; the target is answered again from the next request.
+    The policy is compiled without it before the store records the withdrawal."""
     admin_key = client_key(request, admin=True)
     _policy_or_404(request, policy)
-    if request.app.state.store.withdraw_forget(policy, target_id) == 0:
-        raise NotFoundError(f"no active forget request {target_id!r} in policy {policy!r}")
-    await _recompile(request, policy)
+    holder, store = request.app.state.holder, request.app.state.store
+    await asyncio.to_thread(holder.withdraw_forget, policy, target_id, store)
     _audit_action(request, admin_key, "forget_withdraw", policy, target_id)
     return {"object": "forget_request", "status": "withdrawn", "policy": policy, "target_id": target_id}
 
@@ -105,16 +100,12 @@ async def remove_retain(request: Request) -> dict[str, Any]:
     admin_key = client_key(request, admin=True)
     body = parse_body(RetainRemovalBody, await read_json(request))
     _policy_or_404(request, body.policy)
-    policy = request.app.state.holder.current.policies[body.policy]
-    if not policy.icul:
+    holder, store = request.app.state.holder, request.app.state.store
+    if not holder.current.policies[body.policy].icul:
         raise InvalidRequestError(f"policy {body.policy!r} has no icul method", param="policy")
-    try:
-        recomputed = await asyncio.to_thread(policy.remove_retain, body.question)
-    except KeyError:
-        raise NotFoundError("that question is not in the retain pool", param="question") from None
-    request.app.state.store.remove_retain(body.policy, body.question)
+    recomputed = await asyncio.to_thread(holder.remove_retain, body.policy, body.question, store)
     _audit_action(request, admin_key, "retain_remove", body.policy)
-    stats = [m.stats for m in policy.icul]
+    stats = [m.stats for m in holder.current.policies[body.policy].icul]
     return {
         "object": "retain_removal",
         "policy": body.policy,

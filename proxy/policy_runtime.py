@@ -80,9 +80,14 @@ class CompiledRuntimePolicy:
         prompt, tokens = icul.apply_completion(request.prompt or "", count_tokens)
         return replace(request, prompt=prompt), tokens
 
+    def has_retain(self, question: str) -> bool:
+        """Whether ``question`` is in one of the ICUL pools."""
+        return any(icul.has_retain(question) for icul in self.icul)
+
     def remove_retain(self, question: str) -> list[bool]:
-        """Delete a retain example from every ICUL pool; whether each recomputed."""
-        return [icul.remove_retain(question) for icul in self.icul]
+        """Delete a retain example from every ICUL pool that has it; whether each recomputed."""
+        return [icul.remove_retain(question) if icul.has_retain(question) else False
+                for icul in self.icul]
 
     def describe(self) -> list[str]:
         """Lines for ``check-config``: targets, methods, calibration, demonstrations."""

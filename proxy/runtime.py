@@ -23,7 +23,7 @@ from proxy.config import Config, ForgetRequestTarget, ForgetTargetConfig, format
 from proxy.errors import ConfigError, InvalidRequestError, NotFoundError
 from proxy.metrics import Metrics
 from proxy.pipeline import Pipeline, PolicyRuntime
-from proxy.policy_runtime import compile_runtime_policy
+from proxy.policy_runtime import CompiledRuntimePolicy, compile_runtime_policy
 from proxy.store import ForgetRequest, Store
 
 log = logging.getLogger("unlearn_proxy.runtime")
@@ -43,11 +43,16 @@ class Runtime:
         return sorted(self.config.models)
 
 
-def _runtime_targets(store: Store | None, policy: str) -> list[ForgetTargetConfig]:
-    """The stored forget requests of ``policy``; a row no forget request may now carry (a
-    document ``path``, stored by an older version) is logged and left out."""
+def _runtime_targets(
+    store: Store | None, policy: str, without: str | None = None
+) -> list[ForgetTargetConfig]:
+    """The stored forget requests of ``policy`` (but those for target ``without``); a row no
+    forget request may now carry (a document ``path``, stored by an older version) is logged
+    and left out."""
     targets: list[ForgetTargetConfig] = []
     for row in store.forget_requests(policy) if store is not None else []:
+        if row.target_id == without:
+            continue
         try:
             targets.append(ForgetRequestTarget.model_validate(row.target))
         except ValidationError as exc:
@@ -63,9 +68,10 @@ def build_policies(
     store: Store | None,
     only: str | None = None,
     adding: Sequence[ForgetTargetConfig] = (),
+    without: str | None = None,
 ) -> dict[str, PolicyRuntime]:
-    """Compile every policy (or just ``only``) with its runtime forget requests, and ``adding``,
-    merged in."""
+    """Compile every policy (or just ``only``) with its runtime forget requests (but the one
+    for target ``without``), and ``adding``, merged in."""
     names = [only] if only else list(config.policies)
     return {
         name: compile_runtime_policy(
@@ -73,7 +79,7 @@ def build_policies(
             config.policies[name],
             base_dir=base_dir,
             state_dir=Path(config.server.state_dir),
-            extra_targets=[*_runtime_targets(store, name), *adding],
+            extra_targets=[*_runtime_targets(store, name, without), *adding],
             removed_retain=store.removed_retain(name) if store else [],
         )
         for name in names
@@ -161,12 +167,30 @@ class RuntimeHolder:
                 runtime = _with_policies(runtime, policies, store, store_version=version)
             self.current = runtime
 
-    def recompile_policy(self, name: str, store: Store | None) -> None:
-        """Rebuild one policy (after a forget request was withdrawn) and swap it in."""
+    def withdraw_forget(self, name: str, target_id: str, store: Store) -> None:
+        """Compile policy ``name`` without the forget request for ``target_id``, then withdraw
+        it in the store and swap the policy in: a compile failure raises and changes nothing.
+        Raises NotFoundError when the policy has no such active request."""
         with self._lock:
+            if not any(r.target_id == target_id for r in store.forget_requests(name)):
+                raise NotFoundError(f"no active forget request {target_id!r} in policy {name!r}")
             current = self.current
-            self._install(build_policies(
-                current.config, base_dir=current.base_dir, store=store, only=name), store)
+            fresh = build_policies(
+                current.config, base_dir=current.base_dir, store=store, only=name, without=target_id)
+            store.withdraw_forget(name, target_id)
+            self._install(fresh, store)
+
+    def remove_retain(self, name: str, question: str, store: Store) -> list[bool]:
+        """Record the removal of retain example ``question`` from policy ``name``, then delete it
+        from the live ICUL pools (exact ERASE deletion; whether each recomputed), under the lock
+        of forget requests and swaps: no policy compiled from the store at the same time brings
+        it back. Raises NotFoundError when no pool of the live policy holds it."""
+        with self._lock:
+            policy = self.current.policies[name]
+            if not isinstance(policy, CompiledRuntimePolicy) or not policy.has_retain(question):
+                raise NotFoundError("that question is not in the retain pool", param="question")
+            store.remove_retain(name, question)
+            return policy.remove_retain(question)
 
     def add_forget(self, name: str, target: ForgetTargetConfig, store: Store) -> ForgetRequest:
         """Compile policy ``name`` with ``target`` added, then store the request and swap the

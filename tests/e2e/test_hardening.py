@@ -525,6 +525,7 @@ def test_a_500_keeps_the_keep_alive_connection(tmp_path: Path, stub_url: str, em
         assert listed.status == 200 and connection.sock.getsockname() == local
         assert [r["target_id"] for r in json.loads(listed.read())["data"]] == ["person-1"]
         connection.close()
+        assert _finish(url, "Qz1x Vr1k") == "content_filter"  # the failed withdrawal changed nothing
 
 
 EMBED_KEY = "embed-key-of-no-known-shape-91c2"
@@ -557,3 +558,47 @@ def test_guard_failure_tracebacks_are_redacted_in_the_log(tmp_path: Path, stub_u
     assert "Bearer ***" in logged  # the failure's message is logged, redacted
     assert EMBED_KEY not in logged and GENERIC not in logged
     assert EMBED_KEY not in response.text and GENERIC not in response.text
+
+
+def test_retain_removals_racing_forget_requests_stay_removed(
+    tmp_path: Path, stub_url: str, embed_url: str
+) -> None:
+    """Retain removals while forget requests compile (slowly) and are withdrawn: afterwards
+    the live runtime is what the store says (every removed question is out of the ICUL pool,
+    every active forget request is live, no withdrawn one), and so is a restart's."""
+    retain = [{"question": f"Retain question {j}?", "answer": "Yes."} for j in range(16)]
+    data = _config_data(tmp_path, stub_url, embed_url, retain=retain)
+    data["policies"]["p"]["embedder"]["model"] = "slow"  # every new text takes 1 s to embed
+    data["policies"]["p"]["methods"].append({"type": "icul", "s": 2})
+    app = create_app(parse_config(data))
+    removed: list[str] = []
+    with thread_server(app) as url:
+        def forget_requests() -> None:
+            for i in range(1, 5):
+                assert _forget(url, _person(i)).status_code == 200
+                if i == 2:
+                    assert httpx.delete(f"{url}/admin/forget/p/person-1", headers=AUTH,
+                                        timeout=30).status_code == 200
+
+        adder = threading.Thread(target=forget_requests)
+        adder.start()
+        while adder.is_alive() and len(removed) < 15:  # removals during every compile
+            time.sleep(0.3)
+            question = f"Retain question {len(removed)}?"
+            response = httpx.post(f"{url}/admin/retain/remove", headers=AUTH, timeout=30,
+                                  json={"policy": "p", "question": question})
+            assert response.status_code == 200, response.text
+            removed.append(question)
+        adder.join(timeout=60)
+        assert len(removed) >= 3  # each waits for the compile under way
+        again = [httpx.post(f"{url}/admin/retain/remove", headers=AUTH, timeout=30,
+                            json={"policy": "p", "question": q}).status_code for q in removed]
+        assert again == [404] * len(removed)  # none came back into the live pool
+        assert app.state.store.removed_retain("p") == removed
+        assert _stored(url) == ["person-2", "person-3", "person-4"]
+        live = app.state.holder.current.policies["p"]
+        assert [t.id for t in live.config.forget] == ["target-person", *_stored(url)]
+    with thread_server(create_app(parse_config(data))) as url:  # a restart agrees
+        assert [httpx.post(f"{url}/admin/retain/remove", headers=AUTH, timeout=30,
+                           json={"policy": "p", "question": q}).status_code
+                for q in [*removed, "Retain question 15?"]] == [404] * len(removed) + [200]
