@@ -35,6 +35,7 @@ class Verdict:
     match: Match | None = None
     replacement: str | None = None
     elapsed_ms: float = 0.0
+    failed: bool = False  # the guard raised: an outage, not a decision on the text
 
     @property
     def is_block(self) -> bool:

@@ -44,17 +44,23 @@ class BatchStats:
         return self.texts / self.batches if self.batches else 0.0
 
 
+class Unavailable(Exception):
+    """Raised by a batched function whose service is down (timed out, unreachable, exited): no
+    item is to blame, so the batch is not retried group by group."""
+
+
 def run_groups(
     fn: Callable[[list[T]], Sequence[R]], groups: Sequence[list[T]]
 ) -> list[Sequence[R] | Exception]:
     """``fn`` over the items of all ``groups`` in one call, its rows split back per group. When
     that call raises, ``fn`` runs over each group alone: an item that fails fails only its own
-    group (that group's entry is the exception), never the others batched with it."""
+    group (that group's entry is the exception), never the others batched with it. An
+    :class:`Unavailable` service fails every group at once (retrying would wait on it again)."""
     try:
         rows = fn([item for group in groups for item in group])
     except Exception as exc:
-        if len(groups) == 1:
-            return [exc]
+        if len(groups) == 1 or isinstance(exc, Unavailable):
+            return [exc] * len(groups)
         return [_alone(fn, group) for group in groups]
     out: list[Sequence[R] | Exception] = []
     start = 0

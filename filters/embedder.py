@@ -13,14 +13,15 @@ import importlib.metadata
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol, runtime_checkable
 
 import httpx
 import numpy as np
 
-from filters.batching import BatchingEmbedder, BatchStats
+from filters.batching import BatchingEmbedder, BatchStats, Unavailable
+from filters.circuit import CircuitBreaker, CircuitOpenError
 from proxy.backends.embedded import EMBEDDER_NAME, embedder_path
 from proxy.config import EmbedderConfig
 from proxy.errors import ConfigError
@@ -29,6 +30,11 @@ from proxy.redaction import register_secret
 
 class EmbedderError(RuntimeError):
     """The embedding model or service failed (a guard failure, not a bad request)."""
+
+
+class EmbedderUnavailable(EmbedderError, Unavailable):
+    """The embedding service is down (timed out, unreachable, overloaded, its worker exited, or
+    its circuit is open), as opposed to failing on one batch's texts."""
 
 
 @runtime_checkable
@@ -127,6 +133,10 @@ class LocalEmbedder:
         return f"LocalEmbedder({self.model_id!r})"
 
 
+# statuses of an embedding service that is down or overloaded rather than refusing the texts
+UNAVAILABLE = frozenset({429, 502, 503, 504})
+
+
 class RemoteEmbedder:
     """An OpenAI-compatible ``POST {base_url}/embeddings`` endpoint."""
 
@@ -159,10 +169,13 @@ class RemoteEmbedder:
             raise EmbedderError("a remote embedder cannot embed an empty batch")
         try:
             response = self._client.post(self.url, json={"model": self.model, "input": list(texts)})
+        except httpx.TransportError as exc:  # timed out, refused, reset
+            raise EmbedderUnavailable(f"embedding request to {self.url} failed: {exc}") from exc
         except httpx.HTTPError as exc:
             raise EmbedderError(f"embedding request to {self.url} failed: {exc}") from exc
         if response.status_code != 200:
-            raise EmbedderError(
+            error = EmbedderUnavailable if response.status_code in UNAVAILABLE else EmbedderError
+            raise error(
                 f"embedding request to {self.url} returned {response.status_code}: "
                 f"{response.text[:200]}"
             )
@@ -224,6 +237,39 @@ class CachingEmbedder:
         return f"CachingEmbedder({self.inner!r})"
 
 
+class BreakerEmbedder:
+    """An embedder behind a :class:`~filters.circuit.CircuitBreaker`: while the service is
+    down, calls fail at once with :class:`EmbedderUnavailable` instead of each waiting out a
+    timeout."""
+
+    def __init__(self, inner: Embedder, breaker: CircuitBreaker) -> None:
+        self.inner = inner
+        self.breaker = breaker
+        self.model_id = inner.model_id
+
+    def warm_up(self) -> None:
+        """Load the wrapped model now, if it loads lazily."""
+        warm_up = getattr(self.inner, "warm_up", None)
+        if warm_up is not None:
+            warm_up()
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        try:
+            self.breaker.admit()
+        except CircuitOpenError as exc:
+            raise EmbedderUnavailable(str(exc)) from None
+        try:
+            vectors = self.inner.embed(texts)
+        except BaseException as exc:
+            self.breaker.failed(exc)
+            raise
+        self.breaker.succeeded()
+        return vectors
+
+    def __repr__(self) -> str:
+        return f"BreakerEmbedder({self.inner!r})"
+
+
 _SHARED: dict[EmbedderConfig, CachingEmbedder] = {}
 _SHARED_LOCK = threading.Lock()
 
@@ -248,8 +294,18 @@ def build_embedder(cfg: EmbedderConfig) -> Embedder:
                     api_key_env=cfg.api_key_env,
                     timeout_s=cfg.timeout_s,
                 ))
-            _SHARED[cfg] = CachingEmbedder(inner)
+            breaker = CircuitBreaker(failures=cfg.circuit_failures, cooldown_s=cfg.circuit_cooldown_s)
+            _SHARED[cfg] = CachingEmbedder(BreakerEmbedder(inner, breaker))
         return _SHARED[cfg]
+
+
+def embedder_circuits(configs: Iterable[EmbedderConfig] | None = None) -> dict[str, CircuitBreaker]:
+    """The circuit breakers of the process-wide embedders (of ``configs`` only, if given), by
+    model id."""
+    with _SHARED_LOCK:
+        wanted = _SHARED.keys() if configs is None else set(configs)
+        embedders = [e for cfg, e in _SHARED.items() if cfg in wanted]
+    return {e.model_id: e.inner.breaker for e in embedders if isinstance(e.inner, BreakerEmbedder)}
 
 
 def embedder_stats() -> dict[str, BatchStats]:
@@ -259,7 +315,8 @@ def embedder_stats() -> dict[str, BatchStats]:
         embedders = list(_SHARED.values())
     totals: dict[str, BatchStats] = {}
     for embedder in embedders:
-        stats = getattr(embedder.inner, "stats", None)  # every batching embedder has them
+        inner = embedder.inner.inner if isinstance(embedder.inner, BreakerEmbedder) else embedder.inner
+        stats = getattr(inner, "stats", None)  # every batching embedder has them
         if isinstance(stats, BatchStats):
             total = totals.setdefault(embedder.model_id, BatchStats())
             total.batches += stats.batches

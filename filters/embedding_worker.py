@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from filters.batching import DEFAULT_MAX_BATCH, BatchStats, run_groups
-from filters.embedder import EmbedderError, LocalEmbedder
+from filters.embedder import EmbedderError, EmbedderUnavailable, LocalEmbedder
 
 __all__ = ["ProcessEmbedder"]
 
@@ -95,11 +95,11 @@ class _Child:
 
     def _handshake(self) -> tuple[str, str]:
         if not self.conn.poll(START_TIMEOUT_S):
-            raise EmbedderError(f"the embedding worker did not start in {START_TIMEOUT_S:.0f} s")
+            raise EmbedderUnavailable(f"the embedding worker did not start in {START_TIMEOUT_S:.0f} s")
         try:
             status, detail = self.conn.recv()
         except (EOFError, OSError) as exc:
-            raise EmbedderError(f"the embedding worker exited ({exc or 'no answer'})") from None
+            raise EmbedderUnavailable(f"the embedding worker exited ({exc or 'no answer'})") from None
         return str(status), str(detail)
 
     @property
@@ -110,13 +110,13 @@ class _Child:
         future: Future[np.ndarray] = Future()
         with self._lock:
             if self.closed:
-                raise EmbedderError("the embedding worker exited")
+                raise EmbedderUnavailable("the embedding worker exited")
             self.pending[call_id] = future
             try:
                 self.conn.send((call_id, texts))
             except (OSError, ValueError) as exc:  # a broken pipe, or a closed handle
                 del self.pending[call_id]
-                raise EmbedderError(f"the embedding worker exited ({exc})") from None
+                raise EmbedderUnavailable(f"the embedding worker exited ({exc})") from None
         return future
 
     def _read(self) -> None:
@@ -144,7 +144,7 @@ class _Child:
             owed_futures = list(self.pending.values())
             self.pending.clear()
         for future in owed_futures:
-            future.set_exception(EmbedderError(f"the embedding worker exited ({why})"))
+            future.set_exception(EmbedderUnavailable(f"the embedding worker exited ({why})"))
 
     def stop(self) -> None:
         """End the process; the reader then sees the pipe close and fails what is owed."""

@@ -187,6 +187,11 @@ class EmbedderConfig(_Strict):
     worker: Literal["process", "thread"] = Field(
         "process", description="local: embed in a child process (never waits on the server's "
         "GIL) or in a thread of this process")
+    circuit_failures: int = Field(
+        2, ge=1, description="consecutive outages (timeouts, unreachable) that open the circuit: "
+        "calls then fail at once instead of waiting")
+    circuit_cooldown_s: float = Field(
+        5.0, gt=0, description="seconds an open circuit fails calls before one trial call")
 
     @model_validator(mode="after")
     def _remote_needs_url(self) -> EmbedderConfig:
@@ -259,6 +264,10 @@ class PolicyConfig(_Strict):
     feign_text: str = "I'm not sure — I don't have any information about that."
     stream_block: Literal["graceful", "strict"] = "graceful"
     fail_mode: Literal["closed", "open"] = "closed"
+    fail_closed_as: Literal["error", "block"] = Field(
+        "error", description="fail_mode closed: a failed guard answers 503 server_error with "
+        "x-should-retry: true (error) or the policy's block answer (block); audited as "
+        "guard_failed either way")
     audit_prompts: bool = False
     speculate: bool = Field(
         False,

@@ -5,17 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from filters.embedder import embedder_stats
+from filters.embedder import embedder_circuits, embedder_stats
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
 class EmbedderCollector(Collector):
     """The process-wide embedders' batching: batches, texts, and seconds spent embedding (the
-    rate of those seconds is the embedder's busy share; texts over batches is the mean batch)."""
+    rate of those seconds is the embedder's busy share; texts over batches is the mean batch);
+    and their circuit breakers."""
 
     def collect(self) -> Iterator[Metric]:
         stats = embedder_stats()
@@ -31,6 +32,22 @@ class EmbedderCollector(Collector):
             for model_id, figures in stats.items():
                 family.add_metric([model_id], getattr(figures, field))
             yield family
+        circuits = embedder_circuits()
+        is_open = GaugeMetricFamily(
+            "unlearn_embedder_circuit_open",
+            "1 while the embedder's circuit is open (guards fail fast: fail_mode decides)",
+            labels=["embedder"])
+        opened = CounterMetricFamily(
+            "unlearn_embedder_circuit_opened", "Times the embedder's circuit opened",
+            labels=["embedder"])
+        rejected = CounterMetricFamily(
+            "unlearn_embedder_circuit_rejected", "Embedding calls failed fast by an open circuit",
+            labels=["embedder"])
+        for model_id, breaker in circuits.items():
+            is_open.add_metric([model_id], float(breaker.state != "closed"))
+            opened.add_metric([model_id], breaker.opened)
+            rejected.add_metric([model_id], breaker.rejected)
+        yield from (is_open, opened, rejected)
 
 
 class Metrics:

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field, replace
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, Protocol, TypeVar
 
+from filters.batching import Unavailable
 from filters.base import InputGuard, Match, OutputGuard, Verdict, message_text
 from proxy.backends.base import Backend, Chunk, Generation, GenerationParams, Usage
 from proxy.config import PolicyConfig
-from proxy.errors import PolicyBlockedError
+from proxy.errors import GuardFailedError, PolicyBlockedError
 from proxy.metrics import Metrics
 from proxy.store import AuditRecord, Store
 
@@ -90,7 +91,15 @@ class Decision:
 
     @property
     def action(self) -> str:
-        return "block" if self.blocking else "allow"
+        """``allow``, ``block``, or ``guard_failed`` (a failed guard blocked, fail closed)."""
+        if self.blocking is None:
+            return "allow"
+        return "guard_failed" if self.blocking.failed else "block"
+
+    @property
+    def failed_guards(self) -> list[str]:
+        """The guards that raised (under ``fail_mode: open`` the request went on without them)."""
+        return [v.guard for v in self.verdicts if v.failed]
 
 
 _END = object()  # the end of a read-ahead stream
@@ -229,7 +238,8 @@ class Pipeline:
         verdicts: list[Verdict] = []
         messages = request.guard_messages
         for guard in policy.input_guards:
-            verdict = self._guarded(policy, guard.name, lambda g=guard: g.check_input(messages))
+            verdict = self._guarded(
+                policy, request, guard.name, lambda g=guard: g.check_input(messages))
             verdicts.append(verdict)
             self.metrics.decisions.labels(policy.name, verdict.guard, verdict.action).inc()
             self.metrics.guard_latency.labels(verdict.guard).observe(verdict.elapsed_ms / 1000)
@@ -237,17 +247,31 @@ class Pipeline:
                 break
         return verdicts
 
-    def _guarded(self, policy: PolicyRuntime, name: str, check: Any) -> Verdict:
-        """Run one guard; a guard that raises blocks (fail closed) or allows (fail open)."""
+    def _guarded(self, policy: PolicyRuntime, request: Request, name: str, check: Any) -> Verdict:
+        """Run one guard. One that raises is an outage, never a decision on the text: it is
+        logged, counted and audited as ``guard_failed``; under ``fail_mode: open`` the request
+        goes on without it, under ``closed`` it raises :class:`GuardFailedError` (503, retried)
+        or, with ``fail_closed_as: block``, returns a blocking verdict marked ``failed``."""
         try:
             verdict: Verdict = check()
             return verdict
-        except Exception:
-            mode = policy.config.fail_mode
-            log.exception("guard %s of policy %s failed (fail_mode=%s)", name, policy.name, mode)
-            self.metrics.guard_failures.labels(policy.name, name, mode).inc()
-            action = "block" if mode == "closed" else "allow"
-            return Verdict(action, guard=f"{name}:failed")
+        except Exception as exc:
+            config = policy.config
+            # an outage is one line; anything else is a bug, with its traceback
+            log.warning("guard %s of policy %s failed (fail_mode=%s): %s", name, policy.name,
+                        config.fail_mode, exc, exc_info=not isinstance(exc, Unavailable))
+            self.metrics.guard_failures.labels(policy.name, name, config.fail_mode).inc()
+            failed = Verdict("allow" if config.fail_mode == "open" else "block",
+                             guard=f"{name}:failed", failed=True)
+            if failed.is_block and config.fail_closed_as == "block":
+                return failed  # audited by the caller, as every block
+            self._audit(policy, request, failed)
+            if failed.is_block:
+                raise GuardFailedError(
+                    f"the guard {name} of policy {policy.name} is unavailable; retry later",
+                    headers={"x-should-retry": "true"},
+                ) from exc
+            return failed
 
     def _audit(self, policy: PolicyRuntime, request: Request, verdict: Verdict | None) -> None:
         if self.store is None or verdict is None:
@@ -259,7 +283,7 @@ class Pipeline:
         self.store.append_audit(
             AuditRecord(
                 request_id=request.request_id,
-                action=verdict.action,
+                action="guard_failed" if verdict.failed else verdict.action,
                 policy=policy.name,
                 method=verdict.guard,
                 target_id=match.target_id if match else None,
@@ -315,17 +339,26 @@ class Pipeline:
         return replace(generation, text=answer.text, finish_reason=answer.finish_reason)
 
     def _check_output(
-        self, policy: PolicyRuntime, request: Request, text: str, final: bool
+        self, policy: PolicyRuntime, request: Request, text: str, final: bool,
+        failed: set[str] | None = None,
     ) -> Verdict | None:
+        """The first blocking verdict of the output guards, or None. A guard that failed under
+        ``fail_mode: open`` is added to ``failed`` (one stream's set) and not called again for
+        that stream: it would fail again, each time waiting, logging and auditing."""
         messages = request.guard_messages
         for guard in policy.output_guards:
+            if failed is not None and guard.name in failed:
+                continue
             verdict = self._guarded(
-                policy, guard.name, lambda g=guard: g.check_output(messages, text, final=final)
+                policy, request, guard.name,
+                lambda g=guard: g.check_output(messages, text, final=final),
             )
             self.metrics.guard_latency.labels(verdict.guard).observe(verdict.elapsed_ms / 1000)
             if verdict.is_block:
                 self.metrics.decisions.labels(policy.name, verdict.guard, "block").inc()
                 return verdict
+            if verdict.failed and failed is not None:
+                failed.add(guard.name)
         return None
 
     async def stream(
@@ -344,6 +377,7 @@ class Pipeline:
         started = time.perf_counter()
         text, sent, finish, usage = "", 0, "stop", None
         verdict: Verdict | None = None
+        failed: set[str] = set()
         async for chunk in source:
             usage = chunk.usage or usage
             finish = chunk.finish_reason or finish
@@ -351,7 +385,8 @@ class Pipeline:
                 continue
             text += chunk.text
             if policy and guards:
-                verdict = await in_guard_thread(self._check_output, policy, request, text, False)
+                verdict = await in_guard_thread(
+                    self._check_output, policy, request, text, False, failed)
                 if verdict is not None:
                     break
             release = len(text) - hold_back
@@ -363,7 +398,8 @@ class Pipeline:
                 time.perf_counter() - started
             )
             if policy and guards:
-                verdict = await in_guard_thread(self._check_output, policy, request, text, True)
+                verdict = await in_guard_thread(
+                    self._check_output, policy, request, text, True, failed)
         if policy and verdict is not None:
             async for out in self._end_blocked(policy, request, decision, verdict, usage):
                 yield out

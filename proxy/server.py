@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from filters.embedder import embedder_circuits
 from proxy import protocol
 from proxy.admin import admin_router
 from proxy.auth import (
@@ -174,15 +175,21 @@ def _install_routes(app: FastAPI) -> None:
 
     @app.get("/healthz")
     async def healthz(request: Request) -> dict[str, Any]:
-        """Liveness; the models and policies too unless ``server.protect_metrics`` hides them
-        from a request without a client or admin key."""
+        """Liveness: ``ok``, or ``degraded`` while an embedder's circuit is open (guards fail
+        fast; each policy's ``fail_mode`` decides the answers). The models, policies and
+        circuits too, unless ``server.protect_metrics`` hides them from a request without a
+        client or admin key."""
         runtime: Runtime = request.app.state.holder.current
+        embedders = (policy.embedder for policy in runtime.config.policies.values())
+        circuits = {model_id: b.state for model_id, b in embedder_circuits(embedders).items()}
+        status = "ok" if all(state == "closed" for state in circuits.values()) else "degraded"
         if runtime.config.server.protect_metrics:
             try:
                 require_reader(request)
             except AuthenticationError:
-                return {"status": "ok"}
-        return {"status": "ok", "models": runtime.model_names, "policies": sorted(runtime.policies)}
+                return {"status": status}
+        return {"status": status, "models": runtime.model_names,
+                "policies": sorted(runtime.policies), "embedder_circuits": circuits}
 
     @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics(request: Request) -> Response:
@@ -298,6 +305,8 @@ def _decision_headers(decision: Decision, request_id: str) -> dict[str, str]:
         headers["x-unlearn-icul-tokens"] = str(decision.added_prompt_tokens)
     if decision.blocking is not None:
         headers["x-should-retry"] = "false"
+    if decision.failed_guards:
+        headers["x-unlearn-guard-failed"] = ",".join(decision.failed_guards)
     return headers
 
 

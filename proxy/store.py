@@ -79,8 +79,8 @@ _ADDED_AUDIT_COLUMNS = ("actor", "model")  # columns that databases of older ver
 
 @dataclass(frozen=True)
 class AuditRecord:
-    """A guard block (``action`` block/rewrite) or an admin action (``forget_add``, …);
-    ``actor`` is the fingerprint of the key that made the request."""
+    """A guard block (``action`` block/rewrite), a guard outage (``guard_failed``) or an admin
+    action (``forget_add``, …); ``actor`` is the fingerprint of the key that made the request."""
 
     request_id: str
     action: str

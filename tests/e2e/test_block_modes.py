@@ -35,7 +35,10 @@ pytestmark = pytest.mark.slow
 ADMIN_ENV, ADMIN_KEY = "UNLEARN_TEST_BLOCK_MODES_ADMIN_KEY", "sk-block-modes-admin"
 SIDES = {"input": {"type": "input_detector"}, "output": {"type": "output_filter"}}
 ON_BLOCK, STREAM_BLOCK = ("refuse", "error", "feign"), ("graceful", "strict")
-FAIL_MODES = ("closed", "open")
+# fail_mode closed (a 503 by default, or fail_closed_as: block) and open
+FAIL_MODES = {"closed": {"fail_mode": "closed"},
+              "closed-block": {"fail_mode": "closed", "fail_closed_as": "block"},
+              "open": {"fail_mode": "open"}}
 KINDS: tuple[Kind, ...] = ("chat", "completion")
 # the alias is in the prompt, so in the echoed answer; shorter than any hold-back window, so
 # an output-side stream block comes before the first byte
@@ -73,9 +76,8 @@ def _policies(embed_url: str) -> dict[str, dict[str, Any]]:
     }
     remote = {"type": "openai", "base_url": f"{embed_url}/v1", "model": "minilm"}
     failing = {"input": {"type": "input_detector", "aliases": False}, "output": SIDES["output"]}
-    for (side, method), fail_mode in itertools.product(failing.items(), FAIL_MODES):
-        policies[f"fail-{side}-{fail_mode}"] = rowling_policy(
-            [method], embedder=remote, fail_mode=fail_mode)
+    for (side, method), (mode, fields) in itertools.product(failing.items(), FAIL_MODES.items()):
+        policies[f"fail-{side}-{mode}"] = rowling_policy([method], embedder=remote, **fields)
     return policies
 
 
@@ -132,11 +134,11 @@ def _assert_block_envelope(raw: RawResponse) -> None:
 
 
 def _assert_audited(records: list[dict[str, Any]], policy: str, method: str,
-                    target_id: str | None, request_id: str | None) -> None:
+                    target_id: str | None, request_id: str | None, action: str = "block") -> None:
     assert len(records) == 1, records
     (record,) = records
     assert {k: record[k] for k in ("action", "policy", "method", "target_id", "prompt")} == {
-        "action": "block", "policy": policy, "method": method, "target_id": target_id,
+        "action": action, "policy": policy, "method": method, "target_id": target_id,
         "prompt": None,  # audit_prompts is off by default
     }
     if request_id is not None:
@@ -203,22 +205,34 @@ def test_fail_mode_when_the_embedder_is_unreachable(
     proxy_url: str, new_audit: Callable[[], list[dict[str, Any]]],
     side: str, fail_mode: str, stream: bool,
 ) -> None:
-    """closed: the failed guard blocks (refusal, audited as ``<guard>:failed``); open: the
-    request is answered as if the guard had allowed it."""
+    """An outage is never a block. closed: a 503 ``server_error`` the SDK retries (before any
+    byte, streamed or not); closed with ``fail_closed_as: block``: the refusal, marked
+    ``guard_failed``; open: answered as if the guard had allowed it, the header naming the
+    guard that failed. Audited as ``guard_failed`` in every mode."""
     text = f"Tea grows on the hills of Assam ({uuid.uuid4().hex[:8]}). Pickers work by hand."
     policy = f"fail-{side}-{fail_mode}"
     raw = _request(proxy_url, "chat", policy, text, stream=stream)
     got = received(raw, "chat", stream=stream)
     guard = "input_detector" if side == "input" else "output_filter"
+    request_id = raw.headers.get("x-request-id")
     if fail_mode == "closed":
+        assert (raw.status, raw.headers["x-should-retry"]) == (503, "true"), raw.body
+        assert raw.headers["content-type"] == "application/json"
+        error = received(raw, "chat", stream=False).error or {}
+        assert (error["type"], error["code"]) == ("server_error", None)
+        assert f"{guard} of policy {policy} is unavailable" in error["message"]
+    elif fail_mode == "closed-block":
         assert (raw.status, got.contents, got.finish_reason) == (
             200, (REFUSAL,), "content_filter")
-        _assert_audited(new_audit(), policy, f"{guard}:failed", None, raw.headers["x-request-id"])
+        assert raw.headers["x-unlearn-decision"] == "guard_failed"
     else:
         assert (raw.status, got.text, got.finish_reason) == (200, text, "stop")
-        assert new_audit() == []
+        if side == "input":
+            assert raw.headers["x-unlearn-guard-failed"] == f"{guard}:failed"
+    _assert_audited(new_audit(), policy, f"{guard}:failed", None, request_id, "guard_failed")
     metrics = httpx.get(f"{proxy_url}/metrics").text
-    assert (f'unlearn_guard_failures_total{{fail_mode="{fail_mode}",guard="{guard}",'
+    mode = FAIL_MODES[fail_mode]["fail_mode"]
+    assert (f'unlearn_guard_failures_total{{fail_mode="{mode}",guard="{guard}",'
             f'policy="{policy}"}}') in metrics
 
 

@@ -6,9 +6,12 @@ import httpx
 import numpy as np
 import pytest
 
+from filters.circuit import CircuitBreaker
 from filters.embedder import (
+    BreakerEmbedder,
     CachingEmbedder,
     EmbedderError,
+    EmbedderUnavailable,
     LocalEmbedder,
     RemoteEmbedder,
     build_embedder,
@@ -83,27 +86,60 @@ def test_remote_embedder_orders_and_normalises(monkeypatch: pytest.MonkeyPatch) 
 
 
 @pytest.mark.parametrize(
-    ("response", "message"),
+    ("response", "message", "down"),
     [
-        (httpx.Response(503, text="overloaded"), "returned 503"),
-        (httpx.Response(200, json={"nope": 1}), "malformed"),
+        (httpx.Response(503, text="overloaded"), "returned 503", True),
+        (httpx.Response(500, text="cannot embed that"), "returned 500", False),
+        (httpx.Response(200, json={"nope": 1}), "malformed", False),
         (
             httpx.Response(200, json={"data": [{"index": 0, "embedding": [1.0]}]}),
             "1 embeddings for 2",
+            False,
         ),
     ],
 )
-def test_remote_embedder_errors_are_clear(response: httpx.Response, message: str) -> None:
-    with pytest.raises(EmbedderError, match=message):
+def test_remote_embedder_errors_are_clear(
+    response: httpx.Response, message: str, down: bool
+) -> None:
+    """A service that is down or overloaded is ``EmbedderUnavailable`` (it may open the
+    circuit); a failure on the texts is not."""
+    with pytest.raises(EmbedderError, match=message) as raised:
         _remote(lambda request: response).embed(["a", "b"])
+    assert isinstance(raised.value, EmbedderUnavailable) is down
 
 
-def test_remote_embedder_connection_error() -> None:
+@pytest.mark.parametrize("error", [httpx.ConnectError, httpx.ReadTimeout])
+def test_remote_embedder_connection_error(error: type[httpx.TransportError]) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("refused", request=request)
+        raise error("refused", request=request)
 
-    with pytest.raises(EmbedderError, match="failed"):
+    with pytest.raises(EmbedderUnavailable, match="failed"):
         _remote(handler).embed(["a"])
+
+
+def test_an_embedder_that_is_down_fails_fast_until_a_trial_succeeds() -> None:
+    calls: list[str] = []
+    up = False
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        if not up:
+            raise httpx.ReadTimeout("timed out", request=request)
+        return httpx.Response(200, json={"data": [{"index": 0, "embedding": [1.0, 0.0]}]})
+
+    now = [0.0]
+    breaker = CircuitBreaker(failures=2, cooldown_s=5.0, clock=lambda: now[0])
+    embedder = BreakerEmbedder(_remote(handler), breaker)
+    for _ in range(2):
+        with pytest.raises(EmbedderUnavailable, match="timed out"):
+            embedder.embed(["a"])
+    with pytest.raises(EmbedderUnavailable, match=r"circuit open, next trial in 5\.0 s"):
+        embedder.embed(["a"])
+    assert (len(calls), breaker.state, breaker.opened, breaker.rejected) == (2, "open", 1, 1)
+    now[0] = 5.0
+    up = True
+    np.testing.assert_allclose(embedder.embed(["a"]), [[1.0, 0.0]])
+    assert (len(calls), breaker.state) == (3, "closed")
 
 
 def test_remote_embedder_needs_its_key(monkeypatch: pytest.MonkeyPatch) -> None:

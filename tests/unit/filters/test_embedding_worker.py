@@ -86,7 +86,7 @@ def test_a_model_that_cannot_load_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_policies_embed_in_a_child_process_by_default() -> None:
     shared = build_embedder(EmbedderConfig())
-    assert isinstance(shared.inner, ProcessEmbedder)  # cache -> worker (which batches)
+    assert isinstance(shared.inner.inner, ProcessEmbedder)  # cache -> breaker -> worker
     threaded = build_embedder(EmbedderConfig(worker="thread"))
-    assert isinstance(threaded.inner.inner, LocalEmbedder)  # cache -> batcher -> model
+    assert isinstance(threaded.inner.inner.inner, LocalEmbedder)  # ... -> batcher -> model
     np.testing.assert_allclose(shared.embed(TEXTS), threaded.embed(TEXTS), atol=1e-5)

@@ -22,7 +22,7 @@ import pytest
 from filters.base import Match, Verdict
 from proxy.backends.base import Chunk, Generation, GenerationParams, Usage
 from proxy.config import ForgetTargetConfig, PolicyConfig
-from proxy.errors import PolicyBlockedError
+from proxy.errors import GuardFailedError, PolicyBlockedError
 from proxy.metrics import Metrics
 from proxy.pipeline import Decision, Pipeline, PolicyRuntime, Request, Speculation, block_answer
 from proxy.store import Store
@@ -258,15 +258,36 @@ def test_nothing_detected_when_no_guard_rewrites() -> None:
     assert runtime.detected == [False] and decision.added_prompt_tokens == 2
 
 
-@pytest.mark.parametrize(("mode", "action"), [("closed", "block"), ("open", "allow")])
-def test_a_failing_guard_follows_fail_mode(mode: str, action: str) -> None:
-    runtime = Runtime(policy(fail_mode=mode), input_guards=[WordGuard(SECRET, fails=True)])
-    pipeline, _, metrics = make(runtime)
+@pytest.mark.parametrize(("mode", "as_", "action"), [
+    ("closed", "block", "guard_failed"), ("open", "block", "allow"), ("open", "error", "allow")])
+def test_a_failing_guard_follows_fail_mode(mode: str, as_: str, action: str, tmp_path: Path) -> None:
+    runtime = Runtime(policy(fail_mode=mode, fail_closed_as=as_),
+                      input_guards=[WordGuard(SECRET, fails=True)])
+    store = Store(tmp_path / "s.sqlite3")
+    pipeline, _, metrics = make(runtime, store=store)
     decision, _ = run(pipeline.admit(chat(), "p"))
-    assert [(v.action, v.guard) for v in decision.verdicts] == [(action, "words:failed")]
-    assert decision.action == action
+    verdict = "block" if mode == "closed" else "allow"
+    assert [(v.action, v.guard, v.failed) for v in decision.verdicts] == [
+        (verdict, "words:failed", True)]
+    assert decision.action == action and decision.failed_guards == ["words:failed"]
     assert sample(metrics, "unlearn_guard_failures_total", policy="p", guard="words",
                   fail_mode=mode) == 1
+    [record] = store.audit()  # an outage is audited as one, never as a block
+    assert (record["action"], record["method"]) == ("guard_failed", "words:failed")
+
+
+def test_a_failing_guard_under_fail_closed_is_a_retryable_503(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.sqlite3")
+    pipeline, backend, metrics = make(
+        Runtime(policy(), input_guards=[WordGuard(SECRET, fails=True)]), store=store)
+    with pytest.raises(GuardFailedError, match="words of policy p is unavailable") as raised:
+        run(pipeline.admit(chat(), "p"))
+    assert (raised.value.status_code, raised.value.error_type) == (503, "server_error")
+    assert raised.value.headers == {"x-should-retry": "true"}
+    [record] = store.audit()
+    assert (record["action"], record["method"]) == ("guard_failed", "words:failed")
+    assert sample(metrics, "unlearn_guard_failures_total", policy="p", guard="words",
+                  fail_mode="closed") == 1
 
 
 # ---------------------------------------------------------------- speculation
@@ -408,9 +429,29 @@ def test_the_first_blocking_output_guard_decides() -> None:
 
 def test_a_failing_output_guard_follows_fail_mode() -> None:
     closed = make(Runtime(policy(), output_guards=[WordGuard("x", fails=True)]))[0]
-    assert run(closed.generate(chat(), Decision("p"))).finish_reason == "content_filter"
+    with pytest.raises(GuardFailedError):
+        run(closed.generate(chat(), Decision("p")))
+    with pytest.raises(GuardFailedError):
+        run(collect(closed.stream(chat(), Decision("p"))))
+    as_block = make(Runtime(policy(fail_closed_as="block"),
+                            output_guards=[WordGuard("x", fails=True)]))[0]
+    assert run(as_block.generate(chat(), Decision("p"))).finish_reason == "content_filter"
     opened = make(Runtime(policy(fail_mode="open"), output_guards=[WordGuard("x", fails=True)]))[0]
     assert run(opened.generate(chat(), Decision("p"))).text == ANSWER
+
+
+def test_a_stream_stops_calling_an_output_guard_that_failed_open(tmp_path: Path) -> None:
+    broken, working = WordGuard("x", "broken", fails=True), WordGuard("nothing", "working")
+    store = Store(tmp_path / "s.sqlite3")
+    pipeline, _, metrics = make(
+        Runtime(policy(fail_mode="open"), output_guards=[broken, working]),
+        Backend(pieces=letters()), store=store)
+    chunks = run(collect(pipeline.stream(chat(), Decision("p"))))
+    assert "".join(c.text for c in chunks) == ANSWER
+    assert len(broken.calls) == 1 and len(working.calls) == len(ANSWER) + 1
+    assert [r["action"] for r in store.audit()] == ["guard_failed"]
+    assert sample(metrics, "unlearn_guard_failures_total", policy="p", guard="broken",
+                  fail_mode="open") == 1
 
 
 # ---------------------------------------------------------------- stream
@@ -580,16 +621,19 @@ def test_output_guards_see_the_conversation_in_a_guard_thread() -> None:
 def test_output_guard_time_and_failures_are_recorded_by_guard(tmp_path: Path) -> None:
     store = Store(tmp_path / "s.sqlite3")
     failing = WordGuard("x", "broken", fails=True)
-    pipeline, _, metrics = make(Runtime(policy(audit_prompts=True), output_guards=[failing]),
-                                store=store)
+    pipeline, _, metrics = make(
+        Runtime(policy(audit_prompts=True, fail_closed_as="block"), output_guards=[failing]),
+        store=store)
     decision = Decision("p")
     assert run(pipeline.generate(chat(), decision)).finish_reason == "content_filter"
     assert decision.blocking is not None and decision.blocking.guard == "broken:failed"
+    assert decision.action == "guard_failed"
     assert sample(metrics, "unlearn_guard_failures_total", policy="p", guard="broken",
                   fail_mode="closed") == 1
     # A failed guard names no forget item; the audit record says so.
     [record] = store.audit()
-    assert (record["method"], record["target_id"], record["item"]) == ("broken:failed", None, None)
+    assert (record["action"], record["method"], record["target_id"], record["item"]) == (
+        "guard_failed", "broken:failed", None, None)
     timed = make(Runtime(policy(), output_guards=[WordGuard("nothing", "out")]))
     run(timed[0].generate(chat(), Decision("p")))
     assert sample(timed[2], "unlearn_guard_latency_seconds_sum", guard="out") == 0.001
