@@ -30,6 +30,7 @@ from proxy.store import Store
 log = logging.getLogger("unlearn_proxy.reload")
 RESTART_SETTINGS = ("host", "port", "state_dir")
 RETIRE_GRACE_S = 600.0  # a replaced backend still in use after this long is closed anyway
+SETTLE_S = 0.05  # a changed file must read the same twice this far apart before it is loaded
 
 
 def _keep_restart_settings(new: Config, running: Config) -> tuple[Config, list[str]]:
@@ -110,18 +111,27 @@ class ConfigReloader:
             self._watch_task = loop.create_task(self._watch())
 
     def _digest(self) -> str | None:
-        """The file's content hash (None while it is missing, e.g. mid-rename)."""
+        """The file's content hash (None while it is missing or empty: mid-rename, or an
+        in-place save that has truncated the file and not written it yet)."""
         try:
-            return hashlib.sha256(self.path.read_bytes()).hexdigest()
+            content = self.path.read_bytes()
         except OSError:
             return None
+        return hashlib.sha256(content).hexdigest() if content else None
+
+    async def _settled_digest(self) -> str | None:
+        """The digest once two reads :data:`SETTLE_S` apart agree (a save still being written
+        gives None: its last write brings another event)."""
+        digest = self._digest()
+        await asyncio.sleep(SETTLE_S)
+        return digest if digest == self._digest() else None
 
     async def _watch(self) -> None:
         from watchfiles import awatch
 
         directory = self.path.parent
         async for _changes in awatch(directory, debounce=300, rust_timeout=1000, recursive=False):
-            digest = self._digest()
+            digest = await self._settled_digest()
             if digest is not None and digest != self._tried:
                 log.info("config file %s changed", self.path)
                 await self.reload()

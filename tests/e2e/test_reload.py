@@ -78,6 +78,25 @@ def test_replace_style_saves_keep_being_picked_up(tmp_path: Path) -> None:
             f"{url}/metrics").text
 
 
+def test_an_in_place_save_is_not_loaded_half_written(tmp_path: Path) -> None:
+    """An in-place save truncates the file, then writes it: the watcher waits for the bytes
+    instead of rejecting an empty config (and logging an error) on the way."""
+    path = write_config(tmp_path / "c.yaml", _config(tmp_path, "m0"))
+    app = create_app(load_config(path), config_path=path, watch=True)
+    with thread_server(app) as url:
+        time.sleep(0.5)  # let the watcher start
+        for i in range(1, 3):
+            with path.open("w", encoding="utf-8") as file:  # truncated now
+                file.flush()
+                time.sleep(0.6)  # past the watcher's debounce
+                write_config(tmp_path / "next.yaml", _config(tmp_path, f"m{i}"))
+                file.write((tmp_path / "next.yaml").read_text(encoding="utf-8"))
+            assert _wait_for(url, [f"m{i}"]) == [f"m{i}"]
+        metrics = httpx.get(f"{url}/metrics").text
+        assert 'unlearn_config_reloads_total{result="applied"} 2.0' in metrics
+        assert 'result="rejected"' not in metrics
+
+
 def test_server_settings_change_live_or_are_reported_as_needing_a_restart(tmp_path: Path) -> None:
     """A reloaded rate limit applies at once; a changed port or state_dir is counted as needing
     a restart and the running value is kept."""
