@@ -15,6 +15,7 @@ from proxy.config import ForgetRequestTarget
 from proxy.errors import InvalidRequestError, NotFoundError, ProxyError
 from proxy.redaction import redact
 from proxy.request_body import body_schema, parse_body, read_json
+from proxy.runtime import stored_target
 from proxy.store import AuditRecord
 
 log = logging.getLogger("unlearn_proxy.admin")
@@ -69,10 +70,15 @@ async def add_forget(request: Request) -> dict[str, Any]:
 async def list_forget(
     request: Request, policy: str | None = None, include_withdrawn: bool = False
 ) -> dict[str, Any]:
-    """The runtime forget requests, oldest first."""
+    """The runtime forget requests, oldest first; ``skipped`` says why the runtime leaves one
+    out (a row of an older version with a document ``path``), else null."""
     client_key(request, admin=True)
     rows = request.app.state.store.forget_requests(policy, active_only=not include_withdrawn)
-    return {"object": "list", "data": [r.as_dict() for r in rows]}
+    data = []
+    for row in rows:
+        target = stored_target(row)
+        data.append({**row.as_dict(), "skipped": target if isinstance(target, str) else None})
+    return {"object": "list", "data": data}
 
 
 @admin_router.delete("/forget/{policy}/{target_id}")

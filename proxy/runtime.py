@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from proxy.backends import build_backend
 from proxy.backends.base import Backend
-from proxy.config import Config, ForgetRequestTarget, ForgetTargetConfig, format_validation_error
+from proxy.config import Config, ForgetRequestTarget, ForgetTargetConfig
 from proxy.errors import ConfigError, InvalidRequestError, NotFoundError
 from proxy.metrics import Metrics
 from proxy.pipeline import Pipeline, PolicyRuntime
@@ -43,21 +43,32 @@ class Runtime:
         return sorted(self.config.models)
 
 
+def stored_target(row: ForgetRequest) -> ForgetTargetConfig | str:
+    """The target of stored forget request ``row``, or why the runtime leaves it out: a row
+    no forget request may now carry (a document ``path``, stored by an older version). Such
+    a row stays in the store; withdraw it and add the target again with text documents."""
+    try:
+        return ForgetRequestTarget.model_validate(row.target)
+    except ValidationError as exc:
+        return "; ".join(f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}"
+                         for e in exc.errors())
+
+
 def _runtime_targets(
     store: Store | None, policy: str, without: str | None = None
 ) -> list[ForgetTargetConfig]:
-    """The stored forget requests of ``policy`` (but those for target ``without``); a row no
-    forget request may now carry (a document ``path``, stored by an older version) is logged
-    and left out."""
+    """The stored forget requests of ``policy`` (but those for target ``without``), without
+    the rows :func:`stored_target` leaves out (each logged)."""
     targets: list[ForgetTargetConfig] = []
     for row in store.forget_requests(policy) if store is not None else []:
         if row.target_id == without:
             continue
-        try:
-            targets.append(ForgetRequestTarget.model_validate(row.target))
-        except ValidationError as exc:
-            log.error("forget request %d (%s/%s) ignored: %s", row.seq, policy, row.target_id,
-                      format_validation_error("stored target", exc))
+        target = stored_target(row)
+        if isinstance(target, str):
+            log.error("forget request %d (%s/%s) is kept in the store but left out, not "
+                      "enforced: %s", row.seq, policy, row.target_id, target)
+        else:
+            targets.append(target)
     return targets
 
 

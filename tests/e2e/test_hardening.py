@@ -146,14 +146,34 @@ def test_a_target_that_fails_to_compile_is_not_stored(
         assert _finish(url, "What is the capital of France?") != "content_filter"
 
 
-def test_a_stored_document_path_is_ignored_on_start(
-    tmp_path: Path, stub_url: str, embed_url: str
+def test_a_stored_document_path_is_kept_flagged_and_never_read(
+    tmp_path: Path, stub_url: str, embed_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = Store(tmp_path / "unlearn.sqlite3")  # a row an older version accepted
-    store.add_forget("p", {"id": "old", "name": "Old Person", "documents": [{"path": "/etc"}]})
+    """Rows an older version accepted, with document paths (a directory, a real file): the
+    server starts, reads neither, logs each, keeps the rows and flags them in the listing."""
+    secret = tmp_path / "server-file.txt"
+    secret.write_text("SERVER-FILE-MARKER-5521 is in here", encoding="utf-8")
+    store = Store(tmp_path / "unlearn.sqlite3")
+    store.add_forget("p", {"id": "old-dir", "name": "Old Person", "documents": [{"path": "/etc"}]})
+    store.add_forget("p", {"id": "old-file", "name": "Older Person",
+                           "documents": [{"text": "inline"}, {"path": str(secret)}]})
     store.close()
-    with thread_server(create_app(_config(tmp_path, stub_url, embed_url))) as url:
-        assert _finish(url, "Who is Target Person?") == "content_filter"
+    caplog.set_level(logging.WARNING, logger="unlearn_proxy")
+    for _ in range(2):  # a start, then a restart (after another forget request compiled)
+        caplog.clear()
+        with thread_server(create_app(_config(tmp_path, stub_url, embed_url))) as url:
+            assert _finish(url, "Who is Target Person?") == "content_filter"
+            rows = httpx.get(f"{url}/admin/forget", headers=AUTH).json()["data"]
+            if len(rows) == 2:
+                assert _forget(url, _person(1)).status_code == 200
+        skipped = {r["target_id"]: r["skipped"] for r in rows}
+        for target_id in ("old-dir", "old-file"):
+            assert "documents" in skipped[target_id] and "path" in skipped[target_id], skipped
+            assert any(target_id in r.getMessage() and "left out" in r.getMessage()
+                       for r in caplog.records), [r.getMessage() for r in caplog.records]
+    assert skipped.get("person-1", "absent") is None
+    artefacts = [p for p in (tmp_path / "artefacts").rglob("*") if p.is_file()]
+    assert artefacts and not [p for p in artefacts if b"SERVER-FILE-MARKER" in p.read_bytes()]
 
 
 def test_a_lone_surrogate_does_not_hide_a_forget_question(
