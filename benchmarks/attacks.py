@@ -37,12 +37,11 @@ from benchmarks.datasets.base import sample
 from benchmarks.harness.backends import OracleBackend
 from benchmarks.harness.config import DatasetSpec, SampleSizes
 from benchmarks.harness.policies import ProbeSplit, base_policy, split_probes
-from benchmarks.harness.runner import answer_request
 from benchmarks.processes import REPO
 from benchmarks.provenance import provenance
-from proxy.backends.base import GenerationParams
-from proxy.backends.embedded import EMBEDDER_NAME, cache_dir
-from proxy.config import (
+from proxy.core.types import GenerationParams
+from proxy.core.embedded import EMBEDDER_NAME, cache_dir
+from proxy.core.config import (
     InputClassifierConfig, InputDetectorConfig, MethodConfig, OutputFilterConfig, PolicyConfig,
 )
 from proxy.metrics import Metrics
@@ -143,7 +142,7 @@ def _run(loop: asyncio.Runner, runtimes: Mapping[str, CompiledRuntimePolicy],
         for stack, runtime in runtimes.items():
             request = Request(kind="chat", model=MODEL, messages=messages, params=_PARAMS,
                               request_id=f"attack-{index}-{stack}")
-            reply = loop.run(answer_request(pipeline, request, runtime.name))
+            reply = loop.run(pipeline.answer(request, runtime.name))
             passed[stack].append(not reply.blocked)
     return passed
 

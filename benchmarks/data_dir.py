@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 from benchmarks.errors import DatasetError
+from proxy.core.files import file_sha256
 
 __all__ = ["DATA_DIR_ENV", "resolve_data_dir", "sha256_file"]
 
 DATA_DIR_ENV = "UNLEARN_DATA_DIR"
-_CHUNK_BYTES = 1 << 20
 
 
 def _default_data_dir() -> Path:
@@ -45,11 +44,7 @@ def resolve_data_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """Return the hex sha256 of a file's bytes; raises ``DatasetError`` if it cannot be read."""
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as handle:
-            for chunk in iter(lambda: handle.read(_CHUNK_BYTES), b""):
-                digest.update(chunk)
+        return file_sha256(path)
     except OSError as exc:
         raise DatasetError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    return digest.hexdigest()

@@ -24,7 +24,7 @@ from sklearn.metrics import roc_auc_score, roc_curve
 from benchmarks.datasets.tofu import load_tofu
 from benchmarks.proxy_overhead import percentile
 from benchmarks.provenance import provenance
-from proxy.config import ForgetTargetConfig, PolicyConfig, QAExample
+from proxy.core.config import ForgetTargetConfig, PolicyConfig, QAExample
 from proxy.policy_runtime import compile_runtime_policy
 
 N_RETAIN_EXAMPLES = 300

@@ -6,7 +6,7 @@ A policy forgets the ten TOFU forget05 authors, with all 200 of their QA pairs a
 questions and the first 40 retain95 pairs as retain examples, by ICUL with k forget and s = k
 retain demonstrations (Pawelczyk et al. 2023; retain demos chosen by ERASE). Each request is a
 TOFU paraphrase of a forget question, ``Question: …\\nAnswer:``, sent as a non-streaming greedy
-completion (max_tokens 16) through the server's path (``Pipeline.admit`` then ``generate``).
+completion (max_tokens 16) through the server's path (``Pipeline.answer``).
 Every ICUL request directly follows the same request without a policy, so the pair sees the
 same load and llama.cpp's prompt cache never carries demonstrations from one ICUL request to
 the next; each k gets its own questions, so no query embedding comes from the embedder's cache.
@@ -33,10 +33,10 @@ from benchmarks.errors import BenchmarkError
 from benchmarks.provenance import provenance
 from benchmarks.proxy_overhead import percentile
 from proxy.backends import build_backend
-from proxy.backends.base import GenerationParams
-from proxy.backends.embedded import embedded_gguf_sha256
-from proxy.config import ForgetTargetConfig, ICULConfig, LlamaCppModelConfig, PolicyConfig
-from proxy.config import QAExample
+from proxy.core.types import GenerationParams
+from proxy.core.embedded import embedded_gguf_sha256
+from proxy.core.config import ForgetTargetConfig, ICULConfig, LlamaCppModelConfig, PolicyConfig
+from proxy.core.config import QAExample
 from proxy.metrics import Metrics
 from proxy.pipeline import Pipeline, PolicyRuntime, Request
 from proxy.policy_runtime import compile_runtime_policy
@@ -83,11 +83,10 @@ class Sample:
 
 async def _timed(pipeline: Pipeline, request: Request, policy: str | None) -> Sample:
     started = time.perf_counter()
-    decision, prepared = await pipeline.admit(request, policy)
-    generation = await pipeline.generate(prepared, decision)
+    reply = await pipeline.answer(request, policy)
     total_ms = (time.perf_counter() - started) * 1000
-    usage = generation.usage
-    return Sample(total_ms, decision.guard_ms, usage.prompt_tokens, usage.completion_tokens)
+    usage = reply.usage
+    return Sample(total_ms, reply.decision.guard_ms, usage.prompt_tokens, usage.completion_tokens)
 
 
 async def _run(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from proxy.registry import Registry
+from proxy.core.registry import Registry
 
 GuardBuilder = Callable[[Any, Any], Any]
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from filters.base import Match, Message, Verdict, other_texts, user_turns
 from filters.normalize import TextFeed, Token, tokenize
-from proxy.config import ForgetTargetConfig
+from proxy.core.config import ForgetTargetConfig
 
 
 @dataclass(frozen=True)

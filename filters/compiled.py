@@ -1,6 +1,6 @@
 """A policy compiled into run-time guards, with its heavy artefacts cached on disk.
 
-:func:`compile_policy` turns a :class:`~proxy.config.PolicyConfig` (plus forget targets added
+:func:`compile_policy` turns a :class:`~proxy.core.config.PolicyConfig` (plus forget targets added
 or removed at run time) into a :class:`CompiledPolicy`: the guards of its ``methods`` built
 through :data:`filters.GUARD_BUILDERS`, in config order. The FAISS index (items + embeddings)
 and each classifier (+ its calibration) are stored under ``cache_dir`` keyed by a sha256 of
@@ -34,8 +34,8 @@ from filters.embedder import Embedder, build_embedder
 from filters.forget_index import ForgetIndex, collect_items
 from filters.input_classifier import ClassifierModel, train_classifier
 from filters.negatives import Calibration, CalibrationReport, negatives_sha256
-from proxy.config import ForgetTargetConfig, PolicyConfig, QAExample, resolve_document
-from proxy.errors import ConfigError
+from proxy.core.config import ForgetTargetConfig, PolicyConfig, QAExample, resolve_document
+from proxy.core.errors import ConfigError
 
 CODE_VERSION = "filters/1"
 

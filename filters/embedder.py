@@ -22,10 +22,10 @@ import numpy as np
 
 from filters.batching import BatchingEmbedder, BatchStats, Unavailable
 from filters.circuit import CircuitBreaker, CircuitOpenError
-from proxy.backends.embedded import EMBEDDER_NAME, embedder_path
-from proxy.config import EmbedderConfig
-from proxy.errors import ConfigError
-from proxy.redaction import register_secret
+from proxy.core.embedded import EMBEDDER_NAME, embedder_path
+from proxy.core.config import EmbedderConfig
+from proxy.core.errors import ConfigError
+from proxy.core.redaction import register_secret
 
 
 class EmbedderError(RuntimeError):

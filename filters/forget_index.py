@@ -20,7 +20,7 @@ import numpy as np
 
 from filters.batching import MicroBatcher
 from filters.embedder import Embedder
-from proxy.config import ForgetTargetConfig, resolve_document
+from proxy.core.config import ForgetTargetConfig, resolve_document
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n\s*\n?")
 

@@ -39,7 +39,7 @@ from filters.negatives import (
     collect_training_set,
 )
 from filters.normalize import normalize
-from proxy.config import InputClassifierConfig, QAExample
+from proxy.core.config import InputClassifierConfig, QAExample
 
 if TYPE_CHECKING:
     from filters.compiled import PolicyArtifacts

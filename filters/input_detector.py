@@ -21,7 +21,7 @@ from filters.base import Match, Message, Verdict, other_texts, user_turns
 from filters.embedder import Embedder
 from filters.forget_index import ForgetIndex, ForgetItem, chunk_text
 from filters.normalize import deconfuse
-from proxy.config import InputDetectorConfig
+from proxy.core.config import InputDetectorConfig
 
 if TYPE_CHECKING:
     from filters.compiled import PolicyArtifacts

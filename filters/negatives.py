@@ -26,7 +26,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from filters.forget_index import ForgetIndex
-    from proxy.config import QAExample
+    from proxy.core.config import QAExample
 
 NEGATIVES_FILE = Path(__file__).with_name("generic_negatives.txt")
 

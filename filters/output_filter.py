@@ -32,7 +32,7 @@ from filters.base import Match, Message, Verdict
 from filters.embedder import Embedder
 from filters.forget_index import ForgetIndex
 from filters.normalize import TextFeed, Token, tokenize
-from proxy.config import OutputFilterConfig
+from proxy.core.config import OutputFilterConfig
 
 if TYPE_CHECKING:
     from filters.compiled import PolicyArtifacts

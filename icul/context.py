@@ -22,8 +22,8 @@ from icul.demonstrations import (
     count_added_tokens,
 )
 from icul.erase import EraseSelector, EraseStats
-from proxy.config import ForgetTargetConfig, ICULConfig, QAExample
-from proxy.errors import ConfigError
+from proxy.core.config import ForgetTargetConfig, ICULConfig, QAExample
+from proxy.core.errors import ConfigError
 
 
 class _Index(Protocol):

@@ -11,9 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from proxy import protocol
 from proxy.auth import client_key, key_fingerprint
-from proxy.config import ForgetRequestTarget
-from proxy.errors import InvalidRequestError, NotFoundError, ProxyError
-from proxy.redaction import redact
+from proxy.core.config import ForgetRequestTarget
+from proxy.core.errors import InvalidRequestError, NotFoundError, ProxyError
+from proxy.core.redaction import redact
 from proxy.request_body import body_schema, parse_body, read_json
 from proxy.runtime import stored_target
 from proxy.store import AuditRecord

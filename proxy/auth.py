@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 from fastapi import Request
 
-from proxy.errors import AuthenticationError, PermissionDeniedError, RateLimitError
-from proxy.redaction import register_secret
+from proxy.core.errors import AuthenticationError, PermissionDeniedError, RateLimitError
+from proxy.core.redaction import register_secret
 
 
 def _bearer(request: Request) -> str | None:

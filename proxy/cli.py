@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
@@ -11,9 +12,9 @@ from pathlib import Path
 
 import yaml
 
-from proxy.config import Config, load_config, parse_config
-from proxy.errors import ConfigError
-from proxy.redaction import install_log_redaction
+from proxy.core.config import Config, load_config, parse_config
+from proxy.core.errors import ConfigError
+from proxy.core.redaction import install_log_redaction
 
 DEFAULT_CONFIG_NAME = "default_config.yaml"
 
@@ -48,9 +49,13 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench(args: argparse.Namespace) -> int:
-    from benchmarks.harness.run import run_from_file
+# The comparison harness is not part of the product: the CLI finds it by name, on first use.
+BENCH_ENTRY = "benchmarks.harness.run:run_from_file"
 
+
+def _bench(args: argparse.Namespace) -> int:
+    module, _, attr = BENCH_ENTRY.partition(":")
+    run_from_file = getattr(importlib.import_module(module), attr)
     run_from_file(args.config, data_dir=args.data_dir, out_dir=args.out)
     return 0
 

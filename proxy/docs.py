@@ -16,7 +16,7 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from proxy.auth import require_reader
-from proxy.errors import ProxyError
+from proxy.core.errors import ProxyError
 
 
 def _hoist_defs(document: dict[str, Any]) -> None:
@@ -33,7 +33,7 @@ def _hoist_defs(document: dict[str, Any]) -> None:
 
 
 def _error_types() -> list[str]:
-    """Every ``error.type`` the proxy sends (one per class of :mod:`proxy.errors`)."""
+    """Every ``error.type`` the proxy sends (one per class of :mod:`proxy.core.errors`)."""
     types: set[str] = set()
     stack: list[type[ProxyError]] = [ProxyError]
     while stack:

@@ -1,7 +1,11 @@
 """One request through a policy: input guards, context builders, backend, output guards.
 
-The server and the benchmark harness both drive this module, so a benchmark number describes
-what the server does. It works on plain dataclasses; HTTP framing lives in ``proxy.server``.
+The lifecycle is written once, here: :meth:`Pipeline.answer` (a complete answer) and
+:meth:`Pipeline.answer_stream` (a stream) speculate, admit, block or generate, run the output
+guards and audit, and render a block the same way on either side. The server only translates
+HTTP to a :class:`Request` and a :class:`Reply` (or an :class:`AnswerStream`) back; the
+harness and the benchmark scripts call the same two methods, so a benchmark number describes
+what the server does.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ from typing import Any, Literal, Protocol, TypeVar
 
 from filters.batching import Unavailable
 from filters.base import InputGuard, Match, OutputGuard, Verdict, message_text
-from proxy.backends.base import Backend, Chunk, Generation, GenerationParams, Usage
-from proxy.config import PolicyConfig
-from proxy.errors import GuardFailedError, PolicyBlockedError
+from proxy.backends.base import Backend
+from proxy.core.types import Chunk, Generation, GenerationParams, Usage
+from proxy.core.config import PolicyConfig
+from proxy.core.errors import GuardFailedError, PolicyBlockedError
 from proxy.metrics import Metrics
 from proxy.store import AuditRecord, Store
 
@@ -79,9 +84,10 @@ class Request:
         return [*turns, {"role": "request", **read}] if read else turns
 
 
-@dataclass
+@dataclass(frozen=True)
 class Decision:
-    """The outcome of the input side of a policy."""
+    """What a policy decided on a request: the input side's verdicts, and the verdict that
+    blocked it (input or output side), if any. Never changed: a later block is a new one."""
 
     policy: str | None
     verdicts: list[Verdict] = field(default_factory=list)
@@ -198,7 +204,7 @@ class Pipeline:
         self, request: Request, policy_name: str | None, speculation: Speculation | None = None
     ) -> tuple[Decision, Request]:
         """Run input guards and context builders; returns the decision and the request to send.
-        A ``speculation`` (see :meth:`speculate`) is cancelled when the request is blocked."""
+        A ``speculation`` (the upstream call already started) is cancelled when it blocks."""
         if policy_name is None:
             return Decision(None), request
         policy = self.policies[policy_name]
@@ -209,7 +215,7 @@ class Pipeline:
             if speculation is not None:
                 speculation.cancel()
             raise
-        decision.guard_ms = (time.perf_counter() - started) * 1000
+        decision = replace(decision, guard_ms=(time.perf_counter() - started) * 1000)
         if speculation is not None:
             blocked = decision.blocking is not None
             if blocked:
@@ -222,17 +228,14 @@ class Pipeline:
 
     def _input_side(self, policy: PolicyRuntime, request: Request) -> tuple[Decision, Request]:
         verdicts = self._run_input_guards(policy, request)
-        decision = Decision(policy.name, verdicts)
-        decision.blocking = next((v for v in verdicts if v.is_block), None)
-        if decision.blocking is not None:
-            self._audit(policy, request, decision.blocking)
-            return decision, request
+        blocking = next((v for v in verdicts if v.is_block), None)
+        if blocking is not None:
+            self._audit(policy, request, blocking)
+            return Decision(policy.name, verdicts, blocking), request
         detected = any(v.action == "rewrite" for v in verdicts)
         count_tokens = self.backends[request.model].count_tokens
-        request, decision.added_prompt_tokens = policy.build_context(
-            request, detected=detected, count_tokens=count_tokens
-        )
-        return decision, request
+        request, added = policy.build_context(request, detected=detected, count_tokens=count_tokens)
+        return Decision(policy.name, verdicts, added_prompt_tokens=added), request
 
     def _run_input_guards(self, policy: PolicyRuntime, request: Request) -> list[Verdict]:
         verdicts: list[Verdict] = []
@@ -293,11 +296,44 @@ class Pipeline:
             )
         )
 
-    # ------------------------------------------------------------------ generation
+    # ------------------------------------------------------------------ the lifecycle
 
-    def speculate(self, request: Request, policy_name: str | None, *, stream: bool) -> Speculation | None:
-        """Start the upstream call now when the policy speculates (else None); pass it to
-        :meth:`admit`, then to :meth:`generate` or :meth:`stream`."""
+    async def answer(self, request: Request, policy_name: str | None) -> Reply:
+        """The complete answer to ``request`` under ``policy_name`` (None: no policy).
+
+        Starts the upstream call early when the policy speculates, admits the request, answers
+        a block without calling the backend (usage 0), else generates and runs the output
+        guards on the whole text. Raises :class:`PolicyBlockedError` for ``on_block: error``
+        and :class:`GuardFailedError` for an outage under ``fail_mode: closed``.
+        """
+        speculation = self._speculate(request, policy_name, stream=False)
+        decision, prepared = await self.admit(request, policy_name, speculation)
+        policy = self.policies.get(decision.policy or "")
+        if policy is not None and decision.blocking is not None:
+            answer = block_answer(policy.config, decision.blocking)
+            return Reply(answer.text, answer.finish_reason, Usage(0, 0), decision)
+        if speculation is not None:
+            generation = await speculation.generation()
+        else:
+            generation = await self._call(prepared)
+        if policy is None or not policy.output_guards:
+            return Reply(generation.text, generation.finish_reason, generation.usage, decision)
+        verdict = await in_guard_thread(self._check_output, policy, prepared, generation.text, True)
+        if verdict is None:
+            return Reply(generation.text, generation.finish_reason, generation.usage, decision)
+        self._audit(policy, prepared, verdict)
+        answer = block_answer(policy.config, verdict)
+        return Reply(answer.text, answer.finish_reason, generation.usage,
+                     replace(decision, blocking=verdict))
+
+    def answer_stream(self, request: Request, policy_name: str | None) -> AnswerStream:
+        """The answer to ``request`` as a stream of chunks (see :class:`AnswerStream`)."""
+        return AnswerStream(self, request, policy_name)
+
+    def _speculate(
+        self, request: Request, policy_name: str | None, *, stream: bool
+    ) -> Speculation | None:
+        """The upstream call, started now, when the policy speculates (else None)."""
         policy = self.policies.get(policy_name or "")
         if policy is None or not policy.config.speculate:
             return None
@@ -318,25 +354,6 @@ class Pipeline:
         if request.kind == "chat":
             return backend.stream_chat(request.messages, request.params)
         return backend.stream_complete(request.prompt or "", request.params)
-
-    async def generate(
-        self, request: Request, decision: Decision, speculation: Speculation | None = None
-    ) -> Generation:
-        """The complete answer (from ``speculation`` when one was started), after output guards."""
-        if speculation is not None:
-            generation = await speculation.generation()
-        else:
-            generation = await self._call(request)
-        policy = self.policies.get(decision.policy or "")
-        if policy is None or not policy.output_guards:
-            return generation
-        verdict = await in_guard_thread(self._check_output, policy, request, generation.text, True)
-        if verdict is None:
-            return generation
-        decision.blocking = verdict
-        self._audit(policy, request, verdict)
-        answer = block_answer(policy.config, verdict)
-        return replace(generation, text=answer.text, finish_reason=answer.finish_reason)
 
     def _check_output(
         self, policy: PolicyRuntime, request: Request, text: str, final: bool,
@@ -361,18 +378,55 @@ class Pipeline:
                 failed.add(guard.name)
         return None
 
-    async def stream(
-        self, request: Request, decision: Decision, speculation: Speculation | None = None
-    ) -> AsyncIterator[Chunk]:
-        """Stream the answer; output guards see every character before the client does.
 
-        The last ``hold_back`` characters stay withheld until the guards have seen what
-        follows them; a block ends the stream with the refusal (``content_filter``) or raises
-        :class:`PolicyBlockedError` for strict policies.
-        """
-        source = speculation.chunks() if speculation is not None else self._source(request)
-        policy = self.policies.get(decision.policy or "")
-        guards = policy.output_guards if policy else ()
+@dataclass(frozen=True)
+class Reply:
+    """A complete answer and the decision behind it (the server's body and headers)."""
+
+    text: str
+    finish_reason: str
+    usage: Usage
+    decision: Decision
+
+    @property
+    def blocked(self) -> bool:
+        """Whether a policy blocked the request (input side) or the answer (output side)."""
+        return self.decision.blocking is not None
+
+
+class AnswerStream:
+    """The streaming lifecycle, as an async iterator of :class:`Chunk`.
+
+    Iterating speculates, admits and streams; output guards see every character before the
+    client does, and the last ``hold_back`` characters stay withheld until the guards have seen
+    what follows them. A block (either side) ends the stream with the block answer, or raises
+    :class:`PolicyBlockedError` for strict or ``on_block: error`` policies. :attr:`decision` is
+    the input side's once the first chunk is out (the server's headers), and the blocking
+    decision once an output guard blocks.
+    """
+
+    def __init__(self, pipeline: Pipeline, request: Request, policy_name: str | None) -> None:
+        self.pipeline = pipeline
+        self.request = request
+        self.policy_name = policy_name
+        self.decision = Decision(policy_name)
+        self._chunks = self._run()
+
+    def __aiter__(self) -> AsyncIterator[Chunk]:
+        return self._chunks
+
+    async def _run(self) -> AsyncIterator[Chunk]:
+        pipeline = self.pipeline
+        speculation = pipeline._speculate(self.request, self.policy_name, stream=True)
+        self.decision, prepared = await pipeline.admit(self.request, self.policy_name, speculation)
+        policy = pipeline.policies.get(self.decision.policy or "")
+        if policy is not None and self.decision.blocking is not None:
+            answer = block_answer(policy.config, self.decision.blocking)
+            yield Chunk(answer.text)
+            yield Chunk(finish_reason=answer.finish_reason, usage=Usage(0, 0))
+            return
+        source = speculation.chunks() if speculation is not None else pipeline._source(prepared)
+        guards = policy.output_guards if policy is not None else ()
         hold_back = max((g.hold_back_chars for g in guards), default=0)
         started = time.perf_counter()
         text, sent, finish, usage = "", 0, "stop", None
@@ -384,9 +438,9 @@ class Pipeline:
             if not chunk.text:
                 continue
             text += chunk.text
-            if policy and guards:
+            if policy is not None and guards:
                 verdict = await in_guard_thread(
-                    self._check_output, policy, request, text, False, failed)
+                    pipeline._check_output, policy, prepared, text, False, failed)
                 if verdict is not None:
                     break
             release = len(text) - hold_back
@@ -394,32 +448,21 @@ class Pipeline:
                 yield Chunk(text[sent:release])
                 sent = release
         else:
-            self.metrics.upstream_latency.labels(request.model).observe(
+            pipeline.metrics.upstream_latency.labels(prepared.model).observe(
                 time.perf_counter() - started
             )
-            if policy and guards:
+            if policy is not None and guards:
                 verdict = await in_guard_thread(
-                    self._check_output, policy, request, text, True, failed)
-        if policy and verdict is not None:
-            async for out in self._end_blocked(policy, request, decision, verdict, usage):
-                yield out
+                    pipeline._check_output, policy, prepared, text, True, failed)
+        if policy is not None and verdict is not None:
+            self.decision = replace(self.decision, blocking=verdict)
+            pipeline._audit(policy, prepared, verdict)
+            if policy.config.stream_block == "strict" or policy.config.on_block == "error":
+                raise PolicyBlockedError(f"the response was blocked by policy ({verdict.guard})")
+            answer = block_answer(policy.config, verdict)
+            yield Chunk(answer.text)
+            yield Chunk(finish_reason=answer.finish_reason, usage=usage)
             return
         if sent < len(text):
             yield Chunk(text[sent:])
         yield Chunk(finish_reason=finish, usage=usage)
-
-    async def _end_blocked(
-        self,
-        policy: PolicyRuntime,
-        request: Request,
-        decision: Decision,
-        verdict: Verdict,
-        usage: Usage | None,
-    ) -> AsyncIterator[Chunk]:
-        decision.blocking = verdict
-        self._audit(policy, request, verdict)
-        if policy.config.stream_block == "strict" or policy.config.on_block == "error":
-            raise PolicyBlockedError(f"the response was blocked by policy ({verdict.guard})")
-        answer = block_answer(policy.config, verdict)
-        yield Chunk(answer.text)
-        yield Chunk(finish_reason=answer.finish_reason, usage=usage)

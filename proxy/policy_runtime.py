@@ -10,7 +10,7 @@ from typing import Any
 from filters.base import InputGuard, OutputGuard, Verdict, user_turns
 from icul.context import ICULMethod
 from icul.prefix import apply_chat_prefix, apply_completion_prefix, render_prefix
-from proxy.config import ForgetTargetConfig, ICULConfig, PolicyConfig, PrefixConfig
+from proxy.core.config import ForgetTargetConfig, ICULConfig, PolicyConfig, PrefixConfig
 from proxy.pipeline import Request
 
 GUARD_METHODS = ("input_detector", "input_classifier", "output_filter")

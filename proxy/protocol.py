@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from proxy.backends.base import GenerationParams, Usage
+from proxy.core.types import GenerationParams, Usage
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 

@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 from proxy.backends.base import Backend
-from proxy.config import Config, load_config
-from proxy.errors import ConfigError
+from proxy.core.config import Config, load_config
+from proxy.core.errors import ConfigError
 from proxy.metrics import Metrics
 from proxy.runtime import RuntimeHolder, build_runtime
 from proxy.store import Store

@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from proxy.config import Config
+from proxy.core.config import Config
 
 
 def _redacted(config: Config) -> dict[str, Any]:

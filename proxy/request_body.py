@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
 
-from proxy.errors import InvalidRequestError, PayloadTooLargeError, RequestTimeoutError
+from proxy.core.errors import InvalidRequestError, PayloadTooLargeError, RequestTimeoutError
 
 log = logging.getLogger("unlearn_proxy.request_body")
 

@@ -19,8 +19,8 @@ from pydantic import ValidationError
 
 from proxy.backends import build_backend
 from proxy.backends.base import Backend
-from proxy.config import Config, ForgetRequestTarget, ForgetTargetConfig
-from proxy.errors import ConfigError, InvalidRequestError, NotFoundError
+from proxy.core.config import Config, ForgetRequestTarget, ForgetTargetConfig
+from proxy.core.errors import ConfigError, InvalidRequestError, NotFoundError
 from proxy.metrics import Metrics
 from proxy.pipeline import Pipeline, PolicyRuntime
 from proxy.policy_runtime import CompiledRuntimePolicy, compile_runtime_policy

@@ -25,18 +25,18 @@ from proxy.auth import (
     rate_limit_identity,
     require_reader,
 )
-from proxy.backends.base import Chunk, Usage
-from proxy.config import Config
+from proxy.core.types import Chunk, Usage
+from proxy.core.config import Config
 from proxy.docs import install_docs
-from proxy.errors import (
+from proxy.core.errors import (
     AuthenticationError,
     InvalidRequestError,
     NotFoundError,
     ProxyError,
 )
 from proxy.metrics import Metrics
-from proxy.pipeline import Decision, Request as PipelineRequest, Speculation, block_answer
-from proxy.redaction import install_log_redaction, redact
+from proxy.pipeline import AnswerStream, Decision, Request as PipelineRequest
+from proxy.core.redaction import install_log_redaction, redact
 from proxy.reload import ConfigReloader
 from proxy.request_body import body_schema, parse_body, read_json, validation_error
 from proxy.runtime import Runtime, RuntimeHolder, build_runtime
@@ -271,26 +271,16 @@ async def _answer(
     )
     _check_limits(runtime, parsed, pipeline_request)
     policy_name = runtime.config.policy_for(parsed.model, key)
-    pipeline = runtime.pipeline
-    speculation = pipeline.speculate(pipeline_request, policy_name, stream=parsed.stream)
-    decision, prepared = await pipeline.admit(pipeline_request, policy_name, speculation)
     if parsed.stream:
-        return await _stream_response(pipeline, prepared, decision, parsed, speculation)
-    headers = _decision_headers(decision, pipeline_request.request_id)
-    if decision.blocking is not None:
-        answer = block_answer(runtime.config.policies[policy_name or ""], decision.blocking)
-        usage = Usage(0, 0)
-        text, finish = answer.text, answer.finish_reason
-    else:
-        generation = await pipeline.generate(prepared, decision, speculation)
-        headers = _decision_headers(decision, pipeline_request.request_id)
-        text, finish, usage = generation.text, generation.finish_reason, generation.usage
+        return await _stream_response(runtime.pipeline.answer_stream(pipeline_request, policy_name),
+                                      pipeline_request, parsed)
+    reply = await runtime.pipeline.answer(pipeline_request, policy_name)
     build = protocol.chat_completion if kind == "chat" else protocol.text_completion
     body = build(
-        request_id=pipeline_request.request_id, model=parsed.model, text=text,
-        finish_reason=finish, usage=usage,
+        request_id=pipeline_request.request_id, model=parsed.model, text=reply.text,
+        finish_reason=reply.finish_reason, usage=reply.usage,
     )
-    return JSONResponse(body, headers=headers)
+    return JSONResponse(body, headers=_decision_headers(reply.decision, request_id))
 
 
 def _decision_headers(decision: Decision, request_id: str) -> dict[str, str]:
@@ -310,29 +300,15 @@ def _decision_headers(decision: Decision, request_id: str) -> dict[str, str]:
     return headers
 
 
-async def _blocked_chunks(answer_text: str, finish: str) -> AsyncIterator[Chunk]:
-    yield Chunk(answer_text)
-    yield Chunk(finish_reason=finish, usage=Usage(0, 0))
-
-
 async def _stream_response(
-    pipeline: Any,
-    prepared: PipelineRequest,
-    decision: Decision,
-    parsed: Any,
-    speculation: Speculation | None,
+    stream: AnswerStream, request: PipelineRequest, parsed: Any
 ) -> Response:
-    if decision.blocking is not None:
-        policy = pipeline.policies[decision.policy].config
-        answer = block_answer(policy, decision.blocking)
-        chunks = _blocked_chunks(answer.text, answer.finish_reason)
-    else:
-        chunks = pipeline.stream(prepared, decision, speculation)
-    first = await anext(chunks, None)  # upstream errors surface here as HTTP status codes
-    # After the first chunk: an output block before the first byte is in the headers too.
-    headers = _decision_headers(decision, prepared.request_id)
-    factory = protocol.ChunkFactory(kind=prepared.kind, request_id=prepared.request_id, model=parsed.model)
-    body = _sse_body(first, chunks, factory, include_usage=parsed.include_usage)
+    # errors before the first chunk (an upstream failure, a block with on_block: error, a
+    # guard outage) surface here as HTTP status codes; after it, the decision is in the headers
+    first = await anext(aiter(stream), None)
+    headers = _decision_headers(stream.decision, request.request_id)
+    factory = protocol.ChunkFactory(kind=request.kind, request_id=request.request_id, model=parsed.model)
+    body = _sse_body(first, aiter(stream), factory, include_usage=parsed.include_usage)
     return StreamingResponse(body, media_type="text/event-stream", headers=headers)
 
 

@@ -20,7 +20,7 @@ log = logging.getLogger("unlearn_proxy.server")
 
 class ServerFaultMiddleware:
     """Answers an exception the app let escape before its response started with
-    ``respond(exc)`` and logs it (through the log redaction, see :mod:`proxy.redaction`)."""
+    ``respond(exc)`` and logs it (through the log redaction, see :mod:`proxy.core.redaction`)."""
 
     def __init__(self, app: ASGIApp, *, respond: Callable[[Exception], Response]) -> None:
         self.app = app

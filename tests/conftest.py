@@ -11,7 +11,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from proxy.config import Config, parse_config  # noqa: E402
+from proxy.core.config import Config, parse_config  # noqa: E402
 from proxy.server import create_app  # noqa: E402
 from tests.servers import thread_server  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""Test helper: one answer streamed through the real :meth:`proxy.pipeline.Pipeline.stream`.
+"""Test helper: one answer streamed through the real :meth:`proxy.pipeline.Pipeline.answer_stream`.
 
 A scripted backend yields the answer in the pieces a test chooses (single characters, word-like
 tokens, seeded random cuts), so unit tests exercise the pipeline's own hold-back and final
@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from filters.base import OutputGuard
-from proxy.backends.base import Chunk, GenerationParams, Usage
-from proxy.config import ForgetTargetConfig, PolicyConfig
-from proxy.errors import PolicyBlockedError
+from proxy.core.types import Chunk, GenerationParams, Usage
+from proxy.core.config import ForgetTargetConfig, PolicyConfig
+from proxy.core.errors import PolicyBlockedError
 from proxy.metrics import Metrics
-from proxy.pipeline import Decision, Pipeline, PolicyRuntime, Request
+from proxy.pipeline import Pipeline, PolicyRuntime, Request
 from proxy.policy_runtime import CompiledRuntimePolicy
 
 MODEL = "scripted"
@@ -36,7 +36,7 @@ def random_pieces(text: str, seed: int, *, longest: int = 12) -> list[str]:
 
 @dataclass
 class ScriptedBackend:
-    """Streams ``pieces`` (the only backend calls :meth:`Pipeline.stream` makes)."""
+    """Streams ``pieces``, and counts tokens for the input side."""
 
     pieces: Sequence[str]
 
@@ -44,6 +44,9 @@ class ScriptedBackend:
         for piece in self.pieces:
             yield Chunk(piece)
         yield Chunk(finish_reason="stop", usage=Usage(1, len(self.pieces)))
+
+    def count_tokens(self, text: str) -> int:
+        return len(text.split())
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ async def stream_pieces(guards: Sequence[OutputGuard], pieces: Sequence[str]) ->
     request = Request("chat", MODEL, messages, GenerationParams(), "req-1")
     released, finish = "", None
     try:
-        async for chunk in pipeline.stream(request, Decision("p")):
+        async for chunk in pipeline.answer_stream(request, "p"):
             released += chunk.text
             finish = chunk.finish_reason or finish
     except PolicyBlockedError:

@@ -31,10 +31,10 @@ from benchmarks.baselines.data import (
     iterate_batches,
 )
 from benchmarks.baselines.errors import BaselineConfigError, BaselineDataError, BaselineError
-from benchmarks.baselines.mixing import mix_models, mixed_weights
+from benchmarks.baselines.mixing import mixed_weights
 from benchmarks.baselines.registry import METHODS
 from benchmarks.baselines.runner import unlearn
-from benchmarks.baselines.trainer import UnlearnResult, resolve_device, select_trainable, train
+from benchmarks.baselines.trainer import UnlearnResult, resolve_compute, select_trainable, train
 
 __all__ = [
     "IGNORE_INDEX",
@@ -59,9 +59,8 @@ __all__ = [
     "load_checkpoint",
     "load_checkpoint_step",
     "load_state",
-    "mix_models",
     "mixed_weights",
-    "resolve_device",
+    "resolve_compute",
     "save_checkpoint",
     "select_trainable",
     "train",

@@ -39,9 +39,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from benchmarks.datasets import Benchmark
 from benchmarks.harness.config import MethodSpec
 from benchmarks.harness.methods import Variant, parse_options
-from proxy.config import PolicyConfig, TransformersModelConfig
+from proxy.core.config import PolicyConfig, TransformersModelConfig
 from proxy.cache_dirs import build_cached_dir, is_complete
-from proxy.errors import ConfigError
+from proxy.core.errors import ConfigError
 
 __all__ = ["BaselineOptions", "baseline_variants", "training_data", "unlearned_artefact"]
 
@@ -90,8 +90,8 @@ def training_data(base: PolicyConfig, benchmark: Benchmark) -> tuple[list[Item],
 
 
 def _model_fingerprint(model_path: str | None) -> str:
-    from proxy.backends.embedded import embedded_gguf_sha256
-    from proxy.backends.hf_loader import file_sha256
+    from proxy.core.embedded import embedded_gguf_sha256
+    from proxy.core.files import file_sha256
 
     if model_path is None:
         return embedded_gguf_sha256()
@@ -111,7 +111,7 @@ def _model_fingerprint(model_path: str | None) -> str:
 def _cache_root(options: BaselineOptions) -> Path:
     if options.cache_dir is not None:
         return Path(options.cache_dir).expanduser()
-    from proxy.backends.embedded import cache_dir
+    from proxy.core.embedded import cache_dir
 
     return cache_dir() / "baselines"
 

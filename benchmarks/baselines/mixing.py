@@ -1,53 +1,16 @@
-"""Model mixing, the weight-side calibration control of Wang et al. 2024.
-
-θ(α) = (1 − α)·θ_orig + α·θ_unlearned (Wang et al. 2024, *Towards Effective Evaluations and
-Comparisons for LLM Unlearning Methods*): sweep α until retain utility is back at the original
-level, then compare forget efficacy. α = 0 and α = 1 return exact copies of the endpoints.
-"""
+"""Model mixing in place for a sweep over α (:func:`proxy.backends.mixing.mix_models`, Wang et
+al. 2024): sweep α until retain utility is back at the original level, then compare forget
+efficacy."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
-import torch
 from torch import Tensor, nn
 
 from benchmarks.baselines.checkpoints import capture_state, load_state
-from benchmarks.baselines.errors import BaselineConfigError, BaselineDataError
-
-
-def mix_models(
-    original_state: Mapping[str, Tensor], unlearned_state: Mapping[str, Tensor], alpha: float
-) -> dict[str, Tensor]:
-    """Interpolate every floating tensor; others must be equal and are copied.
-
-    Computed in fp32 (fp64 for fp64 tensors) and cast back. Raises on α outside [0, 1] or on
-    states whose keys or shapes differ.
-    """
-    if not (math.isfinite(alpha) and 0.0 <= alpha <= 1.0):
-        raise BaselineConfigError(f"alpha must be in [0, 1], got {alpha}")
-    if set(original_state) != set(unlearned_state):
-        diff = sorted(set(original_state) ^ set(unlearned_state))
-        raise BaselineDataError(f"states differ in keys: {diff[:5]}")
-    mixed = {}
-    for name, orig in original_state.items():
-        new = unlearned_state[name].to(orig.device)
-        if orig.shape != new.shape:
-            raise BaselineDataError(f"{name}: shapes {tuple(orig.shape)} != {tuple(new.shape)}")
-        if not orig.is_floating_point():
-            if not torch.equal(orig, new):
-                raise BaselineDataError(f"{name}: non-floating tensors differ; cannot mix")
-            mixed[name] = orig.clone()
-        elif alpha == 0.0:
-            mixed[name] = orig.clone()
-        elif alpha == 1.0:
-            mixed[name] = new.to(orig.dtype, copy=True)
-        else:
-            work = torch.float64 if orig.dtype == torch.float64 else torch.float32
-            mixed[name] = torch.lerp(orig.to(work), new.to(work), alpha).to(orig.dtype)
-    return mixed
+from proxy.backends.mixing import mix_models
 
 
 @contextmanager

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from proxy.registry import Registry
+from proxy.core.registry import Registry
 
 if TYPE_CHECKING:
     from benchmarks.baselines.base import UnlearningMethod

@@ -32,7 +32,7 @@ def unlearn(
     Items are passages (loss on every token) or ``(question, answer)`` pairs (loss on the answer).
     ``config`` is the method's config class, a flat mapping of its fields, or None for the
     defaults. With ``output_dir`` the loss log (``loss_log.jsonl``) and checkpoints go there.
-    Raises :class:`~proxy.registry.RegistryError` for an unknown method,
+    Raises :class:`~proxy.core.registry.RegistryError` for an unknown method,
     :class:`BaselineConfigError` / :class:`BaselineDataError` for bad settings or data.
     """
     cls = METHODS.get(method)

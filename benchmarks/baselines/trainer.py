@@ -28,6 +28,7 @@ from benchmarks.baselines.config import TrainConfig
 from benchmarks.baselines.data import Batch, Example, iterate_batches, to_device
 from benchmarks.baselines.errors import BaselineConfigError, BaselineDataError, BaselineError
 from benchmarks.baselines.losses import text_config
+from proxy.backends.hf_loader import default_dtype, resolve_device
 
 LOSS_LOG = "loss_log.jsonl"
 
@@ -62,17 +63,13 @@ class UnlearnResult:
         )
 
 
-def resolve_device(
+def resolve_compute(
     device: str | torch.device | None, dtype: str | None
 ) -> tuple[torch.device, torch.dtype]:
-    """The device (CUDA when available) and compute dtype (bf16 on CUDA when supported)."""
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    resolved = torch.device(device)
-    if dtype is not None:
-        return resolved, getattr(torch, dtype)
-    use_bf16 = resolved.type == "cuda" and torch.cuda.is_bf16_supported()
-    return resolved, torch.bfloat16 if use_bf16 else torch.float32
+    """The device (:func:`proxy.backends.hf_loader.resolve_device`: CUDA when available) and
+    the compute dtype (``dtype``, else bf16 on CUDA when supported, else fp32)."""
+    resolved = resolve_device(device)
+    return resolved, getattr(torch, dtype) if dtype is not None else default_dtype(resolved)
 
 
 def select_trainable(model: nn.Module, config: TrainConfig, patterns: Sequence[str]) -> list[str]:
@@ -121,7 +118,7 @@ def train(
     if config.save_every is not None and output_dir is None:
         raise BaselineConfigError("save_every needs an output_dir for the checkpoints")
     started = time.perf_counter()
-    resolved, dtype = resolve_device(device, config.dtype)
+    resolved, dtype = resolve_compute(device, config.dtype)
     model.to(device=resolved, dtype=torch.float32)
     torch.manual_seed(config.seed)
     flags = {name: p.requires_grad for name, p in model.named_parameters()}

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from benchmarks.datasets.base import Benchmark, ForgetTarget, Probe, ProbeKind
-from proxy.registry import Registry
+from proxy.core.registry import Registry
 
 __all__ = ["DATASETS", "Benchmark", "DatasetLoader", "ForgetTarget", "Probe", "ProbeKind",
            "load_benchmark"]

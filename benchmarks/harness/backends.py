@@ -18,9 +18,8 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
 from benchmarks.errors import BenchmarkError
-from proxy.backends.base import (
-    Backend, Capabilities, Chunk, Generation, GenerationParams, Message, Usage, approx_token_count,
-)
+from proxy.backends.base import Backend, Capabilities, Message, approx_token_count
+from proxy.core.types import Chunk, Generation, GenerationParams, Usage
 from proxy.pipeline import Request
 
 __all__ = ["BatchGenerator", "OracleBackend", "RecordingBackend"]

@@ -1,7 +1,7 @@
 """The bench config (``unlearn-proxy bench --config BENCH.yaml``), validated with pydantic.
 
 Every model forbids unknown keys; :func:`load_bench_config` turns any problem into a
-:class:`~proxy.errors.ConfigError` naming the file and the field path (``methods.2.knob``).
+:class:`~proxy.core.errors.ConfigError` naming the file and the field path (``methods.2.knob``).
 """
 
 from __future__ import annotations
@@ -10,13 +10,12 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator,
 )
 
-from proxy.config import MethodConfig, ModelConfig, format_validation_error, substitute_env
-from proxy.errors import ConfigError
+from proxy.core.config import MethodConfig, ModelConfig, format_validation_error, read_yaml
+from proxy.core.errors import ConfigError
 
 __all__ = ["BenchConfig", "DatasetSpec", "GenerationSettings", "MethodSpec", "SampleSizes",
            "load_bench_config", "parse_bench_config"]
@@ -216,13 +215,4 @@ def parse_bench_config(data: Any, *, source: str = "<bench config>") -> BenchCon
 
 def load_bench_config(path: str | os.PathLike[str]) -> BenchConfig:
     """Read, ``${ENV}``-substitute and validate a bench YAML file."""
-    file = Path(path)
-    try:
-        data = yaml.safe_load(substitute_env(file.read_text(encoding="utf-8")))
-    except OSError as exc:
-        raise ConfigError(f"{file}: cannot read bench config: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{file}: not valid YAML: {exc}") from None
-    except ConfigError as exc:
-        raise ConfigError(f"{file}: {exc}") from None
-    return parse_bench_config(data, source=str(file))
+    return parse_bench_config(read_yaml(path, "bench config"), source=str(Path(path)))

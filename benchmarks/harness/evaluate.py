@@ -29,7 +29,7 @@ from benchmarks.harness.tasks import Task, is_asked_as_mcq, probe_task
 from benchmarks.harness.transport import Deployment, InProcessDeployment, serve_http
 from benchmarks.metrics.base import MetricResult
 from benchmarks.metrics.extraction import extraction_strength
-from proxy.config import PolicyConfig
+from proxy.core.config import PolicyConfig
 
 __all__ = ["BenchContext", "DatasetResult", "evaluate_dataset"]
 

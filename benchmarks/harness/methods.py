@@ -20,9 +20,9 @@ from pydantic import TypeAdapter, ValidationError
 
 from benchmarks.datasets import Benchmark
 from benchmarks.harness.config import MethodSpec
-from proxy.config import ModelConfig, PolicyConfig
-from proxy.errors import ConfigError
-from proxy.registry import Registry
+from proxy.core.config import ModelConfig, PolicyConfig
+from proxy.core.errors import ConfigError
+from proxy.core.registry import Registry
 
 __all__ = ["METHOD_KINDS", "Variant", "VariantBuilder", "format_value", "model_variants",
            "parse_options", "policy_variants"]

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from benchmarks.datasets import Benchmark, ForgetTarget, Probe, ProbeKind
 from benchmarks.datasets.base import sample
 from benchmarks.harness.config import DatasetSpec
-from proxy.config import DocumentConfig, ForgetTargetConfig, PolicyConfig, QAExample
+from proxy.core.config import DocumentConfig, ForgetTargetConfig, PolicyConfig, QAExample
 
 __all__ = ["KINDS", "ProbeSplit", "base_policy", "split_probes"]
 

@@ -18,7 +18,7 @@ from benchmarks.harness.report import build_report, write_report
 from benchmarks.processes import REPO
 from benchmarks.provenance import provenance
 from proxy.backends import build_backend
-from proxy.backends.embedded import cache_dir, embedded_gguf_sha256
+from proxy.core.embedded import cache_dir, embedded_gguf_sha256
 
 __all__ = ["run_bench", "run_from_file"]
 

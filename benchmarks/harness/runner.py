@@ -1,7 +1,7 @@
 """Asking probes: the server's request path in-process, the same over HTTP, and a cached loop.
 
-:func:`answer_request` is what ``proxy.server`` does for a non-streaming request: ``admit``,
-then the block answer or ``generate``. :class:`InProcessAsker` calls it on a live pipeline;
+:class:`InProcessAsker` calls :meth:`proxy.pipeline.Pipeline.answer`, the lifecycle the server
+runs for a non-streaming request, on a live pipeline;
 :class:`HttpAsker` sends the same request to a running ``unlearn-proxy`` and reads the same
 outcome from its response. :func:`run_tasks` asks what the cache does not hold yet, batching
 the generation where the engine can.
@@ -22,11 +22,9 @@ from benchmarks.errors import BenchmarkError
 from benchmarks.harness.backends import RecordingBackend
 from benchmarks.harness.cache import ResultCache
 from benchmarks.harness.tasks import Task
-from proxy.backends.base import Usage
-from proxy.pipeline import Pipeline, Request, block_answer
+from proxy.pipeline import Pipeline, Request
 
-__all__ = ["Asker", "HttpAsker", "InProcessAsker", "Outcome", "Reply", "answer_request",
-           "run_tasks"]
+__all__ = ["Asker", "HttpAsker", "InProcessAsker", "Outcome", "run_tasks"]
 
 PREFETCH_BATCHES = 4
 
@@ -60,28 +58,6 @@ class Asker(Protocol):
     async def ask(self, request: Request) -> Outcome: ...
 
 
-@dataclass(frozen=True)
-class Reply:
-    """The answer the server would send, and whether a policy blocked (input or output)."""
-
-    text: str
-    finish_reason: str
-    blocked: bool
-    usage: Usage
-
-
-async def answer_request(pipeline: Pipeline, request: Request, policy_name: str | None) -> Reply:
-    """What ``proxy.server`` answers to a non-streaming request: admit, then the block answer
-    (no usage) or the generation after output guards."""
-    decision, prepared = await pipeline.admit(request, policy_name)
-    if decision.blocking is not None:
-        answer = block_answer(pipeline.policies[policy_name or ""].config, decision.blocking)
-        return Reply(answer.text, answer.finish_reason, True, Usage(0, 0))
-    generation = await pipeline.generate(prepared, decision)
-    return Reply(generation.text, generation.finish_reason, decision.blocking is not None,
-                 generation.usage)
-
-
 class InProcessAsker:
     """One variant on an in-process pipeline; added latency = request time - engine time."""
 
@@ -94,7 +70,7 @@ class InProcessAsker:
         request = replace(request, model=self.model)
         self.backend.reset()
         started = time.perf_counter()
-        reply = await answer_request(self.pipeline, request, self.policy_name)
+        reply = await self.pipeline.answer(request, self.policy_name)
         total_ms = (time.perf_counter() - started) * 1000
         return Outcome(reply.text, reply.finish_reason, reply.blocked, reply.usage.prompt_tokens,
                        reply.usage.completion_tokens,

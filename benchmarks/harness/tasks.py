@@ -17,7 +17,7 @@ from benchmarks.datasets import Probe
 from benchmarks.datasets.rwku import probe_prompt
 from benchmarks.harness.config import GenerationSettings
 from benchmarks.metrics.mcq import format_mcq
-from proxy.backends.base import GenerationParams
+from proxy.core.types import GenerationParams
 from proxy.pipeline import Request
 
 __all__ = ["Task", "is_asked_as_mcq", "probe_task"]

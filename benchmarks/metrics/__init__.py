@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from benchmarks.metrics.base import MetricResult, Tier
-from proxy.registry import Registry
+from proxy.core.registry import Registry
 
 __all__ = ["METRICS", "MetricResult", "Tier"]
 

@@ -50,7 +50,8 @@ class Regression:
 REGRESSIONS: tuple[Regression, ...] = (
     Regression(
         "stream skips the final output check", "proxy/pipeline.py",
-        "verdict = await in_guard_thread(self._check_output, policy, request, text, True)",
+        "verdict = await in_guard_thread(\n"
+        "                    pipeline._check_output, policy, prepared, text, True, failed)",
         "verdict = None",
         (_STREAM, "tests/unit/filters/test_output_filter.py"),
     ),
@@ -66,7 +67,7 @@ REGRESSIONS: tuple[Regression, ...] = (
         ("tests/unit/filters/test_negatives.py",),
     ),
     Regression(
-        "a policy block is a 403 permission_error", "proxy/errors.py",
+        "a policy block is a 403 permission_error", "proxy/core/errors.py",
         '    """A request a policy blocks with ``on_block: error``; never retried by the SDK."""\n',
         '    """A request a policy blocks with ``on_block: error``; never retried by the SDK."""\n'
         '\n    status_code = 403\n    error_type = "permission_error"\n',
@@ -95,7 +96,7 @@ REGRESSIONS: tuple[Regression, ...] = (
         ("tests/unit/icul/test_erase.py",),
     ),
     Regression(
-        "upstream timeout is a 502 (control)", "proxy/errors.py",
+        "upstream timeout is a 502 (control)", "proxy/core/errors.py",
         "status_code = 504", "status_code = 502",
         ("tests/unit/proxy/test_errors.py", "tests/e2e/test_upstream.py"),
     ),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from proxy.backends.base import Backend
-from proxy.registry import Registry
+from proxy.core.registry import Registry
 
 BACKENDS: Registry[Any] = Registry("backend")
 BACKENDS.register("openai", "proxy.backends.openai_compat:OpenAICompatBackend")

@@ -21,7 +21,8 @@ from transformers import (
 )
 from transformers.generation.streamers import BaseStreamer
 
-from proxy.backends.base import DEFAULT_TEMPERATURE, Generation, GenerationParams, Usage
+from proxy.backends.base import DEFAULT_TEMPERATURE
+from proxy.core.types import Generation, GenerationParams, Usage
 
 Tokenizer = PreTrainedTokenizerBase
 

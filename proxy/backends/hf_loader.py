@@ -8,7 +8,6 @@ conversion never leaves a half cache, and a dir without the marker is rebuilt.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,14 +21,15 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from proxy.backends.embedded import (
+from proxy.core.embedded import (
     EMBEDDED_MODEL_NAME,
     cache_dir,
     embedded_gguf_path,
     embedded_gguf_sha256,
 )
 from proxy.cache_dirs import build_cached_dir
-from proxy.errors import ConfigError
+from proxy.core.errors import ConfigError
+from proxy.core.files import file_sha256
 
 
 
@@ -45,30 +45,28 @@ class ModelInfo:
     load_s: float
 
 
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` → cuda when available, else cpu; ``"cuda"`` without a GPU is a ConfigError."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device: 'cuda' requested but torch sees no CUDA device")
-    if device not in ("cpu", "cuda"):
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"`` (or None) → cuda when available, else cpu; ``"cpu"``, ``"cuda"``,
+    ``"cuda:N"`` or a ``torch.device`` as given. CUDA without a GPU, or any other name, is a
+    ConfigError naming ``device``."""
+    if isinstance(device, torch.device):
+        resolved = device
+    elif device in (None, "auto"):
+        resolved = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    elif device == "cpu" or str(device).split(":")[0] == "cuda":
+        resolved = torch.device(device)
+    else:
         raise ConfigError(f"device: expected 'auto', 'cpu' or 'cuda', got {device!r}")
-    return torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device: 'cuda' requested but torch sees no CUDA device")
+    return resolved
 
 
-def _dtype_for(device: torch.device) -> torch.dtype:
+def default_dtype(device: torch.device) -> torch.dtype:
+    """The compute dtype for ``device``: bf16 on CUDA when supported, else fp32."""
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float32
-
-
-def file_sha256(path: Path) -> str:
-    """The hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def converted_dir(gguf: Path, sha256: str) -> Path:
@@ -121,7 +119,7 @@ def load_causal_lm(
     """
     start = time.perf_counter()
     torch_device = resolve_device(device)
-    dtype = _dtype_for(torch_device)
+    dtype = default_dtype(torch_device)
     source, model_id, sha = _resolve_source(model_path)
     tokenizer = AutoTokenizer.from_pretrained(source)
     model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype).to(torch_device)

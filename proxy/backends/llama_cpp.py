@@ -8,21 +8,13 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
-from proxy.backends.base import (
-    DEFAULT_TEMPERATURE,
-    Capabilities,
-    Chunk,
-    Generation,
-    GenerationParams,
-    Message,
-    Usage,
-    check_n,
-)
-from proxy.backends.embedded import embedded_gguf_path, require_file
+from proxy.backends.base import DEFAULT_TEMPERATURE, Capabilities, Message, check_n
+from proxy.core.types import Chunk, Generation, GenerationParams, Usage
+from proxy.core.embedded import embedded_gguf_path, require_file
 from proxy.backends.threaded import iterate_in_thread, run_locked
 from proxy.backends.transcript import render_transcript, strip_stream, with_transcript_stops
-from proxy.config import LlamaCppModelConfig
-from proxy.errors import ConfigError
+from proxy.core.config import LlamaCppModelConfig
+from proxy.core.errors import ConfigError
 
 
 def default_threads() -> int:

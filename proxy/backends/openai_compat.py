@@ -20,18 +20,10 @@ import aiohttp
 from aiohttp.helpers import BasicAuth, get_env_proxy_for_url
 from yarl import URL
 
-from proxy.backends.base import (
-    Capabilities,
-    Chunk,
-    Generation,
-    GenerationParams,
-    Message,
-    Usage,
-    approx_token_count,
-    check_n,
-)
-from proxy.config import OpenAIModelConfig
-from proxy.errors import (
+from proxy.backends.base import Capabilities, Message, approx_token_count, check_n
+from proxy.core.types import Chunk, Generation, GenerationParams, Usage
+from proxy.core.config import OpenAIModelConfig
+from proxy.core.errors import (
     ConfigError,
     InvalidRequestError,
     NotFoundError,
@@ -40,7 +32,7 @@ from proxy.errors import (
     UpstreamError,
     UpstreamTimeoutError,
 )
-from proxy.redaction import redact, register_secret
+from proxy.core.redaction import redact, register_secret
 
 
 class OpenAICompatBackend:

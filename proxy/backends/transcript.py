@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from filters.base import message_text
-from proxy.backends.base import Chunk
+from proxy.core.types import Chunk
 
 TRANSCRIPT_STOP = ("\nQ:",)
 _PREFIXES = {"user": "Q: ", "assistant": "A: "}

@@ -26,12 +26,14 @@ from transformers.generation.streamers import BaseStreamer
 
 from filters.base import message_text
 from proxy.backends import hf_generation as gen
-from proxy.backends.base import Capabilities, Chunk, Generation, GenerationParams, Message, check_n
+from proxy.backends.base import Capabilities, Message, check_n
 from proxy.backends.hf_loader import ModelInfo, load_causal_lm
 from proxy.backends.hf_scoring import Score, score_pairs
+from proxy.backends.mixing import mix_models
 from proxy.backends.transcript import render_transcript, with_transcript_stops
-from proxy.config import TransformersModelConfig
-from proxy.errors import ConfigError
+from proxy.core.config import TransformersModelConfig
+from proxy.core.errors import ConfigError
+from proxy.core.types import Chunk, Generation, GenerationParams
 
 
 class _QueueStreamer(BaseStreamer):
@@ -72,14 +74,12 @@ _BASES_LOCK = threading.Lock()
 
 def _load_mixed(cfg: TransformersModelConfig) -> tuple[PreTrainedModel, Any, ModelInfo]:
     """The base model with ``cfg.weights`` mixed in at ``cfg.mix_alpha`` (model mixing,
-    ``benchmarks.baselines.mix_models``: α = 0 is the base exactly, α = 1 the weights).
+    :func:`proxy.backends.mixing.mix_models`: α = 0 is the base exactly, α = 1 the weights).
 
     The parameters the state does not name are *shared* with one cached copy of the base model
     per ``(model_path, device)``, so a sweep of α over a baseline that froze the embeddings
     costs little memory; such a model is for inference (do not fine-tune it in place).
     """
-    from benchmarks.baselines.mixing import mix_models  # only the baselines need this
-
     path = Path(cfg.weights or "").expanduser()
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

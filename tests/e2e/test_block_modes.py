@@ -24,7 +24,7 @@ import pytest
 from fastapi import FastAPI
 
 from filters.embedder import build_embedder
-from proxy.config import EmbedderConfig, PolicyConfig, parse_config
+from proxy.core.config import EmbedderConfig, PolicyConfig, parse_config
 from proxy.server import create_app
 from tests.policies import FORBIDDEN, rowling_policy
 from tests.servers import stub_upstream_process, thread_server

@@ -11,7 +11,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from benchmarks.stub_upstream import build_app as build_stub
-from proxy.config import parse_config
+from proxy.core.config import parse_config
 from proxy.server import create_app
 from tests.servers import thread_server
 

@@ -15,7 +15,7 @@ from typing import Any
 import openai
 import pytest
 
-from proxy.config import parse_config
+from proxy.core.config import parse_config
 from proxy.server import create_app
 from tests.policies import RETAIN, rowling_policy
 from tests.servers import stub_upstream_process, thread_server

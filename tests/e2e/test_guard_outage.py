@@ -23,7 +23,7 @@ import pytest
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from proxy.config import parse_config
+from proxy.core.config import parse_config
 from proxy.server import create_app
 from tests.policies import rowling_policy
 from tests.servers import bag_of_words, fake_upstream, stub_upstream_process, thread_server

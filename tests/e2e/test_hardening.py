@@ -25,7 +25,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from benchmarks.stub_upstream import build_app as build_stub
-from proxy.config import parse_config
+from proxy.core.config import parse_config
 from proxy.server import create_app
 from proxy.store import Store
 from tests.servers import (

@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 
-from proxy.config import PolicyConfig, parse_config
+from proxy.core.config import PolicyConfig, parse_config
 from proxy.server import create_app
 from tests.servers import thread_server
 

@@ -13,7 +13,7 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from benchmarks.stub_upstream import build_app as build_stub
-from proxy.config import parse_config
+from proxy.core.config import parse_config
 from proxy.server import create_app
 from tests.servers import fake_upstream, process_output, process_server, thread_server, write_config
 

@@ -14,7 +14,7 @@ from fastapi import Request
 from fastapi.responses import StreamingResponse
 
 from benchmarks.load import embedder_counters
-from proxy.config import parse_config
+from proxy.core.config import parse_config
 from proxy.server import create_app
 from tests.policies import rowling_policy
 from tests.servers import fake_upstream, thread_server

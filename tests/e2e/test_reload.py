@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 
 from benchmarks.stub_upstream import build_app as build_stub
-from proxy.config import load_config
+from proxy.core.config import load_config
 from proxy.server import create_app
 from tests.servers import process_server, thread_server, write_config
 

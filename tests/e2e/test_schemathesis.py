@@ -38,7 +38,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from benchmarks.stub_upstream import build_app as build_stub
-from proxy.config import parse_config
+from proxy.core.config import parse_config
 from proxy.server import create_app
 from tests.servers import bag_of_words, fake_upstream, thread_server
 

@@ -17,8 +17,8 @@ import pytest
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from proxy.config import parse_config
-from proxy.errors import ConfigError
+from proxy.core.config import parse_config
+from proxy.core.errors import ConfigError
 from proxy.server import create_app
 from tests.policies import RETAIN, ROWLING
 from tests.servers import fake_upstream, free_port, process_server, thread_server, write_config

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from proxy.config import PolicyConfig, parse_config
+from proxy.core.config import PolicyConfig, parse_config
 from proxy.server import create_app
 from tests.policies import FORBIDDEN, rowling_policy
 from tests.servers import stub_upstream_process, thread_server

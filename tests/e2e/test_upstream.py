@@ -14,7 +14,7 @@ import pytest
 from fastapi import Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
-from proxy.config import parse_config
+from proxy.core.config import parse_config
 from proxy.server import create_app
 from tests.servers import (
     fake_upstream,

@@ -26,11 +26,11 @@ from benchmarks.harness.runner import run_tasks
 from benchmarks.harness.tasks import probe_task
 from benchmarks.harness.transport import InProcessDeployment
 from proxy.backends import build_backend
-from proxy.backends.base import GenerationParams
-from proxy.config import (
+from proxy.core.types import GenerationParams
+from proxy.core.config import (
     DocumentConfig, ForgetTargetConfig, PolicyConfig, QAExample, TransformersModelConfig,
 )
-from proxy.errors import ConfigError
+from proxy.core.errors import ConfigError
 
 FORGET_DOCS = (
     "Quenna Vix wrote the Zorblax saga in Ostrava .",

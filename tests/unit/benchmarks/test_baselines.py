@@ -28,7 +28,6 @@ from benchmarks.baselines import (
     list_checkpoints,
     load_checkpoint_step,
     load_state,
-    mix_models,
     mixed_weights,
     unlearn,
 )
@@ -36,7 +35,8 @@ from benchmarks.baselines.ga import GradAscent
 from benchmarks.baselines.idk_dpo import DEFAULT_REFUSALS, IdkDPO, IdkDPOConfig
 from benchmarks.baselines.losses import decoder_layer, layer_activations, masked_mse, sequence_nll
 from benchmarks.baselines.rmu import RMUConfig, steering_vector
-from proxy.registry import RegistryError
+from proxy.backends.mixing import MixingError, mix_models
+from proxy.core.registry import RegistryError
 
 FORGET = [
     ("Who wrote the Zorblax saga?", "Quenna Vix wrote it in Ostrava."),
@@ -291,7 +291,7 @@ def test_mixing_is_exact_at_the_endpoints(model: torch.nn.Module) -> None:
     half = mix_models(orig, new, 0.5)
     name = result.trained_parameters[0]
     assert torch.allclose(half[name], (orig[name] + new[name]) / 2, atol=1e-7)
-    with pytest.raises(BaselineConfigError):
+    with pytest.raises(MixingError, match="alpha must be in"):
         mix_models(orig, new, 1.5)
 
 

@@ -18,7 +18,7 @@ from benchmarks.datasets.rwku import (
 from benchmarks.datasets.tofu import author_name, load_tofu
 from benchmarks.datasets.wmdp import load_wmdp
 from benchmarks.errors import DatasetError
-from proxy.registry import RegistryError
+from proxy.core.registry import RegistryError
 
 DATA = resolve_data_dir()
 

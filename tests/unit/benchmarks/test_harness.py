@@ -25,9 +25,10 @@ from benchmarks.metrics.mcq import mcq_accuracy
 from benchmarks.metrics.refusal import over_refusal_rate, refusal_rate
 from benchmarks.metrics.rouge import rouge_l_recall
 from benchmarks.processes import REPO
-from proxy.backends.base import Capabilities, Generation, GenerationParams, Usage
-from proxy.config import ForgetTargetConfig, InputDetectorConfig, PolicyConfig
-from proxy.errors import ConfigError
+from proxy.backends.base import Capabilities
+from proxy.core.types import Generation, GenerationParams, Usage
+from proxy.core.config import ForgetTargetConfig, InputDetectorConfig, PolicyConfig
+from proxy.core.errors import ConfigError
 from proxy.pipeline import Request
 
 SMOKE = REPO / "benchmarks" / "configs" / "smoke.yaml"

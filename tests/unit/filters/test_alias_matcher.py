@@ -7,7 +7,7 @@ import pytest
 from filters.alias_matcher import AliasEntry, AliasGuard, AliasScanner, AliasTable, alias_verdict
 from filters.base import Match, Message, Verdict
 from filters.normalize import tokenize
-from proxy.config import ForgetTargetConfig
+from proxy.core.config import ForgetTargetConfig
 
 TARGETS = [
     ForgetTargetConfig(id="rowling", name="J. K. Rowling", aliases=["Robert Galbraith"]),

@@ -8,8 +8,8 @@ import pytest
 
 from filters import GUARD_BUILDERS
 from filters.compiled import CompiledPolicy, compile_policy
-from proxy.config import ForgetTargetConfig, PolicyConfig
-from proxy.errors import ConfigError
+from proxy.core.config import ForgetTargetConfig, PolicyConfig
+from proxy.core.errors import ConfigError
 
 POLICY = {
     "forget": [

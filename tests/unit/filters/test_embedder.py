@@ -16,8 +16,8 @@ from filters.embedder import (
     RemoteEmbedder,
     build_embedder,
 )
-from proxy.config import EmbedderConfig
-from proxy.errors import ConfigError
+from proxy.core.config import EmbedderConfig
+from proxy.core.errors import ConfigError
 
 
 def test_local_embedder_is_normalised_and_semantic() -> None:

@@ -14,7 +14,7 @@ import pytest
 
 from filters.embedder import EmbedderError, LocalEmbedder, build_embedder
 from filters.embedding_worker import ProcessEmbedder
-from proxy.config import EmbedderConfig
+from proxy.core.config import EmbedderConfig
 from tests.batching import check_concurrent_single_calls
 
 pytestmark = pytest.mark.slow  # each child process loads torch and the model (~10 s)

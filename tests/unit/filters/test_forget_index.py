@@ -7,7 +7,7 @@ import pytest
 
 from filters.embedder import Embedder, LocalEmbedder
 from filters.forget_index import ForgetIndex, chunk_text, collect_items
-from proxy.config import ForgetTargetConfig
+from proxy.core.config import ForgetTargetConfig
 
 DOC = " ".join(
     f"Sentence number {i} talks about the lighthouse keeper of Brindle Cove." for i in range(30)

@@ -14,7 +14,7 @@ from filters.compiled import PolicyArtifacts
 from filters.embedder import build_embedder
 from filters.forget_index import ForgetIndex
 from filters.input_detector import EmbeddingDetector, build_input_detector, query_texts
-from proxy.config import EmbedderConfig, ForgetTargetConfig, InputDetectorConfig
+from proxy.core.config import EmbedderConfig, ForgetTargetConfig, InputDetectorConfig
 from tests.policies import QUENBY_DOCUMENT as DOCUMENT
 
 

@@ -20,7 +20,7 @@ from filters.negatives import (
     negatives_sha256,
     rephrase,
 )
-from proxy.config import QAExample
+from proxy.core.config import QAExample
 
 
 def test_generic_negatives_are_many_and_distinct() -> None:

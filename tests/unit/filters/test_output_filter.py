@@ -24,7 +24,7 @@ from filters.output_filter import (
     UnitSplitter,
     build_output_filter,
 )
-from proxy.config import EmbedderConfig, ForgetTargetConfig, OutputFilterConfig
+from proxy.core.config import EmbedderConfig, ForgetTargetConfig, OutputFilterConfig
 from tests.pipeline_stream import Streamed, random_pieces, stream_text
 from tests.policies import QUENBY_DOCUMENT as DOCUMENT
 

@@ -23,7 +23,7 @@ from filters.input_classifier import InputClassifier
 from filters.input_detector import EmbeddingDetector
 from filters.base import Verdict
 from filters.output_filter import OutputFilter
-from proxy.config import PolicyConfig
+from proxy.core.config import PolicyConfig
 from tests.pipeline_stream import Streamed, stream_text
 
 pytestmark = pytest.mark.slow

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from icul.context import ICULMethod
-from proxy.config import ForgetTargetConfig, ICULConfig, QAExample
+from proxy.core.config import ForgetTargetConfig, ICULConfig, QAExample
 
 RETAIN = [QAExample(question=f"Question {i}?", answer=f"Answer {i}.") for i in range(12)]
 TARGET = ForgetTargetConfig(id="t", name="Target", questions=[{"question": "Who is Target?", "answer": "A."}])

@@ -24,9 +24,9 @@ from benchmarks.datasets.base import Benchmark, Probe
 from benchmarks.datasets.tofu import load_tofu
 from benchmarks.icul_overhead import QUERY, tofu_icul_policy
 from benchmarks.metrics.rouge import rouge_l_recall
-from proxy.backends.base import GenerationParams
+from proxy.core.types import GenerationParams
 from proxy.backends.transformers_backend import TransformersBackend
-from proxy.config import TransformersModelConfig
+from proxy.core.config import TransformersModelConfig
 from proxy.metrics import Metrics
 from proxy.pipeline import Pipeline, PolicyRuntime, Request
 from proxy.policy_runtime import CompiledRuntimePolicy, compile_runtime_policy

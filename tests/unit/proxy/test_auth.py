@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from proxy.auth import RateLimiter
-from proxy.errors import RateLimitError
+from proxy.core.errors import RateLimitError
 
 
 class Clock:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from proxy.cli import default_config, main
-from proxy.config import load_config, parse_config
-from proxy.errors import ConfigError
+from proxy.core.config import load_config, parse_config
+from proxy.core.errors import ConfigError
 from tests.servers import write_config
 
 MODELS = {"m": {"backend": "openai", "base_url": "http://127.0.0.1:1/v1"}}

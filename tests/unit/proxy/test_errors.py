@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from proxy import errors
+from proxy.core import errors
 
-# (class, status, type): the table in proxy/errors.py's docstring and DESIGN §2.
+# (class, status, type): the table in proxy/core/errors.py's docstring and DESIGN §2.
 DOCUMENTED = [
     (errors.InvalidRequestError, 400, "invalid_request_error"),
     (errors.PolicyBlockedError, 400, "invalid_request_error"),

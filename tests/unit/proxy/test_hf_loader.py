@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from proxy.backends import hf_loader
-from proxy.backends.embedded import embedded_gguf_path, embedded_gguf_sha256
+from proxy.core.embedded import embedded_gguf_path, embedded_gguf_sha256
 from proxy.cache_dirs import COMPLETE_MARKER
-from proxy.errors import ConfigError
+from proxy.core.errors import ConfigError
 
 
 def _fake_convert(calls: list[Path]) -> Callable[[Path, Path], None]:

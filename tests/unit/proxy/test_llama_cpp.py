@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from proxy.backends.llama_cpp import LlamaCppBackend, default_threads
-from proxy.config import LlamaCppModelConfig
+from proxy.core.config import LlamaCppModelConfig
 
 
 @contextmanager

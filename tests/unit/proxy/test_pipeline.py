@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from filters.base import Match, Verdict
-from proxy.backends.base import Chunk, Generation, GenerationParams, Usage
-from proxy.config import ForgetTargetConfig, PolicyConfig
-from proxy.errors import GuardFailedError, PolicyBlockedError
+from proxy.core.types import Chunk, Generation, GenerationParams, Usage
+from proxy.core.config import ForgetTargetConfig, PolicyConfig
+from proxy.core.errors import GuardFailedError, PolicyBlockedError
 from proxy.metrics import Metrics
 from proxy.pipeline import Decision, Pipeline, PolicyRuntime, Request, Speculation, block_answer
 from proxy.store import Store
@@ -91,12 +91,17 @@ class Backend:
     sent: list[Any] = field(default_factory=list)
     params: list[GenerationParams] = field(default_factory=list)
     gate: asyncio.Event | None = None
+    cancelled: int = 0  # calls cancelled while waiting at the gate
 
     async def chat(self, messages: Any, params: GenerationParams) -> Generation:
         self.sent.append(messages)
         self.params.append(params)
         if self.gate is not None:
-            await self.gate.wait()
+            try:
+                await self.gate.wait()
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
         return Generation("".join(self.pieces), self.finish, USAGE)
 
     async def complete(self, prompt: str, params: GenerationParams) -> Generation:
@@ -114,6 +119,9 @@ class Backend:
 
     def count_tokens(self, text: str) -> int:
         return len(text.split()) + 1
+
+
+CONTEXT = {"role": "system", "content": "context"}  # what Runtime.build_context adds
 
 
 def policy(**options: Any) -> PolicyConfig:
@@ -298,41 +306,34 @@ def test_speculation_is_used_when_allowed_and_cancelled_when_blocked() -> None:
         runtime = Runtime(policy(speculate=True), input_guards=[WordGuard(SECRET)])
         backend = Backend(gate=asyncio.Event())
         pipeline, _, metrics = make(runtime, backend)
-        allowed = chat("Tell me a story.")
-        speculation = pipeline.speculate(allowed, "p", stream=False)
-        assert speculation is not None
-        decision, prepared = await pipeline.admit(allowed, "p", speculation)
         backend.gate.set()  # type: ignore[union-attr]
-        answer = await pipeline.generate(prepared, decision, speculation)
+        answer = await pipeline.answer(chat("Tell me a story."), "p")
         backend.gate = asyncio.Event()  # the blocked request's call never finishes on its own
-        blocked = chat(SECRET)
-        doomed = pipeline.speculate(blocked, "p", stream=False)
-        assert doomed is not None
-        await pipeline.admit(blocked, "p", doomed)
+        blocked = await pipeline.answer(chat(SECRET), "p")
         await asyncio.sleep(0)
-        return answer, backend.sent, doomed.task.cancelled(), metrics
+        return answer, blocked, backend, metrics
 
-    answer, sent, cancelled, metrics = run(scenario())
-    assert answer.text == ANSWER and cancelled
+    answer, blocked, backend, metrics = run(scenario())
+    assert answer.text == ANSWER and not answer.blocked
+    assert blocked.blocked and backend.cancelled == 1 and len(backend.sent) == 2
     # The speculative call was sent the request as the client wrote it (no context).
-    assert sent[0] == [{"role": "user", "content": "Tell me a story."}]
+    assert backend.sent[0] == [{"role": "user", "content": "Tell me a story."}]
     assert sample(metrics, "unlearn_speculations_total", policy="p", outcome="used") == 1
     assert sample(metrics, "unlearn_speculations_total", policy="p", outcome="cancelled") == 1
 
 
 def test_no_speculation_without_the_option() -> None:
-    pipeline, _, _ = make(Runtime(policy()))
-    assert pipeline.speculate(chat(), "p", stream=True) is None
-    assert pipeline.speculate(chat(), None, stream=True) is None
+    pipeline, backend, _ = make(Runtime(policy()))
+    run(pipeline.answer(chat(), "p"))
+    assert backend.sent == [[CONTEXT, {"role": "user", "content": "Tell me a story."}]]
+    assert pipeline._speculate(chat(), None, stream=True) is None
 
 
 def test_speculated_stream_is_read_ahead_and_relayed() -> None:
     async def scenario() -> list[Chunk]:
         runtime = Runtime(policy(speculate=True))
         pipeline, _, _ = make(runtime, Backend(pieces=("a", "b")))
-        speculation = pipeline.speculate(chat(), "p", stream=True)
-        decision, prepared = await pipeline.admit(chat(), "p", speculation)
-        return await collect(pipeline.stream(prepared, decision, speculation))
+        return await collect(pipeline.answer_stream(chat(), "p"))
 
     assert run(scenario()) == [Chunk("a"), Chunk("b"), Chunk(finish_reason="stop", usage=USAGE)]
 
@@ -346,9 +347,7 @@ def test_a_failing_speculated_stream_raises_to_the_reader() -> None:
 
     async def scenario() -> None:
         pipeline, _, _ = make(Runtime(policy(speculate=True)), Broken())
-        speculation = pipeline.speculate(chat(), "p", stream=True)
-        decision, prepared = await pipeline.admit(chat(), "p", speculation)
-        await collect(pipeline.stream(prepared, decision, speculation))
+        await collect(pipeline.answer_stream(chat(), "p"))
 
     with pytest.raises(ConnectionError, match="upstream gone"):
         run(scenario())
@@ -359,16 +358,15 @@ def test_a_guard_crash_in_admit_cancels_the_speculation() -> None:
         def build_context(self, request: Request, **_: Any) -> tuple[Request, int]:
             raise KeyError("boom")
 
-    async def scenario() -> bool:
-        pipeline, _, _ = make(Exploding(policy(speculate=True)), Backend(gate=asyncio.Event()))
-        speculation = pipeline.speculate(chat(), "p", stream=False)
-        assert speculation is not None
+    async def scenario() -> int:
+        pipeline, backend, _ = make(Exploding(policy(speculate=True)),
+                                    Backend(gate=asyncio.Event()))
         with pytest.raises(KeyError):
-            await pipeline.admit(chat(), "p", speculation)
+            await pipeline.answer(chat(), "p")
         await asyncio.sleep(0)
-        return speculation.task.cancelled()
+        return backend.cancelled
 
-    assert run(scenario())
+    assert run(scenario()) == 1
 
 
 # ---------------------------------------------------------------- generate
@@ -377,10 +375,11 @@ def test_a_guard_crash_in_admit_cancels_the_speculation() -> None:
 @pytest.mark.parametrize("kind", ["chat", "completion"])
 def test_generate_without_output_guards_returns_the_answer(kind: str) -> None:
     pipeline, backend, metrics = make(Runtime(policy()))
-    answer = run(pipeline.generate(chat("q", kind), Decision("p")))
-    assert answer == Generation(ANSWER, "stop", USAGE)
-    assert backend.sent == (["q"] if kind == "completion" else [[{"role": "user",
-                                                                   "content": "q"}]])
+    answer = run(pipeline.answer(chat("q", kind), "p"))
+    assert (answer.text, answer.finish_reason, answer.usage, answer.blocked) == (
+        ANSWER, "stop", USAGE, False)
+    assert backend.sent == (["q"] if kind == "completion" else [[CONTEXT, {"role": "user",
+                                                                            "content": "q"}]])
     assert sample(metrics, "unlearn_upstream_latency_seconds_count", model="m") == 1
 
 
@@ -394,9 +393,9 @@ def test_generate_replaces_a_blocked_answer(tmp_path: Path, on_block: str, text:
     store = Store(tmp_path / "s.sqlite3")
     pipeline, _, metrics = make(Runtime(policy(on_block=on_block), output_guards=[guard]),
                                 store=store)
-    decision = Decision("p")
-    answer = run(pipeline.generate(chat(), decision))
-    assert answer == Generation(text, finish, USAGE)
+    answer = run(pipeline.answer(chat(), "p"))
+    decision = answer.decision
+    assert (answer.text, answer.finish_reason, answer.usage) == (text, finish, USAGE)
     assert guard.calls == [ANSWER]
     assert decision.blocking is not None and decision.blocking.guard == "out"
     assert [(r["action"], r["method"]) for r in store.audit()] == [("block", "out")]
@@ -407,22 +406,22 @@ def test_generate_replaces_a_blocked_answer(tmp_path: Path, on_block: str, text:
 def test_generate_error_mode_raises() -> None:
     pipeline, _, _ = make(Runtime(policy(on_block="error"), output_guards=[WordGuard(SECRET)]))
     with pytest.raises(PolicyBlockedError):
-        run(pipeline.generate(chat(), Decision("p")))
+        run(pipeline.answer(chat(), "p"))
 
 
 def test_generate_keeps_an_allowed_answer() -> None:
     guard = WordGuard("nothing-here")
     pipeline, _, _ = make(Runtime(policy(), output_guards=[guard]))
-    decision = Decision("p")
-    assert run(pipeline.generate(chat(), decision)).text == ANSWER
+    reply = run(pipeline.answer(chat(), "p"))
+    decision = reply.decision
+    assert reply.text == ANSWER
     assert decision.blocking is None and guard.calls == [ANSWER]
 
 
 def test_the_first_blocking_output_guard_decides() -> None:
     first, second = WordGuard(SECRET, "first"), WordGuard(SECRET, "second")
     pipeline, _, _ = make(Runtime(policy(), output_guards=[first, second]))
-    decision = Decision("p")
-    run(pipeline.generate(chat(), decision))
+    decision = run(pipeline.answer(chat(), "p")).decision
     assert decision.blocking is not None and decision.blocking.guard == "first"
     assert second.calls == []
 
@@ -430,14 +429,14 @@ def test_the_first_blocking_output_guard_decides() -> None:
 def test_a_failing_output_guard_follows_fail_mode() -> None:
     closed = make(Runtime(policy(), output_guards=[WordGuard("x", fails=True)]))[0]
     with pytest.raises(GuardFailedError):
-        run(closed.generate(chat(), Decision("p")))
+        run(closed.answer(chat(), "p"))
     with pytest.raises(GuardFailedError):
-        run(collect(closed.stream(chat(), Decision("p"))))
+        run(collect(closed.answer_stream(chat(), "p")))
     as_block = make(Runtime(policy(fail_closed_as="block"),
                             output_guards=[WordGuard("x", fails=True)]))[0]
-    assert run(as_block.generate(chat(), Decision("p"))).finish_reason == "content_filter"
+    assert run(as_block.answer(chat(), "p")).finish_reason == "content_filter"
     opened = make(Runtime(policy(fail_mode="open"), output_guards=[WordGuard("x", fails=True)]))[0]
-    assert run(opened.generate(chat(), Decision("p"))).text == ANSWER
+    assert run(opened.answer(chat(), "p")).text == ANSWER
 
 
 def test_a_stream_stops_calling_an_output_guard_that_failed_open(tmp_path: Path) -> None:
@@ -446,7 +445,7 @@ def test_a_stream_stops_calling_an_output_guard_that_failed_open(tmp_path: Path)
     pipeline, _, metrics = make(
         Runtime(policy(fail_mode="open"), output_guards=[broken, working]),
         Backend(pieces=letters()), store=store)
-    chunks = run(collect(pipeline.stream(chat(), Decision("p"))))
+    chunks = run(collect(pipeline.answer_stream(chat(), "p")))
     assert "".join(c.text for c in chunks) == ANSWER
     assert len(broken.calls) == 1 and len(working.calls) == len(ANSWER) + 1
     assert [r["action"] for r in store.audit()] == ["guard_failed"]
@@ -469,7 +468,7 @@ def test_allowed_stream_arrives_whole_with_finish_and_usage() -> None:
     guard = WordGuard("nothing-here", hold_back_chars=5)
     pipeline, _, metrics = make(Runtime(policy(), output_guards=[guard]),
                                 Backend(pieces=letters(), finish="length"))
-    chunks = run(collect(pipeline.stream(chat(), Decision("p"))))
+    chunks = run(collect(pipeline.answer_stream(chat(), "p")))
     assert "".join(c.text for c in chunks) == ANSWER
     assert chunks[-1] == Chunk(finish_reason="length", usage=USAGE)
     # Every piece is released once the guard has seen 5 more characters after it.
@@ -481,14 +480,14 @@ def test_allowed_stream_arrives_whole_with_finish_and_usage() -> None:
 
 def test_stream_without_policy_guards_relays_every_piece() -> None:
     pipeline, _, _ = make(Runtime(policy()), Backend(pieces=("a", "", "b")))
-    chunks = run(collect(pipeline.stream(chat(), Decision(None))))
+    chunks = run(collect(pipeline.answer_stream(chat(), None)))
     assert chunks == [Chunk("a"), Chunk("b"), Chunk(finish_reason="stop", usage=USAGE)]
 
 
 def test_hold_back_keeps_the_name_from_the_client() -> None:
     guard = WordGuard(SECRET)
     pipeline, _, _ = make(Runtime(policy(), output_guards=[guard]), Backend(pieces=letters()))
-    chunks = run(collect(pipeline.stream(chat(), Decision("p"))))
+    chunks = run(collect(pipeline.answer_stream(chat(), "p")))
     before = released_before_end(chunks)
     assert before == "The inventor was"  # the name is 7 characters held back: none of it
     assert chunks[-2:] == [Chunk("I'm sorry, but I can't help with that."),
@@ -500,8 +499,9 @@ def test_the_final_check_blocks_what_only_the_whole_text_shows(tmp_path: Path) -
     store = Store(tmp_path / "s.sqlite3")
     pipeline, _, _ = make(Runtime(policy(), output_guards=[guard]),
                           Backend(pieces=("The inventor was ", SECRET, ".")), store)
-    decision = Decision("p")
-    chunks = run(collect(pipeline.stream(chat(), decision)))
+    stream = pipeline.answer_stream(chat(), "p")
+    chunks = run(collect(stream))
+    decision = stream.decision
     assert SECRET not in "".join(c.text for c in chunks)
     assert chunks[-1] == Chunk(finish_reason="content_filter", usage=USAGE)
     assert decision.blocking is not None and decision.blocking.guard == "end"
@@ -514,7 +514,7 @@ def test_hold_back_is_the_largest_any_guard_needs() -> None:
     large.word = "nothing-either"
     pipeline, _, _ = make(Runtime(policy(), output_guards=[small, large]),
                           Backend(pieces=letters()))
-    chunks = run(collect(pipeline.stream(chat(), Decision("p"))))
+    chunks = run(collect(pipeline.answer_stream(chat(), "p")))
     assert chunks[-2].text == ANSWER[-9:]
 
 
@@ -529,7 +529,7 @@ def test_stream_block_modes(options: dict[str, str], finish: str | None, text: s
     received: list[Chunk] = []
 
     async def read() -> None:
-        async for chunk in pipeline.stream(chat(), Decision("p")):
+        async for chunk in pipeline.answer_stream(chat(), "p"):
             received.append(chunk)
 
     if finish is None:
@@ -548,43 +548,42 @@ def test_admitted_request_keeps_its_policy_for_the_output_side() -> None:
     runtime = Runtime(policy(), input_guards=[WordGuard("nothing")],
                       output_guards=[WordGuard(SECRET, "out")])
     pipeline, _, _ = make(runtime)
-    decision, prepared = run(pipeline.admit(chat(), "p"))
-    assert decision.policy == "p"
-    assert run(pipeline.generate(prepared, decision)).finish_reason == "content_filter"
+    reply = run(pipeline.answer(chat(), "p"))
+    assert reply.decision.policy == "p" and reply.decision.blocking is not None
+    assert reply.finish_reason == "content_filter"
 
 
 def test_no_policy_generates_and_streams_unguarded() -> None:
     pipeline, _, _ = make(Runtime(policy(), output_guards=[WordGuard(SECRET)]))
-    assert run(pipeline.generate(chat(), Decision(None))).text == ANSWER
-    assert "".join(c.text for c in run(collect(pipeline.stream(chat(), Decision(None))))) == ANSWER
+    assert run(pipeline.answer(chat(), None)).text == ANSWER
+    assert "".join(c.text for c in run(collect(pipeline.answer_stream(chat(), None)))) == ANSWER
 
 
 @pytest.mark.parametrize("kind", ["chat", "completion"])
 def test_the_backend_gets_the_request_parameters(kind: str) -> None:
     pipeline, backend, _ = make(Runtime(policy()))
-    run(pipeline.generate(chat("q", kind), Decision("p")))
-    run(collect(pipeline.stream(chat("q", kind), Decision("p"))))
+    run(pipeline.answer(chat("q", kind), "p"))
+    run(collect(pipeline.answer_stream(chat("q", kind), "p")))
     assert backend.params == [PARAMS, PARAMS]
 
 
 def test_a_completion_without_prompt_sends_an_empty_one() -> None:
     pipeline, backend, _ = make(Runtime(policy()))
-    run(pipeline.generate(chat(None, "completion"), Decision("p")))
-    run(collect(pipeline.stream(chat(None, "completion"), Decision("p"))))
+    run(pipeline.answer(chat(None, "completion"), "p"))
+    run(collect(pipeline.answer_stream(chat(None, "completion"), "p")))
     assert backend.sent == ["", ""]
 
 
 def test_guard_and_upstream_times_are_measured(clock: Clock) -> None:
     runtime = Runtime(policy(), input_guards=[WordGuard("nothing", "a")])
     pipeline, _, metrics = make(runtime)
-    decision, prepared = run(pipeline.admit(chat(), "p"))
-    assert decision.guard_ms == 250.0  # one clock tick of 0.25 s between start and end
-    run(pipeline.generate(prepared, decision))
+    reply = run(pipeline.answer(chat(), "p"))
+    assert reply.decision.guard_ms == 250.0  # one clock tick of 0.25 s between start and end
     assert sample(metrics, "unlearn_upstream_latency_seconds_sum", model="m") == 0.25
-    run(collect(pipeline.stream(prepared, decision)))
+    run(collect(pipeline.answer_stream(chat(), "p")))
     assert sample(metrics, "unlearn_upstream_latency_seconds_sum", model="m") == 0.5
-    # Guards report their own time (1 ms here); the histogram is in seconds.
-    assert sample(metrics, "unlearn_guard_latency_seconds_sum", guard="a") == 0.001
+    # Guards report their own time (1 ms a request here); the histogram is in seconds.
+    assert sample(metrics, "unlearn_guard_latency_seconds_sum", guard="a") == 0.002
 
 
 def test_finished_speculations_leave_nothing_unretrieved() -> None:
@@ -612,9 +611,9 @@ def test_finished_speculations_leave_nothing_unretrieved() -> None:
 def test_output_guards_see_the_conversation_in_a_guard_thread() -> None:
     guard = WordGuard("nothing-here")
     pipeline, _, _ = make(Runtime(policy(), output_guards=[guard]), Backend(pieces=("a", "b")))
-    run(pipeline.generate(chat("q"), Decision("p")))
-    run(collect(pipeline.stream(chat("q"), Decision("p"))))
-    assert [m for m, _ in guard.seen] == [[{"role": "user", "content": "q"}]] * 4
+    run(pipeline.answer(chat("q"), "p"))
+    run(collect(pipeline.answer_stream(chat("q"), "p")))
+    assert [m for m, _ in guard.seen] == [[CONTEXT, {"role": "user", "content": "q"}]] * 4
     assert all(name.startswith("guard") for _, name in guard.seen)
 
 
@@ -624,8 +623,9 @@ def test_output_guard_time_and_failures_are_recorded_by_guard(tmp_path: Path) ->
     pipeline, _, metrics = make(
         Runtime(policy(audit_prompts=True, fail_closed_as="block"), output_guards=[failing]),
         store=store)
-    decision = Decision("p")
-    assert run(pipeline.generate(chat(), decision)).finish_reason == "content_filter"
+    reply = run(pipeline.answer(chat(), "p"))
+    decision = reply.decision
+    assert reply.finish_reason == "content_filter"
     assert decision.blocking is not None and decision.blocking.guard == "broken:failed"
     assert decision.action == "guard_failed"
     assert sample(metrics, "unlearn_guard_failures_total", policy="p", guard="broken",
@@ -635,7 +635,7 @@ def test_output_guard_time_and_failures_are_recorded_by_guard(tmp_path: Path) ->
     assert (record["action"], record["method"], record["target_id"], record["item"]) == (
         "guard_failed", "broken:failed", None, None)
     timed = make(Runtime(policy(), output_guards=[WordGuard("nothing", "out")]))
-    run(timed[0].generate(chat(), Decision("p")))
+    run(timed[0].answer(chat(), "p"))
     assert sample(timed[2], "unlearn_guard_latency_seconds_sum", guard="out") == 0.001
 
 
@@ -650,7 +650,7 @@ def test_audited_prompts_join_the_turns_by_lines(tmp_path: Path) -> None:
 
 def test_streams_send_the_messages_and_default_to_stop() -> None:
     pipeline, backend, _ = make(Runtime(policy()), Backend(pieces=("ab", "cd"), finish=""))
-    chunks = run(collect(pipeline.stream(chat("q"), Decision(None))))
+    chunks = run(collect(pipeline.answer_stream(chat("q"), None)))
     assert backend.sent == [[{"role": "user", "content": "q"}]]
     # No guard: nothing held back, each piece relayed as it came; no finish reason -> "stop".
     assert chunks == [Chunk("ab"), Chunk("cd"), Chunk(finish_reason="stop", usage=USAGE)]
@@ -659,9 +659,7 @@ def test_streams_send_the_messages_and_default_to_stop() -> None:
 def test_a_speculated_stream_calls_the_backend_once() -> None:
     async def scenario() -> Backend:
         pipeline, backend, _ = make(Runtime(policy(speculate=True)), Backend(pieces=("a",)))
-        speculation = pipeline.speculate(chat(), "p", stream=True)
-        decision, prepared = await pipeline.admit(chat(), "p", speculation)
-        await collect(pipeline.stream(prepared, decision, speculation))
+        await collect(pipeline.answer_stream(chat(), "p"))
         return backend
 
     assert len(run(scenario()).sent) == 1

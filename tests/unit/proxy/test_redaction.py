@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from proxy.redaction import _redact_record, install_log_redaction, register_secret
+from proxy.core.redaction import _redact_record, install_log_redaction, register_secret
 
 SECRET = "unit-secret-of-no-known-shape"
 

@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 
 from proxy.backends import hf_generation as gen
-from proxy.backends.base import Backend, Chunk, Generation, GenerationParams
+from proxy.backends.base import Backend
+from proxy.core.types import Chunk, Generation, GenerationParams
 from proxy.backends.transformers_backend import TransformersBackend
-from proxy.config import TransformersModelConfig
-from proxy.errors import ConfigError, UnsupportedError
+from proxy.core.config import TransformersModelConfig
+from proxy.core.errors import ConfigError, UnsupportedError
 
 pytestmark = pytest.mark.slow
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from proxy.errors import ConfigError
+from proxy.core.errors import ConfigError
 
 EMBEDDED_MODEL_NAME = "gemma-3-270m"
 EMBEDDER_NAME = "all-MiniLM-L6-v2"

@@ -1,0 +1,37 @@
+"""The configuration file's schema, by concern, and how a file is loaded.
+
+Every model forbids unknown keys, so a typo is an error that names its YAML path rather than a
+setting silently ignored. :func:`load_config` turns any problem into a :class:`ConfigError`
+whose message names the file, the field path and what is wrong.
+
+``server`` (:mod:`.server`), ``models`` (:mod:`.models`), ``policies`` (:mod:`.policy`, their
+methods and embedder in :mod:`.methods`), the file as a whole and its ``routing``
+(:mod:`.root`), and reading it (:mod:`.loading`).
+"""
+
+from proxy.core.config.loading import (
+    format_validation_error, load_config, parse_config, read_yaml, resolve_document, substitute_env,
+)
+from proxy.core.config.methods import (
+    EmbedderConfig, ICULConfig, InputClassifierConfig, InputDetectorConfig, MethodConfig,
+    OutputFilterConfig, PrefixConfig,
+)
+from proxy.core.config.models import (
+    LlamaCppModelConfig, ModelConfig, OpenAIModelConfig, TransformersModelConfig,
+)
+from proxy.core.config.policy import (
+    MAX_REQUEST_DOCUMENT_CHARS, DocumentConfig, ForgetRequestTarget, ForgetTargetConfig,
+    PolicyConfig, QAExample, RequestDocumentConfig,
+)
+from proxy.core.config.root import Config, RoutingConfig
+from proxy.core.config.server import ServerConfig
+
+__all__ = [
+    "MAX_REQUEST_DOCUMENT_CHARS", "Config", "DocumentConfig", "EmbedderConfig",
+    "ForgetRequestTarget", "ForgetTargetConfig", "ICULConfig", "InputClassifierConfig",
+    "InputDetectorConfig", "LlamaCppModelConfig", "MethodConfig", "ModelConfig",
+    "OpenAIModelConfig", "OutputFilterConfig", "PolicyConfig", "PrefixConfig", "QAExample",
+    "RequestDocumentConfig", "RoutingConfig", "ServerConfig", "TransformersModelConfig",
+    "format_validation_error", "load_config", "parse_config", "read_yaml", "resolve_document",
+    "substitute_env",
+]
