@@ -46,7 +46,7 @@ from proxy.core.config import (
 )
 from proxy.metrics import Metrics
 from proxy.pipeline import Pipeline, Request
-from proxy.policy_runtime import CompiledRuntimePolicy, compile_runtime_policy
+from proxy.policy import CompiledPolicy, compile_policy
 
 __all__ = ["NEIGHBOUR", "STACKS", "Case", "build_cases", "main", "measure_policy",
            "render_markdown"]
@@ -125,7 +125,7 @@ def build_cases(split: ProbeSplit, *, limit: int | None, seed: int,
     return cases
 
 
-def _run(loop: asyncio.Runner, runtimes: Mapping[str, CompiledRuntimePolicy],
+def _run(loop: asyncio.Runner, runtimes: Mapping[str, CompiledPolicy],
          cases: Sequence[Case], desc: str) -> dict[str, list[bool]]:
     """Per stack and case: whether the answer reached the client (nothing blocked it).
 
@@ -169,7 +169,7 @@ def measure_policy(name: str, benchmark: Benchmark, *, stacks: Mapping[str, Sequ
     split = split_probes(benchmark, spec, seed=seed)
     base = base_policy(benchmark, split, spec)
     cases = build_cases(split, limit=limit, seed=seed)
-    runtimes = {stack: compile_runtime_policy(
+    runtimes = {stack: compile_policy(
         f"{name}-{stack}", base.model_copy(update={"methods": list(methods)}), base_dir=REPO,
         state_dir=state_dir) for stack, methods in stacks.items()}
     passed = _run(loop, runtimes, cases, name)

@@ -25,7 +25,7 @@ from benchmarks.datasets.tofu import load_tofu
 from benchmarks.proxy_overhead import percentile
 from benchmarks.provenance import provenance
 from proxy.core.config import ForgetTargetConfig, PolicyConfig, QAExample
-from proxy.policy_runtime import compile_runtime_policy
+from proxy.policy import compile_policy
 
 N_RETAIN_EXAMPLES = 300
 N_NEGATIVES = 600
@@ -71,7 +71,7 @@ def _quality(scores_pos: list[float], scores_neg: list[float], threshold: float)
 def evaluate_split(split: str, data_dir: str | None, state_dir: Path) -> dict[str, Any]:
     """Detection quality and latency of each input guard for one TOFU split."""
     policy, positives, negatives, files = _policy(split, data_dir)
-    runtime = compile_runtime_policy(split, policy, base_dir=Path.cwd(), state_dir=state_dir)
+    runtime = compile_policy(split, policy, base_dir=Path.cwd(), state_dir=state_dir)
     out: dict[str, Any] = {"files": files, "guards": {}}
     for guard in runtime.input_guards:
         guard.check_input([{"role": "user", "content": "warm-up"}])
@@ -85,8 +85,7 @@ def evaluate_split(split: str, data_dir: str | None, state_dir: Path) -> dict[st
             **_quality([v.score for v in verdicts["pos"]], [v.score for v in verdicts["neg"]], threshold),
             "latency_ms": {"p50": percentile(latencies, 50), "p99": percentile(latencies, 99)},
         }
-    if runtime.compiled is not None:
-        out["describe"] = runtime.compiled.describe()
+    out["describe"] = runtime.describe()
     return out
 
 

@@ -39,7 +39,7 @@ from proxy.core.config import ForgetTargetConfig, ICULConfig, LlamaCppModelConfi
 from proxy.core.config import QAExample
 from proxy.metrics import Metrics
 from proxy.pipeline import Pipeline, PolicyRuntime, Request
-from proxy.policy_runtime import compile_runtime_policy
+from proxy.policy import compile_policy
 
 MODEL = "gemma"
 SPLIT = "forget05"
@@ -152,7 +152,7 @@ def measure(ks: Sequence[int], requests: int, data_dir: str | None) -> dict[str,
     backend = build_backend(MODEL, model_cfg)
     with tempfile.TemporaryDirectory() as state_dir:
         runtimes: dict[str, PolicyRuntime] = {
-            f"k{k}": compile_runtime_policy(
+            f"k{k}": compile_policy(
                 f"k{k}", policy, base_dir=Path.cwd(), state_dir=Path(state_dir)
             )
             for k, policy in policies.items()

@@ -1,7 +1,7 @@
 """Guards that enforce forget policies, and the registry that builds them from YAML ``type``.
 
 Each entry of :data:`GUARD_BUILDERS` is a function ``build(cfg, artifacts) -> guard`` taking
-the method's config model and the policy's :class:`filters.compiled.PolicyArtifacts`; entries
+the method's config model and the policy's :class:`filters.artifacts.PolicyArtifacts`; entries
 are lazy ``"module:attr"`` references so importing this package loads neither torch nor FAISS.
 """
 

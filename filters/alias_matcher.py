@@ -13,7 +13,8 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from filters.base import Match, Message, Verdict, other_texts, user_turns
+from filters.base import Match, Message, Verdict
+from proxy.core.messages import other_texts, user_turns
 from filters.normalize import TextFeed, Token, tokenize
 from proxy.core.config import ForgetTargetConfig
 

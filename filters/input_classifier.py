@@ -42,7 +42,7 @@ from filters.normalize import normalize
 from proxy.core.config import InputClassifierConfig, QAExample
 
 if TYPE_CHECKING:
-    from filters.compiled import PolicyArtifacts
+    from filters.artifacts import PolicyArtifacts
 
 NEIGHBOUR_WEIGHT = 3.0
 

@@ -17,14 +17,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from filters.alias_matcher import AliasGuard
-from filters.base import Match, Message, Verdict, other_texts, user_turns
+from filters.base import Match, Message, Verdict
+from proxy.core.messages import other_texts, user_turns
 from filters.embedder import Embedder
 from filters.forget_index import ForgetIndex, ForgetItem, chunk_text
 from filters.normalize import deconfuse
 from proxy.core.config import InputDetectorConfig
 
 if TYPE_CHECKING:
-    from filters.compiled import PolicyArtifacts
+    from filters.artifacts import PolicyArtifacts
 
 DEFAULT_CONTEXT_TURNS = 3
 WINDOW_WORDS = 60

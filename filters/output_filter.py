@@ -35,7 +35,7 @@ from filters.normalize import TextFeed, Token, tokenize
 from proxy.core.config import OutputFilterConfig
 
 if TYPE_CHECKING:
-    from filters.compiled import PolicyArtifacts
+    from filters.artifacts import PolicyArtifacts
 
 UNIT_CHARS = 200
 MIN_UNIT_TOKENS = 3

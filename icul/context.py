@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -22,8 +22,9 @@ from icul.demonstrations import (
     count_added_tokens,
 )
 from icul.erase import EraseSelector, EraseStats
-from proxy.core.config import ForgetTargetConfig, ICULConfig, QAExample
+from proxy.core.config import ForgetTargetConfig, ICULConfig, PolicyConfig, QAExample
 from proxy.core.errors import ConfigError
+from proxy.core.messages import user_turns
 
 
 class _Index(Protocol):
@@ -126,10 +127,16 @@ class ICULMethod:
         """ERASE deletion counters (deletions, recomputes)."""
         return self._selector.stats if self._selector else EraseStats()
 
+    @property
+    def when(self) -> str:
+        return self.cfg.when
+
     def apply_chat(
-        self, messages: list[dict[str, Any]], query: str, count_tokens: TokenCounter
+        self, messages: list[dict[str, Any]], count_tokens: TokenCounter
     ) -> tuple[list[dict[str, Any]], int]:
-        """The conversation with demonstrations in front of it, and the tokens added."""
+        """The conversation with demonstrations (the forget ones nearest its last user turn)
+        in front of it, and the tokens added."""
+        query = (user_turns(messages) or [""])[-1]
         out = build_chat_messages(
             messages, self.forget_demonstrations(query), self.retain_demonstrations(),
             forget_answer=self.cfg.forget_answer, refusal_text=self._refusal,
@@ -154,3 +161,12 @@ class ICULMethod:
                  f"s={self.cfg.s} retain demos chosen {how} from {len(self._pool)}:"]
         lines += [f"  - {d.question} -> {d.answer}" for d in retain]
         return lines
+
+
+def build_icul(cfg: ICULConfig, *, policy: PolicyConfig, where: str,
+               artifacts: Callable[[], Any]) -> ICULMethod:
+    """The ``icul`` context method of a policy (its forget index and embedder from
+    ``artifacts()``, the policy's compiled artefacts)."""
+    built = artifacts()
+    return ICULMethod(cfg, targets=policy.forget, retain=policy.retain, index=built.index,
+                      embedder=built.embedder, refusal_text=policy.refusal_text, where=where)

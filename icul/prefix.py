@@ -6,8 +6,11 @@ the ICU baseline of RWKU (Jin et al. 2024).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
+
+from proxy.core.config import PolicyConfig, PrefixConfig
 
 DEFAULT_TEMPLATE = (
     "You are an AI assistant who is supposed to unlearn about {targets} and provide answers "
@@ -42,3 +45,25 @@ def apply_chat_prefix(messages: Sequence[dict[str, Any]], prefix: str) -> list[d
 def apply_completion_prefix(prompt: str, prefix: str) -> str:
     """Put ``prefix`` on its own paragraph in front of a raw completion prompt."""
     return f"{prefix}\n\n{prompt}"
+
+
+@dataclass(frozen=True)
+class PrefixMethod:
+    """The ``prefix`` context method: one rendered instruction in front of every request."""
+
+    prefix: str
+    when: str = "always"
+
+    def apply_chat(
+        self, messages: list[dict[str, Any]], count_tokens: Callable[[str], int]
+    ) -> tuple[list[dict[str, Any]], int]:
+        return apply_chat_prefix(messages, self.prefix), count_tokens(self.prefix)
+
+    def apply_completion(self, prompt: str, count_tokens: Callable[[str], int]) -> tuple[str, int]:
+        return apply_completion_prefix(prompt, self.prefix), count_tokens(self.prefix)
+
+
+def build_prefix(cfg: PrefixConfig, *, policy: PolicyConfig, where: str,
+                 artifacts: Callable[[], Any]) -> PrefixMethod:
+    """The ``prefix`` context method of a policy (the names of its forget targets)."""
+    return PrefixMethod(render_prefix([t.name for t in policy.forget], cfg.template), cfg.when)

@@ -19,7 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, Protocol, TypeVar
 
 from filters.batching import Unavailable
-from filters.base import InputGuard, Match, OutputGuard, Verdict, message_text
+from filters.base import InputGuard, Match, OutputGuard, Verdict
+from proxy.core.messages import message_text
 from proxy.backends.base import Backend
 from proxy.core.types import Chunk, Generation, GenerationParams, Usage
 from proxy.core.config import PolicyConfig
@@ -43,17 +44,26 @@ T = TypeVar("T")
 
 
 class PolicyRuntime(Protocol):
-    """A compiled policy: its config, guards, and the context builders it applies."""
+    """What the pipeline needs of a compiled policy (:class:`proxy.policy.CompiledPolicy`)."""
 
     name: str
     config: PolicyConfig
-    input_guards: Sequence[InputGuard]
-    output_guards: Sequence[OutputGuard]
+
+    @property
+    def input_guards(self) -> Sequence[InputGuard]: ...
+
+    @property
+    def output_guards(self) -> Sequence[OutputGuard]: ...
+
+    @property
+    def hold_back_chars(self) -> int:
+        """What a stream withholds for the output guards."""
+        ...
 
     def build_context(
         self, request: Request, *, detected: bool, count_tokens: Callable[[str], int]
     ) -> tuple[Request, int]:
-        """Apply prefix/ICUL methods; returns the new request and the prompt tokens added."""
+        """Apply the context methods; returns the new request and the prompt tokens added."""
         ...
 
 
@@ -427,7 +437,7 @@ class AnswerStream:
             return
         source = speculation.chunks() if speculation is not None else pipeline._source(prepared)
         guards = policy.output_guards if policy is not None else ()
-        hold_back = max((g.hold_back_chars for g in guards), default=0)
+        hold_back = policy.hold_back_chars if policy is not None else 0
         started = time.perf_counter()
         text, sent, finish, usage = "", 0, "stop", None
         verdict: Verdict | None = None

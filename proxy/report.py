@@ -21,10 +21,10 @@ def describe_config(config: Config, *, base_dir: Path, compile_policies: bool = 
     """A human-readable report: the resolved YAML, then one section per compiled policy."""
     lines = ["# resolved configuration", yaml.safe_dump(_redacted(config), sort_keys=False)]
     if compile_policies:
-        from proxy.policy_runtime import compile_runtime_policy
+        from proxy.policy import compile_policy
 
         for name, policy in config.policies.items():
-            runtime = compile_runtime_policy(
+            runtime = compile_policy(
                 name, policy, base_dir=base_dir, state_dir=Path(config.server.state_dir)
             )
             lines.append(f"# policy {name!r}")

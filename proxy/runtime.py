@@ -23,7 +23,7 @@ from proxy.core.config import Config, ForgetRequestTarget, ForgetTargetConfig
 from proxy.core.errors import ConfigError, InvalidRequestError, NotFoundError
 from proxy.metrics import Metrics
 from proxy.pipeline import Pipeline, PolicyRuntime
-from proxy.policy_runtime import CompiledRuntimePolicy, compile_runtime_policy
+from proxy.policy import CompiledPolicy, compile_policy
 from proxy.store import ForgetRequest, Store
 
 log = logging.getLogger("unlearn_proxy.runtime")
@@ -85,7 +85,7 @@ def build_policies(
     for target ``without``), and ``adding``, merged in."""
     names = [only] if only else list(config.policies)
     return {
-        name: compile_runtime_policy(
+        name: compile_policy(
             name,
             config.policies[name],
             base_dir=base_dir,
@@ -198,7 +198,7 @@ class RuntimeHolder:
         it back. Raises NotFoundError when no pool of the live policy holds it."""
         with self._lock:
             policy = self.current.policies[name]
-            if not isinstance(policy, CompiledRuntimePolicy) or not policy.has_retain(question):
+            if not isinstance(policy, CompiledPolicy) or not policy.has_retain(question):
                 raise NotFoundError("that question is not in the retain pool", param="question")
             store.remove_retain(name, question)
             return policy.remove_retain(question)

@@ -19,7 +19,7 @@ from proxy.core.config import ForgetTargetConfig, PolicyConfig
 from proxy.core.errors import PolicyBlockedError
 from proxy.metrics import Metrics
 from proxy.pipeline import Pipeline, PolicyRuntime, Request
-from proxy.policy_runtime import CompiledRuntimePolicy
+from proxy.policy import CompiledPolicy
 
 MODEL = "scripted"
 
@@ -64,7 +64,7 @@ async def stream_pieces(guards: Sequence[OutputGuard], pieces: Sequence[str]) ->
     forget list is a placeholder: the guards carry what they check)."""
     placeholder = ForgetTargetConfig(id="placeholder", name="Zyxw Placeholder")
     config = PolicyConfig(forget=[placeholder], stream_block="strict")
-    policy = CompiledRuntimePolicy("p", config, output_guards=list(guards))
+    policy = CompiledPolicy("p", config, guards=[(None, guard) for guard in guards])
     policies: dict[str, PolicyRuntime] = {"p": policy}
     backend: Any = ScriptedBackend(pieces)
     pipeline = Pipeline(backends={MODEL: backend}, policies=policies, metrics=Metrics(), store=None)

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from filters.base import Verdict
+from proxy.core.messages import Message
+from proxy.policy import CompiledPolicy
+
 ROWLING: dict[str, Any] = {
     "id": "jk-rowling",
     "name": "J. K. Rowling",
@@ -38,3 +42,14 @@ QUENBY_DOCUMENT = (
     "chemistry, and her first patent described a furnace lining that survived salt spray. "
     "She later founded the Quenby Glassworks, which produced lenses for coastal lighthouses."
 )
+
+
+def input_verdicts(compiled: CompiledPolicy, messages: list[Message]) -> list[Verdict]:
+    """The input guards' verdicts on ``messages`` in the pipeline's order (cheapest first,
+    stopping at the first block), without the pipeline around them."""
+    verdicts = []
+    for guard in compiled.input_guards:
+        verdicts.append(guard.check_input(messages))
+        if verdicts[-1].is_block:
+            break
+    return verdicts

@@ -1,9 +1,9 @@
 """One dataset of a bench run: select probes, deploy the variants, ask, score.
 
 The no-defence variant answers every candidate first; with ``known_min_rouge`` only the probes
-it answers are scored (RWKU on a small model: DESIGN §4), and those counts are reported. Then
-every variant answers the scored probes through the same request path, with Extraction Strength
-and tier L metrics where the config asks for them.
+it answers are scored (RWKU on a small model: docs/ARCHITECTURE.md, "Scoring known probes"),
+and those counts are reported. Then every variant answers the scored probes through the same
+request path, with Extraction Strength and tier L metrics where the config asks for them.
 """
 
 from __future__ import annotations

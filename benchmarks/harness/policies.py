@@ -1,6 +1,7 @@
 """Which probes are scored, and the policy built from everything else.
 
-DESIGN §4: never train or calibrate on the probes you report. Each probe list is split once,
+Probe hygiene (docs/ARCHITECTURE.md): never train or calibrate on the probes you report.
+Each probe list is split once,
 deterministically from the seed: a ``holdout_share`` of the forget, neighbour and retain probes
 becomes policy material (example questions of the forget targets, retain examples) and is never
 scored; candidates for scoring are sampled from the rest. Utility (MCQ) probes are never given

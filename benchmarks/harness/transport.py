@@ -25,7 +25,7 @@ from benchmarks.processes import free_port, python_server
 from proxy.backends import build_backend
 from proxy.metrics import Metrics
 from proxy.pipeline import Pipeline, PolicyRuntime
-from proxy.policy_runtime import compile_runtime_policy
+from proxy.policy import compile_policy
 
 __all__ = ["Deployment", "HttpDeployment", "InProcessDeployment", "proxy_config", "serve_http"]
 
@@ -54,7 +54,7 @@ class InProcessDeployment:
                  backend: RecordingBackend, state_dir: Path, loop: asyncio.Runner) -> None:
         self.config, self.loop = config, loop
         self._own_model: str | None = None
-        policies = {v.slug: cast(PolicyRuntime, compile_runtime_policy(
+        policies = {v.slug: cast(PolicyRuntime, compile_policy(
             v.slug, v.policy, base_dir=Path.cwd(), state_dir=state_dir))
             for v in variants if v.policy is not None}
         self.pipeline = Pipeline(backends={config.model_name: backend}, policies=policies,

@@ -56,9 +56,9 @@ REGRESSIONS: tuple[Regression, ...] = (
         (_STREAM, "tests/unit/filters/test_output_filter.py"),
     ),
     Regression(
-        "stream holds nothing back", "proxy/pipeline.py",
-        "hold_back = max((g.hold_back_chars for g in guards), default=0)",
-        "hold_back = 0",
+        "stream holds nothing back", "proxy/policy.py",
+        "return max((g.hold_back_chars for g in self.output_guards), default=0)",
+        "return 0",
         (_STREAM, "tests/unit/filters/test_output_filter.py"),
     ),
     Regression(

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from typing import Any
 
-from filters.base import message_text
+from proxy.core.messages import message_text
 from proxy.core.types import Chunk
 
 TRANSCRIPT_STOP = ("\nQ:",)

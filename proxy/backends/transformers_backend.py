@@ -24,7 +24,7 @@ import torch
 from transformers import PreTrainedModel
 from transformers.generation.streamers import BaseStreamer
 
-from filters.base import message_text
+from proxy.core.messages import message_text
 from proxy.backends import hf_generation as gen
 from proxy.backends.base import Capabilities, Message, check_n
 from proxy.backends.hf_loader import ModelInfo, load_causal_lm

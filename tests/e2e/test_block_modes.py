@@ -1,4 +1,5 @@
-"""Every documented way a block reaches the client, and its audit record (DESIGN §2).
+"""Every documented way a block reaches the client, and its audit record
+(docs/ARCHITECTURE.md, "Blocks on the wire").
 
 The real server and ``openai`` backend in front of an echoing upstream process
 (``benchmarks.stub_upstream --echo``): the answer is the request's own text, so an input-side
@@ -175,7 +176,8 @@ def test_block_reaches_the_client_as_documented(
 
 @pytest.mark.parametrize("on_block", ["refuse", "feign"])
 def test_streamed_output_block_headers(proxy_url: str, on_block: str) -> None:
-    """DESIGN §2: a policy block carries ``x-should-retry: false`` (as the same request without
+    """Blocks on the wire (docs/ARCHITECTURE.md): a policy block carries
+    ``x-should-retry: false`` (as the same request without
     streaming does), and so does a stream blocked before its first byte."""
     raw = _request(proxy_url, "chat", f"output-{on_block}-graceful", LEAK, stream=True)
     assert received(raw, "chat", stream=True).contents == (ANSWERS[on_block][0],)

@@ -45,7 +45,7 @@ from tests.servers import bag_of_words, fake_upstream, thread_server
 CASES = int(os.environ.get("UNLEARN_SCHEMATHESIS_CASES", "5000"))  # per group
 ADMIN = "sk-admin-for-schemathesis"
 CLIENT = "sk-client-for-schemathesis"
-ERROR_TYPES = {  # DESIGN §2
+ERROR_TYPES = {  # docs/ARCHITECTURE.md, "Errors and status codes"
     "invalid_request_error", "authentication_error", "permission_error", "not_found_error",
     "rate_limit_error", "server_error",
 }
@@ -98,7 +98,8 @@ def proxy_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def schema(proxy_url: str) -> Any:
-    # an invalid body is rejected with any 4xx of DESIGN §2 (a too-large one with 413)
+    # an invalid body is rejected with any 4xx of docs/ARCHITECTURE.md's error table (a
+    # too-large one with 413)
     rejected = ["400", "401", "403", "404", "405", "408", "413", "429"]
     config = schemathesis.Config.from_dict(
         {"checks": {"negative_data_rejection": {"expected-statuses": rejected}}})
@@ -106,7 +107,8 @@ def schema(proxy_url: str) -> Any:
 
 
 def _envelope_problem(response: schemathesis.Response) -> str | None:
-    """What is wrong with ``response`` by DESIGN §2 (no 5xx, errors in the envelope), or None."""
+    """What is wrong with ``response`` by docs/ARCHITECTURE.md's error conventions (no 5xx,
+    errors in the envelope), or None."""
     if response.status_code >= 500:
         return f"a {response.status_code}"
     if response.status_code < 400:

@@ -10,7 +10,7 @@ import pytest
 from filters import input_detector
 from filters.alias_matcher import AliasGuard
 from filters.base import Match, Message, Verdict
-from filters.compiled import PolicyArtifacts
+from filters.artifacts import PolicyArtifacts
 from filters.embedder import build_embedder
 from filters.forget_index import ForgetIndex
 from filters.input_detector import EmbeddingDetector, build_input_detector, query_texts

@@ -12,7 +12,7 @@ import pytest
 from benchmarks.stub_upstream import tokens_of
 from filters.alias_matcher import AliasTable
 from filters.base import Match, Verdict
-from filters.compiled import PolicyArtifacts
+from filters.artifacts import PolicyArtifacts
 from filters.embedder import build_embedder
 from filters.forget_index import ForgetIndex, ForgetItem, collect_items
 from filters.normalize import tokenize

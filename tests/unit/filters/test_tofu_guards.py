@@ -18,13 +18,14 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from benchmarks.data_dir import resolve_data_dir
-from filters.compiled import CompiledPolicy, compile_policy
 from filters.input_classifier import InputClassifier
 from filters.input_detector import EmbeddingDetector
 from filters.base import Verdict
 from filters.output_filter import OutputFilter
 from proxy.core.config import PolicyConfig
+from proxy.policy import CompiledPolicy, compile_policy
 from tests.pipeline_stream import Streamed, stream_text
+from tests.policies import input_verdicts
 
 pytestmark = pytest.mark.slow
 
@@ -70,7 +71,7 @@ def _policy() -> PolicyConfig:
 def compiled(tmp_path_factory: pytest.TempPathFactory) -> CompiledPolicy:
     started = time.perf_counter()
     policy = compile_policy(
-        "tofu", _policy(), base_dir=_tofu_dir(), cache_dir=tmp_path_factory.mktemp("c"),
+        "tofu", _policy(), base_dir=_tofu_dir(), state_dir=tmp_path_factory.mktemp("c"),
         progress=False,
     )
     print(f"\ncold compile of the TOFU forget10 policy: {time.perf_counter() - started:.1f}s")
@@ -93,7 +94,7 @@ def _negatives() -> list[str]:
 
 def _scores(compiled: CompiledPolicy, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
     detector, classifier, _ = _guards(compiled)
-    vectors = compiled.artifacts.embedder.embed(texts)
+    vectors = detector.embedder.embed(texts)
     similarity = np.array([row[0][0] for row in detector.index.search(vectors, k=1)])
     return similarity, classifier.model.predict(vectors, texts)
 
@@ -154,8 +155,8 @@ def test_question_split_across_two_turns(compiled: CompiledPolicy) -> None:
         assert not alone.is_block
         assert split.is_block and split.match is not None
         assert split.match.target_id == "author-01"
-    verdicts = compiled.check_input(
-        [{"role": "user", "content": first}, {"role": "user", "content": last}]
+    verdicts = input_verdicts(
+        compiled, [{"role": "user", "content": first}, {"role": "user", "content": last}]
     )
     assert [v.action for v in verdicts] == ["block"]
 
@@ -191,7 +192,7 @@ def test_unrelated_requests_pass_every_guard(compiled: CompiledPolicy) -> None:
         messages = [
             {"role": "user", "content": f"What is a good name for a pet turtle number {i}?"}
         ]
-        verdicts += compiled.check_input(messages)
+        verdicts += input_verdicts(compiled, messages)
         verdicts.append(output.check_output(
             messages, f"Try Sheldon {i}. It is a classic turtle name. ", final=True
         ))

@@ -29,7 +29,7 @@ from proxy.backends.transformers_backend import TransformersBackend
 from proxy.core.config import TransformersModelConfig
 from proxy.metrics import Metrics
 from proxy.pipeline import Pipeline, PolicyRuntime, Request
-from proxy.policy_runtime import CompiledRuntimePolicy, compile_runtime_policy
+from proxy.policy import CompiledPolicy, compile_policy
 
 pytestmark = pytest.mark.slow
 
@@ -66,16 +66,16 @@ def backend() -> TransformersBackend:
 @pytest.fixture(scope="module")
 def runtimes(
     tofu: Benchmark, given: list[Probe], tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, CompiledRuntimePolicy]:
+) -> dict[str, CompiledPolicy]:
     state_dir = tmp_path_factory.mktemp("icul_state")
     policies = {"control": tofu_icul_policy(tofu, given, k=0, s=ICUL_S),
                 "icul": tofu_icul_policy(tofu, given, k=ICUL_K, s=ICUL_S)}
-    return {name: compile_runtime_policy(name, policy, base_dir=Path.cwd(), state_dir=state_dir)
+    return {name: compile_policy(name, policy, base_dir=Path.cwd(), state_dir=state_dir)
             for name, policy in policies.items()}
 
 
 @pytest.fixture(scope="module")
-def pipeline(backend: TransformersBackend, runtimes: dict[str, CompiledRuntimePolicy]) -> Pipeline:
+def pipeline(backend: TransformersBackend, runtimes: dict[str, CompiledPolicy]) -> Pipeline:
     policies: dict[str, PolicyRuntime] = dict(runtimes)
     return Pipeline(backends={MODEL: backend}, policies=policies, metrics=Metrics(), store=None)
 
@@ -99,7 +99,7 @@ async def _score(pipeline: Pipeline, probes: list[Probe], policy: str | None) ->
 
 
 def test_nearest_forget_demonstration_is_the_paraphrased_question(
-    runtimes: dict[str, CompiledRuntimePolicy], given: list[Probe]
+    runtimes: dict[str, CompiledPolicy], given: list[Probe]
 ) -> None:
     (method,) = runtimes["icul"].icul
     nearest = [method.forget_demonstrations(_query(p))[0].question for p in given]
@@ -108,7 +108,7 @@ def test_nearest_forget_demonstration_is_the_paraphrased_question(
 
 
 async def test_icul_changes_answers_and_lowers_recall(
-    pipeline: Pipeline, runtimes: dict[str, CompiledRuntimePolicy], given: list[Probe]
+    pipeline: Pipeline, runtimes: dict[str, CompiledPolicy], given: list[Probe]
 ) -> None:
     plain = await _score(pipeline, given, None)
     control = await _score(pipeline, given, "control")

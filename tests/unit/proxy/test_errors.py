@@ -1,4 +1,5 @@
-"""The error hierarchy maps to the documented OpenAI envelopes (DESIGN §2)."""
+"""The error hierarchy maps to the documented OpenAI envelopes 
+(docs/ARCHITECTURE.md, "Errors and status codes")."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import pytest
 
 from proxy.core import errors
 
-# (class, status, type): the table in proxy/core/errors.py's docstring and DESIGN §2.
+# (class, status, type): the table in proxy/core/errors.py's docstring and in
+# docs/ARCHITECTURE.md, "Errors and status codes".
 DOCUMENTED = [
     (errors.InvalidRequestError, 400, "invalid_request_error"),
     (errors.PolicyBlockedError, 400, "invalid_request_error"),

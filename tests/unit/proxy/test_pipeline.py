@@ -75,6 +75,10 @@ class Runtime:
     name: str = "p"
     detected: list[bool] = field(default_factory=list)
 
+    @property
+    def hold_back_chars(self) -> int:
+        return max((g.hold_back_chars for g in self.output_guards), default=0)
+
     def build_context(self, request: Request, *, detected: bool,
                       count_tokens: Callable[[str], int]) -> tuple[Request, int]:
         self.detected.append(detected)

@@ -7,7 +7,10 @@ from pathlib import Path
 import pytest
 
 from filters import GUARD_BUILDERS
-from filters.compiled import CompiledPolicy, compile_policy
+from filters.base import Verdict
+from icul import CONTEXT_BUILDERS
+from proxy.policy import CompiledPolicy, compile_policy
+from tests.policies import input_verdicts
 from proxy.core.config import ForgetTargetConfig, PolicyConfig
 from proxy.core.errors import ConfigError
 
@@ -53,7 +56,11 @@ POLICY = {
 
 def _compile(cache: Path, data: dict[str, object] = POLICY, **kwargs: object) -> CompiledPolicy:
     policy = PolicyConfig.model_validate(data)
-    return compile_policy("p", policy, base_dir=cache, cache_dir=cache, progress=False, **kwargs)  # type: ignore[arg-type]
+    return compile_policy("p", policy, base_dir=cache, state_dir=cache, progress=False, **kwargs)  # type: ignore[arg-type]
+
+
+def _check(compiled: CompiledPolicy, content: str) -> list[Verdict]:
+    return input_verdicts(compiled, [{"role": "user", "content": content}])
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +73,9 @@ def cold(cache: Path) -> CompiledPolicy:
     return _compile(cache)
 
 
-def test_registry_names_the_guard_types() -> None:
+def test_registries_name_the_method_types() -> None:
     assert GUARD_BUILDERS.names() == ["input_classifier", "input_detector", "output_filter"]
+    assert CONTEXT_BUILDERS.names() == ["icul", "prefix"]
 
 
 @pytest.mark.slow
@@ -78,7 +86,8 @@ def test_cold_compile_builds_guards_in_config_order(cold: CompiledPolicy) -> Non
         "input_classifier",
         "input_detector",
     ]
-    assert [m.type for m in cold.methods][0] == "prefix"
+    assert [m.type for m in cold.config.methods][0] == "prefix"
+    assert len(cold.context) == 1 and cold.icul == []
     assert [g.name for g in cold.input_guards] == ["input_detector", "input_classifier"]
     assert cold.hold_back_chars == cold.output_guards[0].hold_back_chars > 0
     assert list(cold.calibration) == ["methods[2]"]
@@ -87,10 +96,10 @@ def test_cold_compile_builds_guards_in_config_order(cold: CompiledPolicy) -> Non
 
 @pytest.mark.slow
 def test_check_input_runs_cheap_first_and_stops_at_a_block(cold: CompiledPolicy) -> None:
-    named = cold.check_input([{"role": "user", "content": "Tell me about m. quenby"}])
+    named = _check(cold, "Tell me about m. quenby")
     assert [(v.guard, v.action) for v in named] == [("input_detector", "block")]
     assert named[0].match is not None and named[0].match.item == "alias:M. Quenby"
-    clean = cold.check_input([{"role": "user", "content": "How do I bake sourdough bread?"}])
+    clean = _check(cold, "How do I bake sourdough bread?")
     assert [(v.guard, v.action) for v in clean] == [
         ("input_detector", "allow"),
         ("input_classifier", "allow"),
@@ -101,7 +110,7 @@ def test_check_input_runs_cheap_first_and_stops_at_a_block(cold: CompiledPolicy)
 def test_a_question_buried_in_a_long_prompt_is_found(cold: CompiledPolicy) -> None:
     filler = "Please read all of this carefully before you answer my question. " * 40
     question = "Who founded a glassworks in the harbour town of Vell?"
-    verdicts = cold.check_input([{"role": "user", "content": filler + question}])
+    verdicts = _check(cold, filler + question)
     assert verdicts[0].guard == "input_detector" and verdicts[0].is_block
     assert verdicts[0].match is not None and verdicts[0].match.target_id == "quenby"
 
@@ -114,7 +123,6 @@ def test_second_compile_is_a_fast_cache_hit(cold: CompiledPolicy, cache: Path) -
     print(f"\ncompile: cold {cold.compile_s:.2f}s, warm {elapsed:.2f}s")
     assert all(warm.cache_hits.values()) and warm.cache_hits
     assert elapsed < 2.0 and elapsed < cold.compile_s
-    assert warm.key == cold.key
     assert warm.calibration == cold.calibration
 
 
@@ -126,29 +134,32 @@ def test_changes_rebuild_what_they_touch(cold: CompiledPolicy, cache: Path) -> N
     forget = [{**POLICY["forget"][0], "aliases": ["Quenby of Vell"]}, POLICY["forget"][1]]  # type: ignore[index]
     target_changed = _compile(cache, {**POLICY, "forget": forget})
     assert not any(target_changed.cache_hits.values())
-    assert target_changed.key != cold.key
 
 
 @pytest.mark.slow
-def test_runtime_targets_are_added_and_removed(cache: Path) -> None:
+def test_runtime_targets_and_retain_removals_are_merged(cache: Path) -> None:
     extra = ForgetTargetConfig(
         id="ilse", name="Ilse Varga", questions=["What did Ilse Varga paint?"]
     )
     data = {**POLICY, "methods": [{"type": "input_detector"}]}
-    compiled = _compile(cache, data, extra_targets=[extra], removed_target_ids=["ferrant"])
-    assert [t.id for t in compiled.targets] == ["quenby", "ilse"]
-    asking = compiled.check_input([{"role": "user", "content": "Who is Ilse Varga?"}])
+    compiled = _compile(cache, data, extra_targets=[extra],
+                        removed_retain=[" What is the boiling point of water? "])
+    assert [t.id for t in compiled.config.forget] == ["quenby", "ferrant", "ilse"]
+    assert [r.question for r in compiled.config.retain] == ["Who invented the telescope?"]
+    asking = _check(compiled, "Who is Ilse Varga?")
     assert asking[-1].match is not None and asking[-1].match.target_id == "ilse"
-    assert not compiled.check_input([{"role": "user", "content": "Who is Tomas Ferrant?"}])[
-        -1
-    ].is_block
 
 
-def test_bad_target_sets_raise(cache: Path) -> None:
-    with pytest.raises(ConfigError, match="duplicate"):
+def test_a_duplicate_runtime_target_is_a_config_error(cache: Path) -> None:
+    with pytest.raises(ConfigError, match=r"(?s)policies\.p: invalid.*duplicate forget target "
+                                          r"ids: quenby"):
         _compile(cache, extra_targets=[ForgetTargetConfig(id="quenby", name="Other")])
-    with pytest.raises(ConfigError, match="at least one"):
-        _compile(cache, removed_target_ids=["quenby", "ferrant"])
+
+
+def test_a_prefix_only_policy_builds_no_artefacts(cache: Path) -> None:
+    compiled = _compile(cache, {**POLICY, "methods": [{"type": "prefix", "when": "detected"}]})
+    assert (compiled.guards, compiled.cache_hits, compiled.hold_back_chars) == ([], {}, 0)
+    assert [m.when for m in compiled.context] == ["detected"]
 
 
 @pytest.mark.slow
@@ -160,12 +171,12 @@ def test_check_input_is_thread_safe(cold: CompiledPolicy) -> None:
         "What is the boiling point of water?",
     ] * 6
     expected = [
-        [v.action for v in cold.check_input([{"role": "user", "content": q}])] for q in questions
+        [v.action for v in _check(cold, q)] for q in questions
     ]
     with ThreadPoolExecutor(max_workers=8) as pool:
         got = list(
             pool.map(
-                lambda q: [v.action for v in cold.check_input([{"role": "user", "content": q}])],
+                lambda q: [v.action for v in _check(cold, q)],
                 questions,
             )
         )
