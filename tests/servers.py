@@ -21,8 +21,8 @@ from benchmarks.processes import free_port, process_output, python_server, wait_
 from benchmarks.processes import proxy_server as process_server
 
 __all__ = [
-    "bag_of_words", "bag_of_words_embedder", "fake_upstream", "free_port", "process_output",
-    "process_server", "stub_upstream_process", "thread_server", "write_config",
+    "bag_of_words", "bag_of_words_embedder", "fake_embedder", "fake_upstream", "free_port",
+    "process_output", "process_server", "stub_upstream_process", "thread_server", "write_config",
 ]
 
 ChatHandler = Callable[[Request], Awaitable[Any]]
@@ -64,10 +64,16 @@ async def _not_a_chat_model(request: Request) -> JSONResponse:
     return JSONResponse({"error": {"message": "not a chat model"}}, status_code=404)
 
 
+def fake_embedder(embeddings: ChatHandler) -> FastAPI:
+    """Fault injection only: an OpenAI-style embedding server (no chat model) whose
+    ``/v1/embeddings`` ``embeddings`` answers."""
+    return fake_upstream(_not_a_chat_model, embeddings=embeddings)
+
+
 def bag_of_words_embedder() -> FastAPI:
     """An OpenAI-style embedding server (no chat model) answering with :func:`bag_of_words`
     vectors at once: a policy's embedder that costs next to nothing."""
-    return fake_upstream(_not_a_chat_model, embeddings=_bag_of_words_embeddings)
+    return fake_embedder(_bag_of_words_embeddings)
 
 
 def write_config(path: Path, data: dict[str, Any]) -> Path:

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import (
-    BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator,
+    BaseModel, ConfigDict, Field, field_validator, model_validator,
 )
 
-from proxy.core.config import MethodConfig, ModelConfig, format_validation_error, read_yaml
+from proxy.core.config import MethodConfig, ModelConfig, read_yaml, validate_mapping
 from proxy.core.errors import ConfigError
 
 __all__ = ["BenchConfig", "DatasetSpec", "GenerationSettings", "MethodSpec", "SampleSizes",
@@ -198,12 +198,7 @@ class BenchConfig(_Strict):
 
 def parse_bench_config(data: Any, *, source: str = "<bench config>") -> BenchConfig:
     """Validate parsed YAML; raises ConfigError naming ``source`` and each bad field."""
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping")
-    try:
-        config = BenchConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(source, exc)) from None
+    config = validate_mapping(BenchConfig, data, source)
     from benchmarks.harness.methods import METHOD_KINDS
 
     for index, method in enumerate(config.methods):

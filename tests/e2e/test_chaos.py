@@ -161,25 +161,22 @@ class Chaos:
 
     # ------------------------------------------------------------------ the burst
 
-    async def add(self, client: httpx.AsyncClient, url: str, target: Target) -> None:
-        self.targets.append(target)
-        body = {"policy": "p", "target": {"id": target.id, "name": target.name}}
-        response = await self.send(client, "POST", f"{url}/admin/forget", json=body, headers=AUTH)
-        self.outcomes[f"POST {response if isinstance(response, str) else 'acknowledged'}"] += 1
+    async def change(self, client: httpx.AsyncClient, url: str, target: Target, *,
+                     add: bool) -> None:
+        """POST ``target`` (``add``) or DELETE it, and on an acknowledgement wait until the live
+        server enforces the change."""
+        if add:
+            self.targets.append(target)
+            method, where = "POST", f"{url}/admin/forget"
+            body: dict[str, Any] | None = {"policy": "p",
+                                           "target": {"id": target.id, "name": target.name}}
+        else:
+            target.busy = True
+            method, where, body = "DELETE", f"{url}/admin/forget/p/{target.id}", None
+        response = await self.send(client, method, where, json=body, headers=AUTH)
+        self.outcomes[f"{method} {response if isinstance(response, str) else 'acknowledged'}"] += 1
         if isinstance(response, httpx.Response):
-            target.active = True
-            await self.enforced(client, url, target, time.monotonic())
-        elif response == "cut off":
-            target.active = None
-        target.busy = False
-
-    async def withdraw(self, client: httpx.AsyncClient, url: str, target: Target) -> None:
-        target.busy = True
-        response = await self.send(client, "DELETE", f"{url}/admin/forget/p/{target.id}",
-                                   headers=AUTH)
-        self.outcomes[f"DELETE {response if isinstance(response, str) else 'acknowledged'}"] += 1
-        if isinstance(response, httpx.Response):
-            target.active = False
+            target.active = add
             await self.enforced(client, url, target, time.monotonic())
         elif response == "cut off":
             target.active = None
@@ -193,9 +190,9 @@ class Chaos:
                 asyncio.get_running_loop().call_later(rng.uniform(0.002, 0.015), self.kill, process)
             withdrawable = [t for t in self.targets if t.active is True and not t.busy]
             if withdrawable and rng.random() < 0.35:
-                await self.withdraw(client, url, rng.choice(withdrawable))
+                await self.change(client, url, rng.choice(withdrawable), add=False)
             else:
-                await self.add(client, url, self.new_target(rng, round_))
+                await self.change(client, url, self.new_target(rng, round_), add=True)
             await asyncio.sleep(rng.uniform(0, PAUSE_S))  # gaps in which reloads land alone
 
     def kill(self, process: subprocess.Popen[bytes]) -> None:

@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse
 from proxy.core.config import parse_config
 from proxy.server import create_app
 from tests.policies import rowling_policy
-from tests.servers import bag_of_words, fake_upstream, stub_upstream_process, thread_server
+from tests.servers import bag_of_words, fake_embedder, stub_upstream_process, thread_server
 
 ADMIN_ENV, ADMIN_KEY = "UNLEARN_TEST_OUTAGE_ADMIN_KEY", "sk-outage-admin"
 TIMEOUT_S = 0.5
@@ -59,9 +59,6 @@ class EmbeddingService:
             {"index": i, "embedding": bag_of_words(t)} for i, t in enumerate(texts)]}
 
 
-async def _no_chat(request: Request) -> JSONResponse:
-    return JSONResponse({"error": {"message": "not a chat model"}}, status_code=404)
-
 
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[str]:
@@ -79,7 +76,7 @@ def proxy(
     fail_mode = request.param
     service = EmbeddingService()
     monkeypatch.setenv(ADMIN_ENV, ADMIN_KEY)
-    with thread_server(fake_upstream(_no_chat, embeddings=service.embeddings)) as embed_url:
+    with thread_server(fake_embedder(service.embeddings)) as embed_url:
         embedder = {"type": "openai", "base_url": f"{embed_url}/v1", "model": "bow",
                     "timeout_s": TIMEOUT_S, "circuit_failures": 2, "circuit_cooldown_s": 1.5}
         methods = [{"type": "input_detector", "aliases": False}, {"type": "output_filter"}]

@@ -29,7 +29,8 @@ from proxy.core.config import parse_config
 from proxy.server import create_app
 from proxy.store import Store
 from tests.servers import (
-    bag_of_words, fake_upstream, process_output, process_server, thread_server, write_config,
+    bag_of_words, fake_embedder, fake_upstream, process_output, process_server, thread_server,
+    write_config,
 )
 
 ADMIN = "sk-admin-for-hardening-tests"
@@ -54,9 +55,6 @@ async def _embeddings(request: Request) -> Any:
         {"index": i, "embedding": bag_of_words(t)} for i, t in enumerate(texts)]}
 
 
-async def _no_chat(request: Request) -> JSONResponse:
-    return JSONResponse({"error": {"message": "not a chat model"}}, status_code=404)
-
 
 @pytest.fixture(scope="module")
 def stub_url() -> Iterator[str]:
@@ -66,7 +64,7 @@ def stub_url() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def embed_url() -> Iterator[str]:
-    with thread_server(fake_upstream(_no_chat, embeddings=_embeddings)) as url:
+    with thread_server(fake_embedder(_embeddings)) as url:
         yield url
 
 
@@ -564,7 +562,7 @@ async def _key_echoing_embeddings(request: Request) -> Any:
 def test_guard_failure_tracebacks_are_redacted_in_the_log(tmp_path: Path, stub_url: str) -> None:
     """A failing embedder's error (and so the guard failure's logged traceback) carries the
     embedder key: the server's log shows the failure, never the key."""
-    with thread_server(fake_upstream(_no_chat, embeddings=_key_echoing_embeddings)) as embedder:
+    with thread_server(fake_embedder(_key_echoing_embeddings)) as embedder:
         data = _config_data(tmp_path / "state", stub_url, embedder)
         data["policies"]["p"]["embedder"]["api_key_env"] = "HARDENING_EMBED_KEY"
         config = write_config(tmp_path / "c.yaml", data)

@@ -40,7 +40,7 @@ from schemathesis.specs.openapi.checks import (
 from benchmarks.stub_upstream import build_app as build_stub
 from proxy.core.config import parse_config
 from proxy.server import create_app
-from tests.servers import bag_of_words, fake_upstream, thread_server
+from tests.servers import bag_of_words, fake_embedder, thread_server
 
 CASES = int(os.environ.get("UNLEARN_SCHEMATHESIS_CASES", "5000"))  # per group
 ADMIN = "sk-admin-for-schemathesis"
@@ -74,16 +74,12 @@ async def _embeddings(request: Request) -> Any:
         {"index": i, "embedding": bag_of_words(t)} for i, t in enumerate(texts)]}
 
 
-async def _no_chat(request: Request) -> Any:
-    raise AssertionError("the embedder is not a chat model")
-
-
 @pytest.fixture(scope="module")
 def proxy_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     state = tmp_path_factory.mktemp("schemathesis")
     with pytest.MonkeyPatch.context() as patch, \
             thread_server(build_stub(latency_ms=0, tokens=4)) as upstream, \
-            thread_server(fake_upstream(_no_chat, embeddings=_embeddings)) as embedder:
+            thread_server(fake_embedder(_embeddings)) as embedder:
         patch.setenv("UNLEARN_ADMIN_KEY", ADMIN)
         embedding = {"type": "openai", "base_url": f"{embedder}/v1", "model": "bag-of-words"}
         config = parse_config({

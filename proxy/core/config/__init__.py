@@ -11,6 +11,7 @@ methods and embedder in :mod:`.methods`), the file as a whole and its ``routing`
 
 from proxy.core.config.loading import (
     format_validation_error, load_config, parse_config, read_yaml, resolve_document, substitute_env,
+    validate_mapping,
 )
 from proxy.core.config.methods import (
     EmbedderConfig, ICULConfig, InputClassifierConfig, InputDetectorConfig, MethodConfig,
@@ -33,5 +34,5 @@ __all__ = [
     "OpenAIModelConfig", "OutputFilterConfig", "PolicyConfig", "PrefixConfig", "QAExample",
     "RequestDocumentConfig", "RoutingConfig", "ServerConfig", "TransformersModelConfig",
     "format_validation_error", "load_config", "parse_config", "read_yaml", "resolve_document",
-    "substitute_env",
+    "substitute_env", "validate_mapping",
 ]

@@ -9,14 +9,16 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from proxy.core.config.policy import DocumentConfig
 from proxy.core.config.root import Config
 from proxy.core.errors import ConfigError
+
+M = TypeVar("M", bound=BaseModel)
 
 
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::([^}]*))?\}")
@@ -43,14 +45,19 @@ def format_validation_error(source: str, error: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def parse_config(data: Any, *, source: str = "<config>", base_dir: Path | None = None) -> Config:
-    """Validate already-parsed YAML data; relative document paths resolve against ``base_dir``."""
+def validate_mapping(model: type[M], data: Any, source: str) -> M:
+    """``data`` (parsed YAML) as a ``model``; a ConfigError naming ``source`` and each bad field."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping, got {type(data).__name__}")
     try:
-        config = Config.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(source, exc)) from None
+
+
+def parse_config(data: Any, *, source: str = "<config>", base_dir: Path | None = None) -> Config:
+    """Validate already-parsed YAML data; relative document paths resolve against ``base_dir``."""
+    config = validate_mapping(Config, data, source)
     _check_document_paths(config, source=source, base_dir=base_dir or Path.cwd())
     return config
 
