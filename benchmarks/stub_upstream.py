@@ -10,15 +10,22 @@ last user message (chat) or prompt (completion), cut into tokens of at most five
 ``--event-delay-ms`` paces a stream with a fixed pause before every write, and ``--chunk-seed``
 cuts the SSE bytes into seeded random writes (several events in one write, an event split over
 two) instead of one event per write.
+
+``/v1/embeddings`` answers with deterministic vectors (:func:`stub_embedding`, float or base64)
+and, as ``stub_request_sha256``, the sha256 of the request body it parsed
+(:func:`body_digest`), so a test can tell that a proxy passed a request through unchanged.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import hashlib
 import json
 import random
 import re
+import struct
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -70,6 +77,9 @@ def build_app(
             else:
                 await asyncio.sleep(latency_ms / 1000)
                 await _send(send, 200, b"application/json", _completion(pieces, chat, body, finish))
+        elif scope["method"] == "POST" and path == "/v1/embeddings":
+            status, answer = _embeddings(json.loads(await _body(receive)))
+            await _send(send, status, b"application/json", answer)
         else:
             await _send(send, 404, b"application/json", b'{"error":{"message":"not found"}}')
 
@@ -86,6 +96,52 @@ def _request_text(body: dict[str, Any], chat: bool) -> str:
     if isinstance(content, list):
         return "".join(p.get("text", "") for p in content if isinstance(p, dict))
     return str(content or "")
+
+
+EMBEDDING_DIMENSIONS = 8
+MAX_DIMENSIONS = 3072  # text-embedding-3-large's
+
+
+def body_digest(body: Any) -> str:
+    """The sha256 of a parsed JSON body, written canonically (sorted keys, no spaces)."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def stub_embedding(item: Any, dimensions: int = EMBEDDING_DIMENSIONS) -> list[float]:
+    """The stub's vector for one input (a string or a list of token ids): float32 values in
+    [-1, 1) drawn from the item's own digest."""
+    seed = hashlib.sha256(json.dumps(item).encode("utf-8", "surrogatepass")).digest()
+    rng = random.Random(seed)
+    values = [rng.uniform(-1.0, 1.0) for _ in range(dimensions)]
+    return list(struct.unpack(f"<{dimensions}f", struct.pack(f"<{dimensions}f", *values)))
+
+
+def _embeddings(body: Any) -> tuple[int, bytes]:
+    """OpenAI's embeddings response to ``body`` (400 for one the stub cannot answer)."""
+    if not isinstance(body, dict):
+        body = {}
+    items = body.get("input")
+    dimensions = body.get("dimensions") or EMBEDDING_DIMENSIONS
+    if isinstance(items, str) or (isinstance(items, list) and items and all(
+            isinstance(i, int) for i in items)):
+        items = [items]
+    if not isinstance(items, list) or not items or not isinstance(dimensions, int) or not (
+            0 < dimensions <= MAX_DIMENSIONS):
+        error = {"message": "the stub cannot embed that", "type": "invalid_request_error"}
+        return 400, json.dumps({"error": error}).encode()
+    data = []
+    for index, item in enumerate(items):
+        vector = stub_embedding(item, dimensions)
+        packed = base64.b64encode(struct.pack(f"<{dimensions}f", *vector)).decode("ascii")
+        data.append({"object": "embedding", "index": index,
+                     "embedding": packed if body.get("encoding_format") == "base64" else vector})
+    tokens = sum(len(i) if isinstance(i, list) else len(tokens_of(str(i))) for i in items)
+    return 200, json.dumps({
+        "object": "list", "data": data, "model": body.get("model", "stub"),
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        "stub_request_sha256": body_digest(body),
+    }).encode()
 
 
 async def _body(receive: Receive) -> bytes:

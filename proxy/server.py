@@ -28,6 +28,7 @@ from proxy.auth import (
 from proxy.core.types import Chunk, Usage
 from proxy.core.config import Config
 from proxy.docs import install_docs
+from proxy.embeddings import EmbeddingRequest, serve_embeddings
 from proxy.core.errors import (
     AuthenticationError,
     InvalidRequestError,
@@ -170,8 +171,19 @@ def _install_routes(app: FastAPI) -> None:
     async def models(request: Request) -> dict[str, Any]:
         client_key(request, admin=False)
         names = request.app.state.holder.current.model_names
-        data = [{"id": n, "object": "model", "created": 0, "owned_by": "unlearn-proxy"} for n in names]
-        return {"object": "list", "data": data}
+        return {"object": "list", "data": [_model_object(n) for n in names]}
+
+    @app.get("/v1/models/{model:path}")
+    async def model(request: Request, model: str) -> dict[str, Any]:
+        client_key(request, admin=False)
+        if model not in request.app.state.holder.current.config.models:
+            raise NotFoundError(
+                f"the model {model!r} does not exist", param="model", code="model_not_found")
+        return _model_object(model)
+
+    @app.post("/v1/embeddings", openapi_extra=body_schema(EmbeddingRequest))
+    async def embeddings(request: Request) -> Response:
+        return await serve_embeddings(request)
 
     @app.get("/healthz")
     async def healthz(request: Request) -> dict[str, Any]:
@@ -197,6 +209,11 @@ def _install_routes(app: FastAPI) -> None:
             require_reader(request)
         body = request.app.state.metrics.render()
         return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def _model_object(name: str) -> dict[str, Any]:
+    """A model as ``GET /v1/models`` lists it."""
+    return {"id": name, "object": "model", "created": 0, "owned_by": "unlearn-proxy"}
 
 
 async def _handle(request: Request, kind: str) -> Response:

@@ -51,7 +51,8 @@ ERROR_TYPES = {  # docs/ARCHITECTURE.md, "Errors and status codes"
 }
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance, response_schema_conformance, negative_data_rejection]
-CLIENT_PATHS = {"/v1/chat/completions", "/v1/completions", "/v1/models", "/healthz", "/metrics"}
+CLIENT_PATHS = {"/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/models/{model}",
+                "/v1/embeddings", "/healthz", "/metrics"}
 ADMIN_PATHS = {"/admin/forget", "/admin/forget/{policy}/{target_id}", "/admin/retain/remove",
                "/admin/audit"}
 RETAIN = [{"question": f"What is the capital of country {i}?", "answer": f"City {i}."}
@@ -155,6 +156,8 @@ def _aim(case: schemathesis.Case, pick: int) -> None:
     for container in (case.path_parameters, case.query):
         if container and "policy" in container:
             container["policy"] = "p"
+    if case.path_parameters and path == "/v1/models/{model}":
+        case.path_parameters["model"] = "stub"
 
 
 @dataclass
