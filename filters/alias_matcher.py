@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from filters.base import Match, Message, Verdict
 from proxy.core.messages import other_texts, user_turns
-from filters.normalize import TextFeed, Token, tokenize
+from filters.normalize import TextFeed, Token, release_limit, tokenize
 from proxy.core.config import ForgetTargetConfig
 
 
@@ -129,6 +129,10 @@ class AliasGuard:
         started = time.perf_counter()
         feed, scanner = TextFeed(), AliasScanner(self.table)
         return alias_verdict(self.name, scanner.feed(feed.advance(text, final=final)), started)
+
+    def release_limit(self, text: str) -> int:
+        """The settled text but its hold-back (:func:`filters.normalize.release_limit`)."""
+        return release_limit(text, self.hold_back_chars)
 
     def __repr__(self) -> str:
         return f"AliasGuard({len(self.table)} aliases)"

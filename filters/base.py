@@ -65,3 +65,8 @@ class OutputGuard(Protocol):
         """The verdict on ``text``, which grows between calls of one stream; ``final`` marks
         the complete text (its unsettled tail is checked too)."""
         ...
+
+    def release_limit(self, text: str) -> int:
+        """How many leading characters of ``text`` (a stream so far, checked and allowed) may
+        reach the client: no continuation can make them part of a block."""
+        ...

@@ -14,7 +14,13 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-_WORD = re.compile(r"(?:[^\W_]|[@$])+")
+# Scripts written without spaces between words (CJK ideographs, kana, Thai, Lao, Khmer,
+# Myanmar): each of their letters is a token of its own, so a Latin name next to them ("作者是
+# J.K.Rowling") is still a word of its own.
+_UNSPACED = ("\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u31f0-\u31ff"
+             "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f\U00020000-\U0002ffff")
+_UNSPACED_CHAR = re.compile(f"[{_UNSPACED}]")
+_WORD = re.compile(f"(?:[^\\W_{_UNSPACED}]|[@$])+|[{_UNSPACED}]")
 _LEET = str.maketrans(
     {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"}
 )
@@ -68,7 +74,8 @@ class Token:
 
     @property
     def is_single(self) -> bool:
-        return len(self.text) == 1 and self.text.isalpha()
+        """A lone letter of a spaced script (a run of them may spell a word: "J K Rowling")."""
+        return len(self.text) == 1 and self.text.isalpha() and not _UNSPACED_CHAR.match(self.text)
 
 
 def raw_tokens(text: str) -> list[Token]:
@@ -124,17 +131,33 @@ def normalize(text: str) -> str:
 _CUT_PUNCT = frozenset("!\"#%&'()*+,-./:;<=>?[\\]^`{|}~_")
 
 
-def settled_end(text: str) -> int:
-    """Where the part of a growing text that more characters cannot re-tokenise ends.
+def _ends_words(char: str) -> bool:
+    """Whether no character after ``char`` can join a word before it: whitespace, punctuation,
+    symbols and separators of any script whose folded form holds no word character (``@`` and
+    ``$`` excluded: leetspeak; "™" excluded: it folds to "TM"), and letters of unspaced scripts
+    (tokens of their own). Combining marks and format characters do not end a word."""
+    if char.isspace() or char in _CUT_PUNCT or _UNSPACED_CHAR.match(char):
+        return True
+    if char in "@$" or unicodedata.category(char)[0] not in "PSZ":
+        return False
+    return _WORD.search(fold(char)) is None
 
-    That is just after the last whitespace or ASCII punctuation character (``@`` and ``$``
-    excluded: they may be leetspeak inside a word).
-    """
+
+def settled_end(text: str) -> int:
+    """Where the part of a growing text that more characters cannot re-tokenise ends: just
+    after the last character that ends words (:func:`_ends_words`)."""
     for index in range(len(text) - 1, -1, -1):
-        char = text[index]
-        if char.isspace() or char in _CUT_PUNCT:
+        if _ends_words(text[index]):
             return index + 1
     return 0
+
+
+def release_limit(text: str, hold_back_chars: int) -> int:
+    """How much of a growing ``text`` a stream may release when a guard that reads settled
+    tokens needs ``hold_back_chars`` of context: the settled part but its last
+    ``hold_back_chars`` characters, so text that never settles (no space, no punctuation) is
+    never released before the guard has read it."""
+    return max(0, settled_end(text) - hold_back_chars) if hold_back_chars else len(text)
 
 
 class TextFeed:

@@ -15,8 +15,9 @@ Three checks, cheapest first, on a text that grows while it streams:
 Every check only looks at *settled* text (tokens followed by a delimiter, completed sentences),
 so the decision is prefix-monotone: a text is blocked iff some prefix of it is blocked, and the
 stream decision equals the non-stream one. ``final=True`` marks the complete text and also
-settles its tail. ``hold_back_chars`` is what a stream must withhold so that the text completing
-a blocked alias, n-gram or sentence is never sent.
+settles its tail. ``hold_back_chars`` is what a stream must withhold behind the settled text
+(:meth:`OutputFilter.release_limit`) so that the text completing a blocked alias, n-gram or
+sentence is never sent.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from filters.alias_matcher import AliasScanner, AliasTable, alias_hold_back
 from filters.base import Match, Message, Verdict
 from filters.embedder import Embedder
 from filters.forget_index import ForgetIndex
-from filters.normalize import TextFeed, Token, tokenize
+from filters.normalize import TextFeed, Token, release_limit, tokenize
 from proxy.core.config import OutputFilterConfig
 
 if TYPE_CHECKING:
@@ -258,6 +259,10 @@ class OutputFilter:
                 self._memo.append(scanner)
                 del self._memo[: -self._memo_size]
         return verdict
+
+    def release_limit(self, text: str) -> int:
+        """The settled text but its hold-back (:func:`filters.normalize.release_limit`)."""
+        return release_limit(text, self.hold_back_chars)
 
     def __repr__(self) -> str:
         return (

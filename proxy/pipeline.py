@@ -55,9 +55,8 @@ class PolicyRuntime(Protocol):
     @property
     def output_guards(self) -> Sequence[OutputGuard]: ...
 
-    @property
-    def hold_back_chars(self) -> int:
-        """What a stream withholds for the output guards."""
+    def release_limit(self, text: str) -> int:
+        """How much of a stream's text so far may reach the client."""
         ...
 
     def build_context(
@@ -408,8 +407,9 @@ class AnswerStream:
     """The streaming lifecycle, as an async iterator of :class:`Chunk`.
 
     Iterating speculates, admits and streams; output guards see every character before the
-    client does, and the last ``hold_back`` characters stay withheld until the guards have seen
-    what follows them. A block (either side) ends the stream with the block answer, or raises
+    client does, and only what the policy's :meth:`release_limit` allows goes out (the guards'
+    settled text but a hold-back), so a leak is blocked before any of it is sent. A block
+    (either side) ends the stream with the block answer, or raises
     :class:`PolicyBlockedError` for strict or ``on_block: error`` policies. :attr:`decision` is
     the input side's once the first chunk is out (the server's headers), and the blocking
     decision once an output guard blocks.
@@ -437,7 +437,6 @@ class AnswerStream:
             return
         source = speculation.chunks() if speculation is not None else pipeline._source(prepared)
         guards = policy.output_guards if policy is not None else ()
-        hold_back = policy.hold_back_chars if policy is not None else 0
         started = time.perf_counter()
         text, sent, finish, usage = "", 0, "stop", None
         verdict: Verdict | None = None
@@ -453,7 +452,7 @@ class AnswerStream:
                     pipeline._check_output, policy, prepared, text, False, failed)
                 if verdict is not None:
                     break
-            release = len(text) - hold_back
+            release = policy.release_limit(text) if policy is not None else len(text)
             if release > sent:
                 yield Chunk(text[sent:release])
                 sent = release

@@ -75,10 +75,10 @@ class CompiledPolicy:
     def output_guards(self) -> list[OutputGuard]:
         return [g for _, g in self.guards if isinstance(g, OutputGuard)]
 
-    @property
-    def hold_back_chars(self) -> int:
-        """What a stream must withhold so that every output guard sees a leak before it goes."""
-        return max((g.hold_back_chars for g in self.output_guards), default=0)
+    def release_limit(self, text: str) -> int:
+        """How much of a stream's ``text`` so far may reach the client: what every output guard
+        releases (all of it without output guards)."""
+        return min((g.release_limit(text) for g in self.output_guards), default=len(text))
 
     @property
     def calibration(self) -> dict[str, CalibrationReport]:

@@ -453,3 +453,34 @@ def test_units_end_at_a_sentence_end_or_after_unit_chars(
     assert splitter.feed(text, final=False) == settled
     assert splitter.feed(text, final=True) == final
     assert splitter.feed(text, final=True) == []
+
+
+# A name followed by punctuation of another script, or by text without spaces, is a finished
+# word: a stream must block it before any of it goes out (issue 16's stream leak).
+UNSPACED_LEAKS = [
+    "答案是：Marisol Quenby，" + "她在港口小镇长大，后来创办了一家玻璃厂。" * 12,
+    "Marisol Quenby—inventor—" + "of-salt-proof-furnace-linings-" * 12,
+    "作者是Marisol Quenby" + "，她的第一项专利是一种炉衬。" * 12,
+    "ผู้เขียนคือMarisol Quenbyซึ่ง" + "เติบโตในเมืองท่า" * 20,
+    "«Marisol Quenby»" + "…" * 300,
+]
+
+
+@pytest.mark.parametrize("text", UNSPACED_LEAKS, ids=["cjk-comma", "em-dash", "cjk", "thai", "quotes"])
+@pytest.mark.parametrize("seed", range(4))
+def test_a_name_in_unspaced_text_never_leaks_from_a_stream(text: str, seed: int) -> None:
+    guard = _small()
+    assert guard.check_output([], text, final=True).is_block  # the non-stream decision
+    streamed = stream_text([guard], random_pieces(text, seed, longest=4))
+    assert streamed.blocked, streamed
+    assert "quenby" not in streamed.released.casefold()
+    assert text.startswith(streamed.released)
+
+
+def test_unspaced_text_is_released_once_it_has_settled() -> None:
+    guard = _small()
+    innocent = "答案是：玻璃，" + "她在港口小镇长大，后来创办了一家玻璃厂。" * 12
+    streamed = stream_text([guard], list(innocent))
+    assert streamed == Streamed(innocent, False, "stop")
+    assert guard.release_limit(innocent) == len(innocent) - guard.hold_back_chars
+    assert guard.release_limit("x" * 500) == 0  # a word that never ends is never released

@@ -64,6 +64,9 @@ class WordGuard:
         self.seen.append((list(messages), threading.current_thread().name))
         return self._verdict(text if final or not self.only_final else "")
 
+    def release_limit(self, text: str) -> int:
+        return len(text) - self.hold_back_chars
+
 
 @dataclass
 class Runtime:
@@ -75,9 +78,8 @@ class Runtime:
     name: str = "p"
     detected: list[bool] = field(default_factory=list)
 
-    @property
-    def hold_back_chars(self) -> int:
-        return max((g.hold_back_chars for g in self.output_guards), default=0)
+    def release_limit(self, text: str) -> int:
+        return min((g.release_limit(text) for g in self.output_guards), default=len(text))
 
     def build_context(self, request: Request, *, detected: bool,
                       count_tokens: Callable[[str], int]) -> tuple[Request, int]:

@@ -89,7 +89,8 @@ def test_cold_compile_builds_guards_in_config_order(cold: CompiledPolicy) -> Non
     assert [m.type for m in cold.config.methods][0] == "prefix"
     assert len(cold.context) == 1 and cold.icul == []
     assert [g.name for g in cold.input_guards] == ["input_detector", "input_classifier"]
-    assert cold.hold_back_chars == cold.output_guards[0].hold_back_chars > 0
+    text = "Marisol Quenby's lenses. " * 20
+    assert cold.release_limit(text) == cold.output_guards[0].release_limit(text) < len(text)
     assert list(cold.calibration) == ["methods[2]"]
     assert any("input_classifier" in line for line in cold.describe())
 
@@ -158,7 +159,7 @@ def test_a_duplicate_runtime_target_is_a_config_error(cache: Path) -> None:
 
 def test_a_prefix_only_policy_builds_no_artefacts(cache: Path) -> None:
     compiled = _compile(cache, {**POLICY, "methods": [{"type": "prefix", "when": "detected"}]})
-    assert (compiled.guards, compiled.cache_hits, compiled.hold_back_chars) == ([], {}, 0)
+    assert (compiled.guards, compiled.cache_hits, compiled.release_limit("abc d")) == ([], {}, 5)
     assert [m.when for m in compiled.context] == ["detected"]
 
 
