@@ -151,24 +151,23 @@ def test_a_slow_embedder_opens_the_circuit_and_guards_fail_fast(
     assert _ask(url, story, stream=True) == story
     service.mode = "slow"
     story = story.replace("tea", "green tea")
-    started = time.perf_counter()
+    calls, started = service.requests, time.perf_counter()
     # one stream: the input guard and the first output check time out (and open the
-    # circuit); the output guard that failed is not called again for this stream
+    # circuit); the output guard that failed is not called again for this stream, where
+    # every sentence used to wait out a timeout of its own
     assert _ask(url, story, stream=True) == story
     first = time.perf_counter() - started
-    assert first < 4 * TIMEOUT_S, first  # 20 sentences would wait 20 timeouts without it
-    calls = service.requests
-    started = time.perf_counter()
+    assert service.requests - calls == 2
+    calls, started = service.requests, time.perf_counter()
     for text in [_benign() for _ in range(5)]:
         assert _ask(url, text) == text
     fast = (time.perf_counter() - started) / 5
-    assert fast < TIMEOUT_S / 2, fast
     assert service.requests == calls  # the open circuit sends nothing to the sick service
     health = httpx.get(f"{url}/healthz").json()
     assert health["status"] == "degraded" and set(health["embedder_circuits"].values()) == {"open"}
     (model_id,) = health["embedder_circuits"]
     assert _metric(url, "unlearn_embedder_circuit_open", embedder=model_id) == 1.0
-    assert _metric(url, "unlearn_embedder_circuit_rejected_total", embedder=model_id) >= 5
+    assert _metric(url, "unlearn_embedder_circuit_rejected_total", embedder=model_id) >= 10
     assert _metric(url, "unlearn_embedder_circuit_opened_total", embedder=model_id) == 1
     service.mode = "up"
     time.sleep(1.5)
