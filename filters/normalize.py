@@ -1,7 +1,8 @@
 """Text normalisation shared by the alias matcher and the n-gram output filter.
 
-A text becomes a sequence of *tokens*: Unicode NFKC, casefolded, accents stripped, split on
-anything that is not a letter or digit, with leetspeak undone inside words that contain a
+A text becomes a sequence of *tokens*: invisible characters dropped, Unicode NFKC, casefolded,
+accents stripped, split on anything that is not a letter or digit (letters of scripts written
+without spaces are tokens of their own), with leetspeak undone inside words that contain a
 letter (``H5iao`` -> ``hsiao``; pure numbers such as ``1991`` are kept) and runs of single
 letters merged, so "J. K. Rowling", "JK Rowling" and "j.k.rowling" all give ``jk rowling``.
 Cyrillic/Greek look-alike letters inside a Latin word are mapped to Latin first (homoglyphs).
@@ -46,9 +47,21 @@ def deconfuse(text: str) -> str:
     return _MIXED_WORD.sub(fix, text)
 
 
+# Unicode's Default_Ignorable_Code_Point set (DerivedCoreProperties.txt): characters that
+# render as nothing (zero-width spaces and joiners, soft hyphen, word joiner, invisible
+# operators, bidi marks and overrides, BOM, variation selectors, tags, Hangul fillers), used to
+# slip a name past a matcher: "Zor\u200bblax". They are dropped before anything else.
+_INVISIBLE = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8\U0001bca0-\U0001bca3"
+    "\U0001d173-\U0001d17a\U000e0000-\U000e0fff]"
+)
+
+
 def fold(text: str) -> str:
-    """Look-alike letters to Latin, NFKC, casefold and strip accents (combining marks)."""
-    folded = unicodedata.normalize("NFKC", deconfuse(text)).casefold()
+    """Invisible characters dropped, look-alike letters to Latin, NFKC, casefold and accents
+    (combining marks) stripped."""
+    folded = unicodedata.normalize("NFKC", deconfuse(_INVISIBLE.sub("", text))).casefold()
     decomposed = unicodedata.normalize("NFKD", folded)
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 

@@ -240,3 +240,9 @@ def test_table_sizes() -> None:
     empty = AliasTable([("x", "..."), ("y", "")])
     assert (len(empty), empty.max_tokens, empty.max_chars) == (0, 0, 0)
     assert empty.find(tokenize("anything")) is None
+
+
+def test_invisible_characters_inside_a_name_hide_nothing_on_the_way_in(guard: AliasGuard) -> None:
+    for char in ("\u200b", "\u00ad", "\u2060", "\ufeff"):
+        verdict = guard.check_input([{"role": "user", "content": f"What did Ga{char}bo write?"}])
+        assert verdict.match is not None and verdict.match.target_id == "marquez"

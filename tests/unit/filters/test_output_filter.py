@@ -484,3 +484,17 @@ def test_unspaced_text_is_released_once_it_has_settled() -> None:
     assert streamed == Streamed(innocent, False, "stop")
     assert guard.release_limit(innocent) == len(innocent) - guard.hold_back_chars
     assert guard.release_limit("x" * 500) == 0  # a word that never ends is never released
+
+
+INVISIBLE = ["\u200b", "\u200c", "\u200d", "\u2060", "\u00ad", "\ufeff", "\u034f", "\u2062",
+             "\u202e", "\U000e0041", "\ufe0f"]
+
+
+@pytest.mark.parametrize("char", INVISIBLE, ids=[f"U+{ord(c):04X}" for c in INVISIBLE])
+def test_invisible_characters_inside_a_name_hide_nothing(char: str) -> None:
+    guard = _small()
+    text = f"The glass chemist was Marisol Quen{char}by of Vell, who made lenses."
+    assert guard.check_output([], text, final=True).is_block
+    streamed = stream_text([guard], random_pieces(text + " And more." * 30, 3, longest=3))
+    assert streamed.blocked and "quen" not in streamed.released.casefold()
+    assert [t.text for t in tokenize(f"Mari{char}sol")] == ["marisol"]
