@@ -70,15 +70,13 @@ async def add_forget(request: Request) -> dict[str, Any]:
 async def list_forget(
     request: Request, policy: str | None = None, include_withdrawn: bool = False
 ) -> dict[str, Any]:
-    """The runtime forget requests, oldest first; ``skipped`` says why the runtime leaves one
-    out (a row of an older version with a document ``path``), else null."""
+    """The runtime forget requests, oldest first; ``skipped`` says what of one the runtime
+    leaves out (the document ``path`` entries of a row an older version stored; all of a row
+    that is unusable even without them), else null."""
     client_key(request, admin=True)
     rows = request.app.state.store.forget_requests(policy, active_only=not include_withdrawn)
-    data = []
-    for row in rows:
-        target = stored_target(row)
-        data.append({**row.as_dict(), "skipped": target if isinstance(target, str) else None})
-    return {"object": "list", "data": data}
+    return {"object": "list",
+            "data": [{**row.as_dict(), "skipped": stored_target(row)[1]} for row in rows]}
 
 
 @admin_router.delete("/forget/{policy}/{target_id}")

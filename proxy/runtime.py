@@ -43,32 +43,47 @@ class Runtime:
         return sorted(self.config.models)
 
 
-def stored_target(row: ForgetRequest) -> ForgetTargetConfig | str:
-    """The target of stored forget request ``row``, or why the runtime leaves it out: a row
-    no forget request may now carry (a document ``path``, stored by an older version). Such
-    a row stays in the store; withdraw it and add the target again with text documents."""
+def stored_target(row: ForgetRequest) -> tuple[ForgetTargetConfig | None, str | None]:
+    """The target of stored forget request ``row`` as the runtime enforces it, and what of the
+    row it leaves out. Rows stored by older versions may carry document ``path`` entries, which
+    a forget request may no longer hold: those documents are never read (the row's name,
+    aliases, questions and text documents are still enforced), and the row stays in the store
+    as it is; withdraw it and add the target again with text documents to use them. A row that
+    is unusable even so gives ``(None, why)``."""
+    target = dict(row.target)
+    documents = target.get("documents")
+    dropped = []
+    if isinstance(documents, list):
+        dropped = [i for i, d in enumerate(documents) if isinstance(d, dict) and "path" in d]
+        target["documents"] = [d for i, d in enumerate(documents) if i not in dropped]
+    note = (f"documents {', '.join(map(str, dropped))}: a document path (from an older version) "
+            f"is not read" if dropped else None)
     try:
-        return ForgetRequestTarget.model_validate(row.target)
+        return ForgetRequestTarget.model_validate(target), note
     except ValidationError as exc:
-        return "; ".join(f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}"
-                         for e in exc.errors())
+        why = "; ".join(f"{'.'.join(map(str, e['loc'])) or '(root)'}: {e['msg']}"
+                        for e in exc.errors())
+        return None, why
 
 
 def _runtime_targets(
     store: Store | None, policy: str, without: str | None = None
 ) -> list[ForgetTargetConfig]:
-    """The stored forget requests of ``policy`` (but those for target ``without``), without
-    the rows :func:`stored_target` leaves out (each logged)."""
+    """The stored forget requests of ``policy`` (but those for target ``without``), as
+    :func:`stored_target` enforces them (what it leaves out is logged)."""
     targets: list[ForgetTargetConfig] = []
     for row in store.forget_requests(policy) if store is not None else []:
         if row.target_id == without:
             continue
-        target = stored_target(row)
-        if isinstance(target, str):
+        target, note = stored_target(row)
+        if target is None:
             log.error("forget request %d (%s/%s) is kept in the store but left out, not "
-                      "enforced: %s", row.seq, policy, row.target_id, target)
-        else:
-            targets.append(target)
+                      "enforced: %s", row.seq, policy, row.target_id, note)
+            continue
+        if note is not None:
+            log.error("forget request %d (%s/%s) is enforced without part of it, kept in the "
+                      "store as sent: %s", row.seq, policy, row.target_id, note)
+        targets.append(target)
     return targets
 
 

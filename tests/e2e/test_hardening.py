@@ -148,27 +148,38 @@ def test_a_stored_document_path_is_kept_flagged_and_never_read(
     tmp_path: Path, stub_url: str, embed_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Rows an older version accepted, with document paths (a directory, a real file): the
-    server starts, reads neither, logs each, keeps the rows and flags them in the listing."""
+    server starts, reads neither, still enforces the rest of each target (its name), logs what
+    it leaves out, keeps the rows as stored and flags them in the listing; a row unusable even
+    without its paths is left out whole."""
     secret = tmp_path / "server-file.txt"
     secret.write_text("SERVER-FILE-MARKER-5521 is in here", encoding="utf-8")
     store = Store(tmp_path / "unlearn.sqlite3")
     store.add_forget("p", {"id": "old-dir", "name": "Old Person", "documents": [{"path": "/etc"}]})
     store.add_forget("p", {"id": "old-file", "name": "Older Person",
                            "documents": [{"text": "inline"}, {"path": str(secret)}]})
+    store.add_forget("p", {"id": "broken", "documents": [{"path": "/etc"}]})  # no name
     store.close()
     caplog.set_level(logging.WARNING, logger="unlearn_proxy")
     for _ in range(2):  # a start, then a restart (after another forget request compiled)
         caplog.clear()
         with thread_server(create_app(_config(tmp_path, stub_url, embed_url))) as url:
-            assert _finish(url, "Who is Target Person?") == "content_filter"
+            for question in ("Who is Target Person?", "Who is Old Person?",
+                             "Who is Older Person?"):
+                assert _finish(url, question) == "content_filter", question
             rows = httpx.get(f"{url}/admin/forget", headers=AUTH).json()["data"]
-            if len(rows) == 2:
+            if len(rows) == 3:
                 assert _forget(url, _person(1)).status_code == 200
         skipped = {r["target_id"]: r["skipped"] for r in rows}
-        for target_id in ("old-dir", "old-file"):
-            assert "documents" in skipped[target_id] and "path" in skipped[target_id], skipped
-            assert any(target_id in r.getMessage() and "left out" in r.getMessage()
-                       for r in caplog.records), [r.getMessage() for r in caplog.records]
+        assert skipped["old-dir"] == skipped["old-file"].replace(" 1:", " 0:") == (
+            "documents 0: a document path (from an older version) is not read")
+        assert "name" in skipped["broken"]
+        messages = [r.getMessage() for r in caplog.records]
+        for target_id, said in (("old-dir", "enforced without part of it"),
+                                ("old-file", "enforced without part of it"),
+                                ("broken", "left out, not enforced")):
+            assert any(target_id in m and said in m for m in messages), messages
+        stored = {r["target_id"]: r["target"] for r in rows}
+        assert stored["old-file"]["documents"] == [{"text": "inline"}, {"path": str(secret)}]
     assert skipped.get("person-1", "absent") is None
     artefacts = [p for p in (tmp_path / "artefacts").rglob("*") if p.is_file()]
     assert artefacts and not [p for p in artefacts if b"SERVER-FILE-MARKER" in p.read_bytes()]
