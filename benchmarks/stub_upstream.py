@@ -9,7 +9,11 @@ that what is measured is the proxy, not the model. With ``--echo`` the answer is
 last user message (chat) or prompt (completion), cut into tokens of at most five characters;
 ``--event-delay-ms`` paces a stream with a fixed pause before every write, and ``--chunk-seed``
 cuts the SSE bytes into seeded random writes (several events in one write, an event split over
-two) instead of one event per write.
+two) instead of one event per write. With ``--rich`` every answer carries what OpenAI's do
+beyond the text (``system_fingerprint``, ``service_tier``, usage details, the logprobs of each
+token with alternatives) and an unknown ``x_stub`` field at each level (answer, choice,
+message or delta, usage): a passthrough test's upstream. ``GET /last-request`` returns the
+body of the last completion request exactly as it arrived.
 
 ``/v1/embeddings`` answers with deterministic vectors (:func:`stub_embedding`, float or base64)
 and, as ``stub_request_sha256``, the sha256 of the request body it parsed
@@ -50,6 +54,7 @@ def build_app(
     echo: bool = False,
     event_delay_ms: float | None = None,
     chunk_seed: int | None = None,
+    rich: bool = False,
 ) -> App:
     """The stub app: ``tokens`` words after ``latency_ms`` milliseconds (or, with ``echo``, the
     request's own text; ``event_delay_ms`` and ``chunk_seed`` as in the module docstring).
@@ -58,6 +63,7 @@ def build_app(
     shares with the proxy it stands in front of.
     """
     fixed = [WORDS[i % len(WORDS)] + " " for i in range(tokens)]
+    last_request = [b"{}"]
 
     async def app(scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -65,18 +71,24 @@ def build_app(
         path = scope["path"]
         if path == "/healthz":
             await _send(send, 200, b"application/json", b'{"status":"ok"}')
+        elif path == "/last-request":
+            await _send(send, 200, b"application/json", last_request[0])
         elif scope["method"] == "POST" and path in ("/v1/chat/completions", "/v1/completions"):
-            body = json.loads(await _body(receive))
+            last_request[0] = raw = await _body(receive)
+            body = json.loads(raw)
             chat = path.endswith("/chat/completions")
             pieces = tokens_of(_request_text(body, chat)) if echo else fixed
             finish = "stop" if echo else "length"
             if body.get("stream"):
                 delay_ms = latency_ms / max(1, len(pieces))
                 delay_s = (delay_ms if event_delay_ms is None else event_delay_ms) / 1000
-                await _stream(send, _writes(pieces, chat, finish, chunk_seed), delay_s)
+                events = (rich_events if rich else _events)(pieces, chat, finish)
+                await _stream(send, _writes(events, pieces, chunk_seed), delay_s)
             else:
                 await asyncio.sleep(latency_ms / 1000)
-                await _send(send, 200, b"application/json", _completion(pieces, chat, body, finish))
+                answer = rich_answer(pieces, chat, finish) if rich else _completion(
+                    pieces, chat, body, finish)
+                await _send(send, 200, b"application/json", json.dumps(answer).encode())
         elif scope["method"] == "POST" and path == "/v1/embeddings":
             status, answer = _embeddings(json.loads(await _body(receive)))
             await _send(send, status, b"application/json", answer)
@@ -163,35 +175,107 @@ def _usage(pieces: list[str]) -> dict[str, int]:
     return {"prompt_tokens": 8, "completion_tokens": len(pieces), "total_tokens": 8 + len(pieces)}
 
 
-def _completion(pieces: list[str], chat: bool, body: dict[str, Any], finish: str) -> bytes:
+def _completion(
+    pieces: list[str], chat: bool, body: dict[str, Any], finish: str
+) -> dict[str, Any]:
     text = "".join(pieces)
     choice: dict[str, Any] = {"index": 0, "finish_reason": finish, "logprobs": None}
     choice.update({"message": {"role": "assistant", "content": text}} if chat else {"text": text})
-    return json.dumps({
+    return {
         "id": "stub", "object": "chat.completion" if chat else "text_completion",
         "created": int(time.time()), "model": body.get("model", "stub"), "choices": [choice],
         "usage": _usage(pieces),
-    }).encode()
+    }
 
 
-def _writes(
-    pieces: list[str], chat: bool, finish: str, chunk_seed: int | None
-) -> list[tuple[bytes, bool]]:
-    """The stream's writes, each with whether it waits for the delay first: one event per
-    piece (the usage and ``[DONE]`` follow the last at once), or seeded random cuts."""
+def _events(pieces: list[str], chat: bool, finish: str) -> list[dict[str, Any]]:
+    """One event per piece, the last with the finish reason, then the usage event."""
     events = []
     for i, piece in enumerate(pieces):
         last = i == len(pieces) - 1
         choice: dict[str, Any] = {"index": 0, "finish_reason": finish if last else None}
         choice.update({"delta": {"content": piece}} if chat else {"text": piece})
-        event = {"id": "stub", "object": "chat.completion.chunk", "created": 0, "model": "stub",
-                 "choices": [choice]}
-        events.append(f"data: {json.dumps(event)}\n\n".encode())
-    tail = f"data: {json.dumps({'id': 'stub', 'choices': [], 'usage': _usage(pieces)})}\n\n"
-    tail += "data: [DONE]\n\n"
+        events.append({"id": "stub", "object": "chat.completion.chunk", "created": 0,
+                       "model": "stub", "choices": [choice]})
+    return [*events, {"id": "stub", "choices": [], "usage": _usage(pieces)}]
+
+
+# --rich: what OpenAI sends beside the text, and an unknown field at every level
+FINGERPRINT = {"service_tier": "default", "system_fingerprint": "fp_stub_0001"}
+UNKNOWN = {"x_stub": {"note": "an unknown field", "ok": True}}
+
+
+def _rich_usage(pieces: list[str]) -> dict[str, Any]:
+    return {**_usage(pieces),
+            "prompt_tokens_details": {"cached_tokens": 4, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 2, "audio_tokens": 0,
+                                          "accepted_prediction_tokens": 0,
+                                          "rejected_prediction_tokens": 0},
+            **UNKNOWN}
+
+
+def _token(piece: str, i: int) -> dict[str, Any]:
+    return {"token": piece, "logprob": -0.25 * (i % 4), "bytes": list(piece.encode())}
+
+
+def rich_logprobs(pieces: list[str], chat: bool, start: int = 0) -> dict[str, Any]:
+    """The logprobs of ``pieces`` (one token each, the first the answer's ``start``-th), each
+    with one alternative, ``ALT``."""
+    if chat:
+        content = [{**_token(p, i), "top_logprobs": [_token(p, i), _token("ALT", i + 1)]}
+                   for i, p in enumerate(pieces, start)]
+        return {"content": content, "refusal": None}
+    return {"tokens": list(pieces), "token_logprobs": [-0.25 * (i % 4) for i, _ in
+                                                       enumerate(pieces, start)],
+            "top_logprobs": [{p: -0.25, "ALT": -1.5} for p in pieces],
+            "text_offset": [len("".join(pieces[:i])) for i in range(len(pieces))]}
+
+
+def rich_answer(pieces: list[str], chat: bool, finish: str) -> dict[str, Any]:
+    """A complete answer with everything ``--rich`` adds."""
+    text = "".join(pieces)
+    choice: dict[str, Any] = {"index": 0}
+    if chat:
+        choice["message"] = {"role": "assistant", "content": text, "refusal": None,
+                             "annotations": [], **UNKNOWN}
+    else:
+        choice["text"] = text
+    choice.update({"logprobs": rich_logprobs(pieces, chat), "finish_reason": finish, **UNKNOWN})
+    return {"id": "stub-rich", "object": "chat.completion" if chat else "text_completion",
+            "created": 1700000000, "model": "stub", "choices": [choice],
+            "usage": _rich_usage(pieces), **FINGERPRINT, **UNKNOWN}
+
+
+def rich_events(pieces: list[str], chat: bool, finish: str) -> list[dict[str, Any]]:
+    """A stream with everything ``--rich`` adds, shaped as OpenAI's: an opening event (chat),
+    one event per piece with its token's logprobs, a finish event, the usage event."""
+    base = {"id": "stub-rich", "object": "chat.completion.chunk" if chat else "text_completion",
+            "created": 1700000000, "model": "stub", **FINGERPRINT}
+    events: list[dict[str, Any]] = []
+
+    def add(part: dict[str, Any], logprobs: Any, finish_reason: str | None) -> None:
+        choice = {"index": 0, **part, "logprobs": logprobs, "finish_reason": finish_reason}
+        events.append({**base, "choices": [{**choice, **UNKNOWN}], **UNKNOWN})
+
+    if chat:
+        add({"delta": {"role": "assistant", "content": "", "refusal": None}}, None, None)
+    for i, piece in enumerate(pieces):
+        part = {"delta": {"content": piece, **UNKNOWN}} if chat else {"text": piece}
+        add(part, rich_logprobs([piece], chat, i), None)
+    add({"delta": {}} if chat else {"text": ""}, None, finish)
+    return [*events, {**base, "choices": [], "usage": _rich_usage(pieces), **UNKNOWN}]
+
+
+def _writes(
+    events: list[dict[str, Any]], pieces: list[str], chunk_seed: int | None
+) -> list[tuple[bytes, bool]]:
+    """The stream's writes, each with whether it waits for the delay first: one event per
+    write (the usage event and ``[DONE]`` follow the last at once), or seeded random cuts."""
+    *rest, usage = [f"data: {json.dumps(e)}\n\n".encode() for e in events]
+    tail = usage + b"data: [DONE]\n\n"
     if chunk_seed is None:
-        return [(e, True) for e in events] + [(tail.encode(), False)]
-    data, writes, start = b"".join(events) + tail.encode(), [], 0
+        return [(e, True) for e in rest] + [(tail, False)]
+    data, writes, start = b"".join(rest) + tail, [], 0
     rng = random.Random(f"{chunk_seed}:{''.join(pieces)}")
     while start < len(data):
         size = rng.randint(1, 40) if rng.random() < 0.5 else rng.randint(100, 600)
@@ -220,10 +304,12 @@ def main() -> None:
     parser.add_argument("--echo", action="store_true", help="answer with the request's own text")
     parser.add_argument("--event-delay-ms", type=float, help="pause before each write")
     parser.add_argument("--chunk-seed", type=int, default=None, help="seeded random SSE writes")
+    parser.add_argument("--rich", action="store_true",
+                        help="answers with OpenAI's metadata, logprobs and unknown fields")
     args = parser.parse_args()
     app = build_app(
         latency_ms=args.latency_ms, tokens=args.tokens, echo=args.echo,
-        event_delay_ms=args.event_delay_ms, chunk_seed=args.chunk_seed,
+        event_delay_ms=args.event_delay_ms, chunk_seed=args.chunk_seed, rich=args.rich,
     )
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
 

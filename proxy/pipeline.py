@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +23,8 @@ from filters.batching import Unavailable
 from filters.base import InputGuard, Match, OutputGuard, Verdict
 from proxy.core.messages import message_text
 from proxy.backends.base import Backend
-from proxy.core.types import Chunk, Generation, GenerationParams, Usage
+from proxy import passthrough
+from proxy.core.types import NO_EXTRA, Chunk, Extra, Generation, GenerationParams, Usage
 from proxy.core.config import PolicyConfig
 from proxy.core.errors import GuardFailedError, PolicyBlockedError
 from proxy.metrics import Metrics
@@ -326,14 +328,16 @@ class Pipeline:
         else:
             generation = await self._call(prepared)
         if policy is None or not policy.output_guards:
-            return Reply(generation.text, generation.finish_reason, generation.usage, decision)
+            return Reply(generation.text, generation.finish_reason, generation.usage, decision,
+                         generation.extra)
         verdict = await in_guard_thread(self._check_output, policy, prepared, generation.text, True)
         if verdict is None:
-            return Reply(generation.text, generation.finish_reason, generation.usage, decision)
+            return Reply(generation.text, generation.finish_reason, generation.usage, decision,
+                         passthrough.guarded(generation.extra))
         self._audit(policy, prepared, verdict)
         answer = block_answer(policy.config, verdict)
         return Reply(answer.text, answer.finish_reason, generation.usage,
-                     replace(decision, blocking=verdict))
+                     replace(decision, blocking=verdict), passthrough.blocked(generation.extra))
 
     def answer_stream(self, request: Request, policy_name: str | None) -> AnswerStream:
         """The answer to ``request`` as a stream of chunks (see :class:`AnswerStream`)."""
@@ -396,6 +400,7 @@ class Reply:
     finish_reason: str
     usage: Usage
     decision: Decision
+    extra: Extra = NO_EXTRA  # the upstream's fields passed through (proxy.passthrough)
 
     @property
     def blocked(self) -> bool:
@@ -412,7 +417,8 @@ class AnswerStream:
     (either side) ends the stream with the block answer, or raises
     :class:`PolicyBlockedError` for strict or ``on_block: error`` policies. :attr:`decision` is
     the input side's once the first chunk is out (the server's headers), and the blocking
-    decision once an output guard blocks.
+    decision once an output guard blocks. The upstream events' own fields travel in the chunks'
+    ``extra``, each released with the text it came with (:mod:`proxy.passthrough`).
     """
 
     def __init__(self, pipeline: Pipeline, request: Request, policy_name: str | None) -> None:
@@ -439,12 +445,23 @@ class AnswerStream:
         guards = policy.output_guards if policy is not None else ()
         started = time.perf_counter()
         text, sent, finish, usage = "", 0, "stop", None
+        pending: passthrough.Pending = deque()  # events' fields, by where their text ends
+        end_extra = last_extra = NO_EXTRA  # the fields of the finish event, of the last event
         verdict: Verdict | None = None
         failed: set[str] = set()
         async for chunk in source:
             usage = chunk.usage or usage
             finish = chunk.finish_reason or finish
-            if not chunk.text:
+            extra = passthrough.guarded(chunk.extra) if guards else chunk.extra
+            last_extra = extra or last_extra
+            if chunk.finish_reason:
+                end_extra = extra
+            elif extra:
+                pending.append((len(text) + len(chunk.text), extra))
+            if not chunk.text:  # its fields go once the text before them has
+                out, sent = passthrough.release(text, sent, sent, pending)
+                for piece in out:
+                    yield piece
                 continue
             text += chunk.text
             if policy is not None and guards:
@@ -453,9 +470,9 @@ class AnswerStream:
                 if verdict is not None:
                     break
             release = policy.release_limit(text) if policy is not None else len(text)
-            if release > sent:
-                yield Chunk(text[sent:release])
-                sent = release
+            out, sent = passthrough.release(text, sent, release, pending)
+            for piece in out:
+                yield piece
         else:
             pipeline.metrics.upstream_latency.labels(prepared.model).observe(
                 time.perf_counter() - started
@@ -469,9 +486,11 @@ class AnswerStream:
             if policy.config.stream_block == "strict" or policy.config.on_block == "error":
                 raise PolicyBlockedError(f"the response was blocked by policy ({verdict.guard})")
             answer = block_answer(policy.config, verdict)
-            yield Chunk(answer.text)
-            yield Chunk(finish_reason=answer.finish_reason, usage=usage)
+            kept = passthrough.blocked(end_extra or last_extra)  # the metadata, no logprobs
+            yield Chunk(answer.text, extra=kept)
+            yield Chunk(finish_reason=answer.finish_reason, usage=usage, extra=kept)
             return
-        if sent < len(text):
-            yield Chunk(text[sent:])
-        yield Chunk(finish_reason=finish, usage=usage)
+        out, sent = passthrough.release(text, sent, len(text), pending)
+        for piece in out:
+            yield piece
+        yield Chunk(finish_reason=finish, usage=usage, extra=end_extra)

@@ -1,18 +1,25 @@
 """OpenAI wire models: requests parsed from clients and responses/chunks sent back.
 
-Requests allow unknown fields (they are passed through to OpenAI-compatible upstreams and
-logged); responses are built as plain dicts in exactly the shape the official SDK parses.
+Requests allow unknown fields and keep the body they were parsed from: an OpenAI-compatible
+upstream gets the client's fields as sent (``GenerationParams.sent``). Responses are built as
+plain dicts in exactly the shape the official SDK parses: the proxy's own keys first, in
+OpenAI's order, then the upstream's other fields (:class:`proxy.core.types.Extra`) in the
+upstream's order.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel, ConfigDict, Field, PrivateAttr, ValidatorFunctionWrapHandler, field_validator,
+    model_validator,
+)
 
-from proxy.core.types import GenerationParams, Usage
+from proxy.core.types import NO_EXTRA, Extra, GenerationParams, Usage
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
@@ -45,6 +52,16 @@ class _RequestBase(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
+    _sent: Mapping[str, Any] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_body(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        """Keep the body as the client sent it, for passthrough."""
+        parsed = handler(data)
+        if isinstance(data, Mapping):
+            parsed._sent = data
+        return parsed
 
     @field_validator("stop")
     @classmethod
@@ -54,7 +71,8 @@ class _RequestBase(BaseModel):
         return value
 
     def generation_params(self) -> GenerationParams:
-        """The backend-independent sampling parameters (unknown fields kept for passthrough)."""
+        """The backend-independent sampling parameters (unknown fields kept for passthrough,
+        and every field as sent but the messages or prompt: ``GenerationParams.sent``)."""
         stop = self.stop if isinstance(self.stop, list) else [self.stop] if self.stop else []
         return GenerationParams(
             max_tokens=self.max_completion_tokens or self.max_tokens,
@@ -65,6 +83,7 @@ class _RequestBase(BaseModel):
             n=self.n,
             user=self.user,
             extra=dict(self.model_extra or {}),
+            sent={k: v for k, v in self._sent.items() if k not in ("messages", "prompt")},
         )
 
     @property
@@ -76,8 +95,11 @@ class ChatCompletionRequest(_RequestBase):
     messages: list[ChatMessage] = Field(min_length=1)
 
     def plain_messages(self) -> list[dict[str, Any]]:
-        """Messages as plain dicts, without unset fields."""
-        return [m.model_dump(exclude_none=True) for m in self.messages]
+        """Messages as plain dicts, as the client sent them (validated)."""
+        sent = self._sent.get("messages")
+        if isinstance(sent, list) and len(sent) == len(self.messages):
+            return [dict(m) for m in sent]
+        return [m.model_dump(exclude_unset=True) for m in self.messages]
 
 
 class CompletionRequest(_RequestBase):
@@ -99,47 +121,55 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:24]}"
 
 
-def usage_dict(usage: Usage) -> dict[str, int]:
+def usage_dict(usage: Usage) -> dict[str, Any]:
+    """The ``usage`` object: the counts, then the upstream's other usage fields as sent."""
     return {
         "prompt_tokens": usage.prompt_tokens,
         "completion_tokens": usage.completion_tokens,
         "total_tokens": usage.total_tokens,
+        **usage.extra,
     }
 
 
+def _merged(own: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``own`` with the upstream's ``extra`` fields: a field the proxy also writes keeps its
+    place and takes the upstream's value, the others follow in the upstream's order."""
+    if extra:
+        own.update(extra)
+    return own
+
+
 def chat_completion(
-    *, request_id: str, model: str, text: str, finish_reason: str, usage: Usage
+    *, request_id: str, model: str, text: str, finish_reason: str, usage: Usage,
+    extra: Extra = NO_EXTRA,
 ) -> dict[str, Any]:
     """A ``chat.completion`` object."""
-    return {
+    message = _merged({"role": "assistant", "content": text, "refusal": None}, extra.message)
+    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}
+    return _merged({
         "id": request_id,
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text, "refusal": None},
-                "logprobs": None,
-                "finish_reason": finish_reason,
-            }
-        ],
+        "choices": [_merged(choice, extra.choice)],
         "usage": usage_dict(usage),
-    }
+    }, extra.top)
 
 
 def text_completion(
-    *, request_id: str, model: str, text: str, finish_reason: str, usage: Usage
+    *, request_id: str, model: str, text: str, finish_reason: str, usage: Usage,
+    extra: Extra = NO_EXTRA,
 ) -> dict[str, Any]:
     """A ``text_completion`` object."""
-    return {
+    choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
+    return _merged({
         "id": request_id,
         "object": "text_completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}],
+        "choices": [_merged(choice, extra.choice)],
         "usage": usage_dict(usage),
-    }
+    }, extra.top)
 
 
 class ChunkFactory:
@@ -162,9 +192,11 @@ class ChunkFactory:
         }
 
     def choice(
-        self, text: str | None, finish_reason: str | None = None, *, first: bool = False
+        self, text: str | None, finish_reason: str | None = None, *, first: bool = False,
+        extra: Extra = NO_EXTRA,
     ) -> dict[str, Any]:
-        """A chunk with one choice; ``first`` opens a chat stream with the assistant role."""
+        """A chunk with one choice; ``first`` opens a chat stream with the assistant role;
+        ``extra`` the upstream event's own fields."""
         if self.kind == "completion":
             choice = {"index": 0, "text": text or "", "logprobs": None}
         else:
@@ -173,10 +205,11 @@ class ChunkFactory:
                 delta["role"] = "assistant"
             if text is not None:
                 delta["content"] = text
-            choice = {"index": 0, "delta": delta, "logprobs": None}
+            choice = {"index": 0, "delta": _merged(delta, extra.message), "logprobs": None}
         choice["finish_reason"] = finish_reason
-        return self._base([choice])
+        return _merged(self._base([_merged(choice, extra.choice)]), extra.top)
 
     def usage(self, usage: Usage) -> dict[str, Any]:
-        """The final ``include_usage`` chunk: no choices, only usage."""
-        return {**self._base([]), "usage": usage_dict(usage)}
+        """The final ``include_usage`` chunk: no choices, only usage (and the other fields of
+        the upstream's usage event, ``usage.event``)."""
+        return _merged({**self._base([]), "usage": usage_dict(usage)}, usage.event)

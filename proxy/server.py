@@ -25,7 +25,7 @@ from proxy.auth import (
     rate_limit_identity,
     require_reader,
 )
-from proxy.core.types import Chunk, Usage
+from proxy.core.types import NO_EXTRA, Chunk, Usage
 from proxy.core.config import Config
 from proxy.docs import install_docs
 from proxy.embeddings import EmbeddingRequest, serve_embeddings
@@ -134,12 +134,13 @@ def _check_limits(runtime: Runtime, parsed: Any, pipeline_request: PipelineReque
             f"too many messages ({len(pipeline_request.messages)} > {server.max_messages})",
             param="messages",
         )
-    asked = pipeline_request.params.max_tokens
-    if asked is not None and asked > server.max_tokens_limit:
-        raise InvalidRequestError(
-            f"max_tokens={asked} exceeds this server's limit of {server.max_tokens_limit}",
-            param="max_tokens",
-        )
+    for field in ("max_tokens", "max_completion_tokens"):  # each as the client sent it
+        asked = getattr(parsed, field)
+        if asked is not None and asked > server.max_tokens_limit:
+            raise InvalidRequestError(
+                f"{field}={asked} exceeds this server's limit of {server.max_tokens_limit}",
+                param=field,
+            )
     size = len(json.dumps(pipeline_request.guard_messages, ensure_ascii=False))
     if size > server.max_prompt_chars:
         raise InvalidRequestError(
@@ -295,7 +296,7 @@ async def _answer(
     build = protocol.chat_completion if kind == "chat" else protocol.text_completion
     body = build(
         request_id=pipeline_request.request_id, model=parsed.model, text=reply.text,
-        finish_reason=reply.finish_reason, usage=reply.usage,
+        finish_reason=reply.finish_reason, usage=reply.usage, extra=reply.extra,
     )
     return JSONResponse(body, headers=_decision_headers(reply.decision, request_id))
 
@@ -337,18 +338,30 @@ async def _sse_body(
     include_usage: bool,
 ) -> AsyncIterator[bytes]:
     """The SSE body; events that are ready together go out in one write (the role event with
-    the first text, and the finish chunk with the usage chunk and ``[DONE]``)."""
+    the first text, and the finish chunk with the usage chunk and ``[DONE]``). A chunk with
+    the upstream's own fields (``extra``) is an event of its own; those of an upstream's
+    opening event (a first chunk with a role and no text) are the role event's."""
     content = EventTemplate(factory.choice(SLOT))
-    out = event(factory.choice("", first=True)) if factory.kind == "chat" else b""
+    chat = factory.kind == "chat"
+    chunk, opening = first, NO_EXTRA
+    if chat and first is not None and "role" in first.extra.message and not (
+            first.text or first.finish_reason or first.usage):
+        opening = first.extra
+    out = event(factory.choice("", first=True, extra=opening)) if chat else b""
     usage: Usage | None = None
     try:
-        chunk = first
+        if opening:
+            chunk = await anext(rest, None)
         while chunk is not None:
             usage = chunk.usage or usage
-            if chunk.text:
+            if chunk.extra and not chunk.finish_reason:
+                text = chunk.text if chunk.text or not chat else None
+                out += event(factory.choice(text, extra=chunk.extra))
+            elif chunk.text:
                 out += content.render(chunk.text)
             if chunk.finish_reason:  # only the usage and the end follow a finish reason
-                out += event(factory.choice(None if factory.kind == "chat" else "", chunk.finish_reason))
+                out += event(factory.choice(None if chat else "", chunk.finish_reason,
+                                            extra=chunk.extra))
             elif out:
                 yield out
                 out = b""

@@ -53,6 +53,21 @@ def check_n(params: GenerationParams, capabilities: Capabilities) -> None:
         )
 
 
+def check_no_logprobs(params: GenerationParams, engine: str) -> None:
+    """Raise a 400 naming the parameter when a request asks for the log-probabilities of the
+    generated tokens (``logprobs``, ``top_logprobs``), which ``engine`` does not return: a
+    client that asked for them must not get an answer without them."""
+    for name in ("logprobs", "top_logprobs"):
+        value = params.extra.get(name)
+        if value is None or value is False or (name == "top_logprobs" and value == 0):
+            continue
+        raise UnsupportedError(
+            f"{name} is not supported by the {engine} backend (it returns no token "
+            "log-probabilities); use an OpenAI-compatible upstream for them",
+            param=name,
+        )
+
+
 def approx_token_count(text: str) -> int:
     """A tokenizer-free estimate (about four characters a token) for engines without one."""
     return max(1, (len(text) + 3) // 4) if text else 0

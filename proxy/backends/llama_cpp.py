@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
-from proxy.backends.base import DEFAULT_TEMPERATURE, Capabilities, Message, check_n
+from proxy.backends.base import (
+    DEFAULT_TEMPERATURE, Capabilities, Message, check_n, check_no_logprobs,
+)
 from proxy.core.types import Chunk, Generation, GenerationParams, Usage
 from proxy.core.embedded import embedded_gguf_path, require_file
 from proxy.backends.threaded import iterate_in_thread, run_locked
@@ -59,6 +61,7 @@ class LlamaCppBackend:
 
     def _kwargs(self, params: GenerationParams) -> dict[str, Any]:
         check_n(params, self.capabilities)
+        check_no_logprobs(params, "llama_cpp")
         temperature = DEFAULT_TEMPERATURE if params.temperature is None else params.temperature
         kwargs: dict[str, Any] = {
             "max_tokens": params.max_tokens or self._cfg.max_tokens_default,

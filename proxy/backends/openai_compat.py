@@ -3,6 +3,11 @@
 The upstream client is aiohttp: its connection pool costs the same per request at any number of
 connections, while httpx's pool checks every pooled connection on every request (most of the
 proxy's CPU at 32 concurrent requests).
+
+Passthrough: a client's request goes upstream with its fields as sent (only ``model`` is
+replaced by the upstream's name, the messages or prompt by the policy's); nothing is added
+unless the model's config sets ``max_tokens_default``. Every field of the answer that the proxy
+does not read travels back in :class:`proxy.core.types.Extra` (``Usage.extra`` for usage).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import os
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -21,7 +27,9 @@ from aiohttp.helpers import BasicAuth, get_env_proxy_for_url
 from yarl import URL
 
 from proxy.backends.base import Capabilities, Message, approx_token_count, check_n
-from proxy.core.types import Chunk, Generation, GenerationParams, Usage
+from proxy.core.types import (
+    NO_EXTRA, NO_FIELDS, Chunk, Extra, Fields, Generation, GenerationParams, Usage,
+)
 from proxy.core.config import OpenAIModelConfig
 from proxy.core.errors import (
     ConfigError,
@@ -90,17 +98,14 @@ class OpenAICompatBackend:
     # ------------------------------------------------------------------ requests
 
     def _body(self, params: GenerationParams, **payload: Any) -> dict[str, Any]:
+        """The upstream request: the client's fields as sent (a request made in code: its
+        typed fields), ``model`` replaced, then ``payload`` (messages or prompt, stream)."""
         check_n(params, self.capabilities)
-        body: dict[str, Any] = {**params.extra, "model": self._model, **payload}
-        optional = {
-            "max_tokens": params.max_tokens or self._cfg.max_tokens_default,
-            "temperature": params.temperature,
-            "top_p": params.top_p,
-            "stop": list(params.stop) or None,
-            "seed": params.seed,
-            "user": params.user,
-        }
-        body.update({k: v for k, v in optional.items() if v is not None})
+        fields = params.sent if params.sent is not None else _typed_fields(params)
+        body: dict[str, Any] = {**fields, "model": self._model, **payload}
+        default = self._cfg.max_tokens_default
+        if default is not None and "max_tokens" not in body and "max_completion_tokens" not in body:
+            body["max_tokens"] = default
         return body
 
     async def chat(self, messages: Sequence[Message], params: GenerationParams) -> Generation:
@@ -163,7 +168,6 @@ class OpenAICompatBackend:
         return _json_object(raw, "model returned a body")
 
     async def _stream(self, path: str, body: dict[str, Any], *, chat: bool) -> AsyncIterator[Chunk]:
-        body.setdefault("stream_options", {"include_usage": True})
         async with self._request(path, body, streamed=True) as response:
             async for chunk in _sse_chunks(response.content, chat=chat):
                 yield chunk
@@ -180,6 +184,20 @@ class OpenAICompatBackend:
         if 400 <= status < 500:
             return InvalidRequestError(f"upstream: {message}")
         return UpstreamError(f"the upstream model failed with HTTP {status}")
+
+
+def _typed_fields(params: GenerationParams) -> dict[str, Any]:
+    """The fields of a request made in code (no client body): its unknown fields, then the
+    typed ones that are set."""
+    typed = {
+        "max_tokens": params.max_tokens,
+        "temperature": params.temperature,
+        "top_p": params.top_p,
+        "stop": list(params.stop) or None,
+        "seed": params.seed,
+        "user": params.user,
+    }
+    return {**params.extra, **{k: v for k, v in typed.items() if v is not None}}
 
 
 def _env_proxy(url: str) -> tuple[URL | None, BasicAuth | None]:
@@ -234,17 +252,48 @@ def _parsed_usage(usage: Any) -> Usage | None:
     if not isinstance(usage, dict):
         return None
     try:
-        return Usage(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+        counts = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
     except (TypeError, ValueError, OverflowError):
         raise UpstreamError("the upstream model returned malformed usage") from None
+    return Usage(*counts, _unread(usage, _USAGE_READ))
+
+
+# What the proxy reads or writes itself at each level of an answer; every other field is passed
+# through. A null the proxy writes at that place anyway (a choice's ``logprobs``, a message's
+# ``refusal``) is left out: there is nothing to pass.
+_TOP_READ = frozenset({"id", "object", "created", "model", "choices", "usage"})
+_CHOICE_READ = frozenset({"index", "message", "delta", "text", "finish_reason"})
+_MESSAGE_READ = frozenset({"role", "content"})
+_DELTA_READ = frozenset({"content"})  # a delta's role passes: it marks the opening event
+_USAGE_READ = frozenset({"prompt_tokens", "completion_tokens"})
+
+
+def _unread(data: dict[str, Any], read: frozenset[str], null: str = "") -> Fields:
+    fields = {k: v for k, v in data.items() if k not in read and not (k == null and v is None)}
+    return fields or NO_FIELDS
+
+
+def _extra(data: dict[str, Any], choice: dict[str, Any], part: str) -> Extra:
+    """The fields of an answer (``data``), its ``choice`` and the choice's ``part`` (message
+    or delta) that the proxy passes through."""
+    message = choice.get(part)
+    if isinstance(message, dict):  # a delta has no null of the proxy's own
+        fields = (_unread(message, _MESSAGE_READ, "refusal") if part == "message"
+                  else _unread(message, _DELTA_READ))
+    else:
+        fields = NO_FIELDS
+    extra = Extra(_unread(data, _TOP_READ), _unread(choice, _CHOICE_READ, "logprobs"), fields)
+    return extra if extra else NO_EXTRA
 
 
 def _generation(data: dict[str, Any], *path: str) -> Generation:
-    """A non-streamed answer: the first choice's text at ``path``, finish reason and usage."""
+    """A non-streamed answer: the first choice's text at ``path``, finish reason, usage, and
+    the fields passed through."""
     choice = _first_choice(data)
     text = _choice_text(choice, *path)
     usage = _parsed_usage(data.get("usage")) or Usage(0, approx_token_count(text))
-    return Generation(text, _string(choice.get("finish_reason"), "finish_reason") or "stop", usage)
+    finish = _string(choice.get("finish_reason"), "finish_reason") or "stop"
+    return Generation(text, finish, usage, _extra(data, choice, path[0]))
 
 
 _DONE = Chunk()  # returned by _parse_line for ``data: [DONE]``
@@ -293,7 +342,7 @@ def _joined(chunks: list[Chunk]) -> list[Chunk]:
 
 
 def _text_only(chunk: Chunk) -> bool:
-    return chunk.finish_reason is None and chunk.usage is None
+    return chunk.finish_reason is None and chunk.usage is None and not chunk.extra
 
 
 def _parse_line(raw: bytes, *, chat: bool) -> Chunk | None:
@@ -324,9 +373,12 @@ def _json_object(raw: bytes, what: str) -> dict[str, Any]:
 
 def _chunk_from_event(data: dict[str, Any], *, chat: bool) -> Chunk:
     usage = _parsed_usage(data.get("usage"))
+    if usage is not None:
+        usage = replace(usage, event=_unread(data, _TOP_READ))
     choices = data.get("choices") or []
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         return Chunk(usage=usage)
     choice = choices[0]
     text = _choice_text(choice, "delta", "content") if chat else _choice_text(choice, "text")
-    return Chunk(text, _string(choice.get("finish_reason"), "finish_reason"), usage)
+    finish = _string(choice.get("finish_reason"), "finish_reason")
+    return Chunk(text, finish, usage, _extra(data, choice, "delta" if chat else "text"))

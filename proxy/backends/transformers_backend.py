@@ -26,7 +26,7 @@ from transformers.generation.streamers import BaseStreamer
 
 from proxy.core.messages import message_text
 from proxy.backends import hf_generation as gen
-from proxy.backends.base import Capabilities, Message, check_n
+from proxy.backends.base import Capabilities, Message, check_n, check_no_logprobs
 from proxy.backends.hf_loader import ModelInfo, load_causal_lm
 from proxy.backends.hf_scoring import Score, score_pairs
 from proxy.backends.mixing import mix_models
@@ -225,6 +225,7 @@ class TransformersBackend:
     ) -> list[Generation]:
         """Answers to tokenised prompts, longest first in batches; results in input order."""
         check_n(params, self.capabilities)
+        check_no_logprobs(params, "transformers")
         order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
         results: dict[int, Generation] = {}
         with self._torch_session(params.seed):
@@ -328,6 +329,7 @@ class TransformersBackend:
         self, row: list[int], params: GenerationParams, *, strip: bool
     ) -> AsyncIterator[Chunk]:
         check_n(params, self.capabilities)
+        check_no_logprobs(params, "transformers")
         queue: asyncio.Queue[list[int] | None] = asyncio.Queue()
         cancel = threading.Event()
         streamer = _QueueStreamer(asyncio.get_running_loop(), queue)

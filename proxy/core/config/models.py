@@ -15,6 +15,9 @@ class _ModelBase(StrictModel):
 
 class OpenAIModelConfig(_ModelBase):
     backend: Literal["openai"]
+    max_tokens_default: int | None = Field(  # type: ignore[assignment]
+        None, gt=0, description="max_tokens sent when a request sets neither max_tokens nor "
+        "max_completion_tokens; default: none (the upstream's own default)")
     base_url: str
     api_key_env: str | None = None
     upstream_model: str | None = Field(None, description="model name sent upstream")

@@ -177,6 +177,22 @@ def test_n_above_one_is_unsupported(backend: TransformersBackend) -> None:
         backend.generate([PROMPT], GenerationParams(n=2))
 
 
+@pytest.mark.parametrize("fields", [{"logprobs": True}, {"logprobs": 0}, {"top_logprobs": 3}])
+async def test_generation_logprobs_are_refused_by_name(
+    backend: TransformersBackend, fields: dict[str, Any]
+) -> None:
+    """Its log-probs serve the harness's scoring; a request asking them of a generation gets a
+    400 naming the field (never an answer without them)."""
+    params = GenerationParams(max_tokens=2, extra=fields)
+    with pytest.raises(UnsupportedError) as info:
+        await backend.complete(PROMPT, params)
+    assert info.value.param == next(iter(fields))
+    with pytest.raises(UnsupportedError):
+        await _collect(backend.stream_chat([{"role": "user", "content": "Hi"}], params))
+    assert (await backend.complete(PROMPT, GenerationParams(max_tokens=1, extra={
+        "logprobs": False, "top_logprobs": 0}))).text is not None
+
+
 def test_missing_model_path_names_the_field() -> None:
     cfg = TransformersModelConfig(backend="transformers", model_path="/nonexistent/model")
     with pytest.raises(ConfigError, match="model_path"):
