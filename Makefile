@@ -42,8 +42,12 @@ dev: $(VENV)/.dev-installed
 serve: $(VENV)/.installed
 	$(VENV)/bin/unlearn-proxy serve $(if $(CONFIG),--config $(CONFIG))
 
+# The suite runs on TEST_WORKERS processes (pytest-xdist), each test file on one worker: most
+# tests wait on servers and subprocesses, so two workers on two cores finish well ahead of one.
+TEST_WORKERS ?= 2
+
 test: $(VENV)/.dev-installed
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: $(VENV)/.dev-installed
 	$(PY) -m pytest -m "not slow"
