@@ -41,7 +41,6 @@ from proxy.core.errors import (
     InvalidRequestError,
     NotFoundError,
     PolicyBlockedError,
-    ProxyError,
     UnsupportedError,
 )
 from proxy.core.types import GenerationParams
@@ -111,19 +110,7 @@ def embedding_list(model: str, vectors: np.ndarray, tokens: int, encoding: str) 
 
 async def serve_embeddings(request: Request) -> Response:
     """The route's answer, counted in the request metrics as endpoint ``embeddings``."""
-    metrics = request.app.state.metrics
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await _serve(request)
-        status = response.status_code
-        return response
-    except ProxyError as exc:
-        status = exc.status_code
-        raise
-    finally:
-        metrics.requests.labels("embeddings", str(status)).inc()
-        metrics.latency.labels("embeddings").observe(time.perf_counter() - started)
+    return await request.app.state.metrics.counted("embeddings", _serve(request))
 
 
 async def _serve(request: Request) -> Response:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Awaitable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from starlette.responses import Response
+
 from filters.embedder import embedder_circuits, embedder_stats
+from proxy.core.errors import ProxyError
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -105,3 +109,19 @@ class Metrics:
     def render(self) -> bytes:
         """The Prometheus text exposition."""
         return generate_latest(self.registry)
+
+    async def counted(self, endpoint: str, answer: Awaitable[Response]) -> Response:
+        """``answer``'s response, its status and latency counted as ``endpoint``'s (an error
+        the server renders counts with its status, anything else as a 500)."""
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await answer
+            status = response.status_code
+            return response
+        except ProxyError as exc:
+            status = exc.status_code
+            raise
+        finally:
+            self.requests.labels(endpoint, str(status)).inc()
+            self.latency.labels(endpoint).observe(time.perf_counter() - started)

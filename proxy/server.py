@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from contextlib import ExitStack, asynccontextmanager
 from pathlib import Path
@@ -219,19 +218,8 @@ def _model_object(name: str) -> dict[str, Any]:
 
 async def _handle(request: Request, kind: str) -> Response:
     metrics: Metrics = request.app.state.metrics
-    endpoint = "chat" if kind == "chat" else "completions"
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await _serve(request, kind)
-        status = response.status_code
-        return response
-    except ProxyError as exc:
-        status = exc.status_code
-        raise
-    finally:
-        metrics.requests.labels(endpoint, str(status)).inc()
-        metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+    return await metrics.counted("chat" if kind == "chat" else "completions",
+                                 _serve(request, kind))
 
 
 async def _serve(request: Request, kind: str) -> Response:
