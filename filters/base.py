@@ -42,6 +42,12 @@ class Verdict:
     def is_block(self) -> bool:
         return self.action == "block"
 
+    @property
+    def outcome(self) -> str:
+        """What happened, as responses and the audit log name it: ``guard_failed`` for a
+        guard that raised, else the action."""
+        return "guard_failed" if self.failed else self.action
+
 
 @runtime_checkable
 class InputGuard(Protocol):

@@ -39,6 +39,7 @@ class CircuitBreaker:
         self._consecutive = 0
         self._opened_at: float | None = None
         self._trial = False  # a half-open trial call is running
+        self._failed_at = float("-inf")  # when the last outage was counted
         self._lock = threading.Lock()
 
     @property
@@ -53,14 +54,15 @@ class CircuitBreaker:
             return "open"
         return "half_open"
 
-    def admit(self) -> None:
-        """Let a call go ahead, or raise :class:`CircuitOpenError`; past the cooldown, one
-        caller at a time is let through as the trial."""
+    def admit(self) -> float:
+        """Let a call go ahead (returning when it was admitted, for :meth:`failed`), or raise
+        :class:`CircuitOpenError`; past the cooldown, one caller at a time is let through as the
+        trial."""
         with self._lock:
             state = self._state()
             if state == "half_open":
                 self._trial = True
-                return
+                return self.clock()
             if state == "open":
                 self.rejected += 1
                 wait = self.cooldown_s - (self.clock() - (self._opened_at or 0.0))
@@ -68,18 +70,29 @@ class CircuitBreaker:
                     f"the embedding service is unavailable (circuit open, next trial in "
                     f"{max(wait, 0.0):.1f} s)"
                 )
+            return self.clock()
 
     def succeeded(self) -> None:
         with self._lock:
             self._consecutive, self._opened_at, self._trial = 0, None, False
 
-    def failed(self, exc: BaseException) -> None:
-        """Record a failed call; only an :class:`Unavailable` service counts towards opening."""
+    def abandon(self) -> None:
+        """A call ended without an answer either way (cancelled): a trial may be tried again."""
+        with self._lock:
+            self._trial = False
+
+    def failed(self, exc: Exception, admitted_at: float | None = None) -> None:
+        """Record a failed call (admitted at ``admitted_at``); only an :class:`Unavailable`
+        service counts towards opening, and calls that were already waiting when another one
+        failed count with it as one outage (callers batched into one timed-out call)."""
         with self._lock:
             if not isinstance(exc, Unavailable):
                 if self._trial:  # the service answered: it is up
                     self._consecutive, self._opened_at, self._trial = 0, None, False
                 return
+            if admitted_at is not None and admitted_at < self._failed_at and not self._trial:
+                return
+            self._failed_at = self.clock()
             self._consecutive += 1
             if self._trial or self._consecutive >= self.failures:
                 self.opened += self._opened_at is None

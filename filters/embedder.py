@@ -253,15 +253,23 @@ class BreakerEmbedder:
         if warm_up is not None:
             warm_up()
 
+    @property
+    def stats(self) -> BatchStats | None:
+        """The wrapped embedder's batching figures, if it batches."""
+        return getattr(self.inner, "stats", None)
+
     def embed(self, texts: list[str]) -> np.ndarray:
         try:
-            self.breaker.admit()
+            admitted_at = self.breaker.admit()
         except CircuitOpenError as exc:
             raise EmbedderUnavailable(str(exc)) from None
         try:
             vectors = self.inner.embed(texts)
-        except BaseException as exc:
-            self.breaker.failed(exc)
+        except Exception as exc:
+            self.breaker.failed(exc, admitted_at)
+            raise
+        except BaseException:
+            self.breaker.abandon()
             raise
         self.breaker.succeeded()
         return vectors
@@ -315,8 +323,7 @@ def embedder_stats() -> dict[str, BatchStats]:
         embedders = list(_SHARED.values())
     totals: dict[str, BatchStats] = {}
     for embedder in embedders:
-        inner = embedder.inner.inner if isinstance(embedder.inner, BreakerEmbedder) else embedder.inner
-        stats = getattr(inner, "stats", None)  # every batching embedder has them
+        stats = getattr(embedder.inner, "stats", None)  # every batching embedder has them
         if isinstance(stats, BatchStats):
             total = totals.setdefault(embedder.model_id, BatchStats())
             total.batches += stats.batches

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 
 # Scripts written without spaces between words (CJK ideographs, kana, Thai, Lao, Khmer,
 # Myanmar): each of their letters is a token of its own, so a Latin name next to them ("作者是
@@ -144,6 +145,7 @@ def normalize(text: str) -> str:
 _CUT_PUNCT = frozenset("!\"#%&'()*+,-./:;<=>?[\\]^`{|}~_")
 
 
+@lru_cache(maxsize=4096)
 def _ends_words(char: str) -> bool:
     """Whether no character after ``char`` can join a word before it: whitespace, punctuation,
     symbols and separators of any script whose folded form holds no word character (``@`` and

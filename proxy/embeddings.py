@@ -18,6 +18,7 @@ import base64
 import json
 import time
 from contextlib import ExitStack
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -44,7 +45,7 @@ from proxy.core.errors import (
     UnsupportedError,
 )
 from proxy.core.types import GenerationParams
-from proxy.pipeline import Decision, in_guard_thread
+from proxy.pipeline import Decision, decision_headers, in_guard_thread
 from proxy.pipeline import Request as PipelineRequest
 from proxy.protocol import new_id
 from proxy.request_body import parse_body, read_json
@@ -90,7 +91,7 @@ class EmbeddingRequest(BaseModel):
         raise ValueError(f"must be a string, or a list of 1 to {MAX_INPUTS} strings, token ids "
                          "(integers from 0) or non-empty lists of token ids")
 
-    @property
+    @cached_property
     def texts(self) -> list[str] | None:
         """The input as texts, or None when it is token ids."""
         if isinstance(self.input, str):
@@ -138,7 +139,7 @@ async def _serve(request: Request) -> Response:
         done.callback(request.app.state.store.note_origin(
             request_id, actor=key_fingerprint(key), model=parsed.model))
         decision = await _admit(runtime, parsed, policy_name, request_id)
-        headers = _headers(decision, request_id)
+        headers = decision_headers(decision, request_id)
         if not isinstance(cfg, OpenAIModelConfig):
             body = await in_guard_thread(_embedded, parsed)
             return Response(body, media_type="application/json", headers=headers)
@@ -200,18 +201,5 @@ async def _admit(
     decision = Decision(policy_name, verdicts, blocking, guard_ms)
     if blocking is not None:
         raise PolicyBlockedError(f"the request was blocked by policy ({blocking.guard})",
-                                 headers=_headers(decision, request_id))
+                                 headers=decision_headers(decision, request_id))
     return decision
-
-
-def _headers(decision: Decision, request_id: str) -> dict[str, str]:
-    """The ``x-request-id`` and ``x-unlearn-*`` headers, as on a chat answer."""
-    headers = {"x-request-id": request_id, "x-unlearn-decision": decision.action,
-               "x-unlearn-overhead-ms": f"{decision.guard_ms:.2f}"}
-    if decision.policy:
-        headers["x-unlearn-policy"] = decision.policy
-    if decision.blocking is not None:
-        headers["x-should-retry"] = "false"
-    if decision.failed_guards:
-        headers["x-unlearn-guard-failed"] = ",".join(dict.fromkeys(decision.failed_guards))
-    return headers

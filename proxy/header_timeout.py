@@ -18,11 +18,13 @@ from typing import Any
 
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
+from proxy.core.errors import RequestTimeoutError
+
 
 def _timeout_response(timeout_s: float) -> bytes:
-    body = json.dumps({"error": {
-        "message": f"the request headers did not arrive within {timeout_s:g} s",
-        "type": "invalid_request_error", "param": None, "code": "request_timeout"}}).encode()
+    error = RequestTimeoutError(f"the request headers did not arrive within {timeout_s:g} s",
+                                code="request_timeout")
+    body = json.dumps(error.envelope()).encode()
     head = (f"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
             f"content-length: {len(body)}\r\nconnection: close\r\n\r\n")
     return head.encode() + body

@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -84,9 +85,10 @@ class Request:
     request_id: str
     prompt: str | None = None
 
-    @property
+    @cached_property
     def guard_messages(self) -> list[dict[str, Any]]:
-        """What guards read: the chat, or the completion prompt as one user turn, then one
+        """What guards read (built once per request, then reused by every guard call of its
+        stream): the chat, or the completion prompt as one user turn, then one
         ``request`` pseudo-turn holding the other fields the model reads (:data:`MODEL_READ`)."""
         turns = self.messages
         if self.kind == "completion":
@@ -109,14 +111,31 @@ class Decision:
     @property
     def action(self) -> str:
         """``allow``, ``block``, or ``guard_failed`` (a failed guard blocked, fail closed)."""
-        if self.blocking is None:
-            return "allow"
-        return "guard_failed" if self.blocking.failed else "block"
+        return "allow" if self.blocking is None else self.blocking.outcome
 
     @property
     def failed_guards(self) -> list[str]:
         """The guards that raised (under ``fail_mode: open`` the request went on without them)."""
         return [v.guard for v in self.verdicts if v.failed]
+
+
+def decision_headers(decision: Decision, request_id: str) -> dict[str, str]:
+    """The ``x-request-id`` and ``x-unlearn-*`` headers of an answer (and ``x-should-retry:
+    false`` on a block), as every endpoint sends them."""
+    headers = {
+        "x-request-id": request_id,
+        "x-unlearn-decision": decision.action,
+        "x-unlearn-overhead-ms": f"{decision.guard_ms:.2f}",
+    }
+    if decision.policy:
+        headers["x-unlearn-policy"] = decision.policy
+    if decision.added_prompt_tokens:
+        headers["x-unlearn-icul-tokens"] = str(decision.added_prompt_tokens)
+    if decision.blocking is not None:
+        headers["x-should-retry"] = "false"
+    if decision.failed_guards:
+        headers["x-unlearn-guard-failed"] = ",".join(dict.fromkeys(decision.failed_guards))
+    return headers
 
 
 _END = object()  # the end of a read-ahead stream
@@ -297,7 +316,7 @@ class Pipeline:
         self.store.append_audit(
             AuditRecord(
                 request_id=request.request_id,
-                action="guard_failed" if verdict.failed else verdict.action,
+                action=verdict.outcome,
                 policy=policy.name,
                 method=verdict.guard,
                 target_id=match.target_id if match else None,

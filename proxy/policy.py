@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,8 @@ class FlagOnly:
 class CompiledPolicy:
     """A policy ready to run: its (merged) config, guards and context methods.
 
-    ``guards`` pairs each guard method's config with its guard, in config order;
+    ``guards`` pairs each guard method's config with its guard, in config order (set at
+    compile time, never changed: the guard lists derived from it are computed once);
     ``input_guards`` run cheapest first (``action: flag`` ones only flag); ``context`` holds the
     context methods in config order.
     """
@@ -63,7 +64,7 @@ class CompiledPolicy:
     compile_s: float = 0.0
     cache_hits: dict[str, bool] = field(default_factory=dict)
 
-    @property
+    @cached_property
     def input_guards(self) -> list[InputGuard]:
         """Input guards, cheapest first; those of ``action: flag`` methods only flag."""
         ranked = sorted(((cfg, g) for cfg, g in self.guards if isinstance(g, InputGuard)),
@@ -71,7 +72,7 @@ class CompiledPolicy:
         return [FlagOnly(g) if getattr(cfg, "action", "block") == "flag" else g
                 for cfg, g in ranked]
 
-    @property
+    @cached_property
     def output_guards(self) -> list[OutputGuard]:
         return [g for _, g in self.guards if isinstance(g, OutputGuard)]
 

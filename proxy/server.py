@@ -35,7 +35,7 @@ from proxy.core.errors import (
     ProxyError,
 )
 from proxy.metrics import Metrics
-from proxy.pipeline import AnswerStream, Decision, Request as PipelineRequest
+from proxy.pipeline import AnswerStream, Request as PipelineRequest, decision_headers
 from proxy.core.redaction import install_log_redaction, redact
 from proxy.reload import ConfigReloader
 from proxy.request_body import body_schema, parse_body, read_json, validation_error
@@ -286,24 +286,7 @@ async def _answer(
         request_id=pipeline_request.request_id, model=parsed.model, text=reply.text,
         finish_reason=reply.finish_reason, usage=reply.usage, extra=reply.extra,
     )
-    return JSONResponse(body, headers=_decision_headers(reply.decision, request_id))
-
-
-def _decision_headers(decision: Decision, request_id: str) -> dict[str, str]:
-    headers = {
-        "x-request-id": request_id,
-        "x-unlearn-decision": decision.action,
-        "x-unlearn-overhead-ms": f"{decision.guard_ms:.2f}",
-    }
-    if decision.policy:
-        headers["x-unlearn-policy"] = decision.policy
-    if decision.added_prompt_tokens:
-        headers["x-unlearn-icul-tokens"] = str(decision.added_prompt_tokens)
-    if decision.blocking is not None:
-        headers["x-should-retry"] = "false"
-    if decision.failed_guards:
-        headers["x-unlearn-guard-failed"] = ",".join(decision.failed_guards)
-    return headers
+    return JSONResponse(body, headers=decision_headers(reply.decision, request_id))
 
 
 async def _stream_response(
@@ -312,7 +295,7 @@ async def _stream_response(
     # errors before the first chunk (an upstream failure, a block with on_block: error, a
     # guard outage) surface here as HTTP status codes; after it, the decision is in the headers
     first = await anext(aiter(stream), None)
-    headers = _decision_headers(stream.decision, request.request_id)
+    headers = decision_headers(stream.decision, request.request_id)
     factory = protocol.ChunkFactory(kind=request.kind, request_id=request.request_id, model=parsed.model)
     body = _sse_body(first, aiter(stream), factory, include_usage=parsed.include_usage)
     return StreamingResponse(body, media_type="text/event-stream", headers=headers)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from proxy.core.errors import UnsupportedError
+from proxy.core.messages import Message
 from proxy.core.types import Chunk, Generation, GenerationParams, Usage
 
-Message = dict[str, Any]
 DEFAULT_TEMPERATURE = 1.0  # OpenAI's default when a request sets none; 0 means greedy
 
 

@@ -70,8 +70,9 @@ def _redact_record(record: logging.LogRecord) -> None:
     if isinstance(record.args, tuple):  # arguments one by one: formatters may unpack them
         record.args = tuple(_redacted_argument(a) for a in record.args)
     message = record.getMessage()
-    if redact(message) != message:  # a secret in the format string, a mapping or a repr
-        record.msg, record.args = redact(message), ()
+    clean = redact(message)
+    if clean != message:  # a secret in the format string, a mapping or a repr
+        record.msg, record.args = clean, ()
     if record.exc_info:
         record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
         record.exc_info = None

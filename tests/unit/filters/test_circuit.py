@@ -87,3 +87,26 @@ def test_an_unavailable_service_is_not_retried_group_by_group() -> None:
     results = run_groups(bad_item, [["a"], ["b", "c"], ["d"]])
     assert calls == [["a", "b", "c", "d"], ["a"], ["b", "c"], ["d"]]
     assert results[0] == ["a"] and isinstance(results[1], ValueError) and results[2] == ["d"]
+
+
+def test_callers_waiting_on_one_outage_count_once(clock: Clock) -> None:
+    """Callers batched into one call that timed out all fail together: one outage, not one per
+    caller; a call admitted after that failure counts again."""
+    breaker = CircuitBreaker(failures=2, clock=clock)
+    admitted = [breaker.admit() for _ in range(5)]
+    clock.now = 1.0  # the batch times out
+    for at in admitted:
+        breaker.failed(Unavailable(), at)
+    assert breaker.state == "closed"
+    clock.now = 2.0
+    breaker.failed(Unavailable(), breaker.admit())
+    assert breaker.state == "open"
+
+
+def test_a_cancelled_trial_lets_the_next_one_through(clock: Clock) -> None:
+    breaker = CircuitBreaker(failures=1, cooldown_s=5.0, clock=clock)
+    breaker.failed(Unavailable())
+    clock.now = 5.0
+    breaker.admit()
+    breaker.abandon()  # the trial was cancelled
+    breaker.admit()  # another caller tries
