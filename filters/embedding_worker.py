@@ -1,6 +1,7 @@
 """The local embedder in a child process, which also does the micro-batching.
 
-A torch forward pass of MiniLM hands the GIL back and forth about a hundred times; in a process
+The child runs ONNX Runtime (the default engine; it never imports torch, see
+:mod:`filters.onnx_embedder`) or torch. A torch forward pass of MiniLM hands the GIL back and forth about a hundred times; in a process
 whose event loop is busy with requests, every hand-back waits for the loop's thread, and a batch
 measured at 56 ms alone took 1.3 s beside one busy Python thread. In a child process the model
 has an interpreter to itself.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import atexit
 import itertools
 import multiprocessing
+import os
 import threading
 import time
 from concurrent.futures import Future
@@ -27,19 +29,28 @@ from typing import Any
 import numpy as np
 
 from filters.batching import DEFAULT_MAX_BATCH, BatchStats, run_groups
-from filters.embedder import EmbedderError, EmbedderUnavailable, LocalEmbedder
+from filters.embedder import (
+    EmbedderError, EmbedderUnavailable, LocalEmbedder, local_embedder, local_model_id,
+)
+from proxy.core.config import EmbedderEngine, EmbedderPrecision
+from proxy.core.errors import ConfigError
 
 __all__ = ["ProcessEmbedder"]
 
 START_TIMEOUT_S = 300.0
 
 
-def _serve(model: str, num_threads: int | None, max_batch: int, conn: Connection) -> None:
+def _serve(model: str, engine: EmbedderEngine, precision: EmbedderPrecision,
+           num_threads: int | None, max_batch: int, conn: Connection) -> None:
     """The child's loop: embed what is waiting, in one batch, until the pipe closes."""
-    embedder = LocalEmbedder(model, num_threads=num_threads)
+    if num_threads is not None:  # the tokenizer's batch encoding keeps to the same count
+        os.environ["RAYON_NUM_THREADS"] = str(num_threads)
     try:
+        embedder = local_embedder(model, engine=engine, precision=precision,
+                                  num_threads=num_threads)
         embedder.warm_up()
-        embedder.pin_threads()
+        if isinstance(embedder, LocalEmbedder):
+            embedder.pin_threads()
         conn.send(("ready", embedder.model_id))
     except Exception as exc:  # report any load failure to the parent, then stop
         conn.send(("error", str(exc)))
@@ -66,11 +77,12 @@ def _serve(model: str, num_threads: int | None, max_batch: int, conn: Connection
 class _Child:
     """One running worker process, its pipe, the calls it owes, and the thread reading answers."""
 
-    def __init__(self, model: str, num_threads: int | None, max_batch: int, stats: BatchStats):
+    def __init__(self, embedder: ProcessEmbedder, stats: BatchStats) -> None:
         context = multiprocessing.get_context("spawn")
         self.conn, child_end = context.Pipe()
         self.process: Any = context.Process(
-            target=_serve, args=(model, num_threads, max_batch, child_end),
+            target=_serve, args=(embedder.model, embedder.engine, embedder.precision,
+                                 embedder.num_threads, embedder.max_batch, child_end),
             name="unlearn-proxy-embedder", daemon=True,
         )
         self.process.start()
@@ -158,15 +170,21 @@ class _Child:
 
 
 class ProcessEmbedder:
-    """A :class:`LocalEmbedder` in a spawned child process that batches concurrent calls."""
+    """A local embedder (:func:`~filters.embedder.local_embedder`: ONNX Runtime by default, or
+    torch) in a spawned child process that batches concurrent calls."""
 
     def __init__(
-        self, model: str, *, num_threads: int | None = 1, max_batch: int = DEFAULT_MAX_BATCH
+        self, model: str, *, engine: EmbedderEngine = "onnx", precision: EmbedderPrecision = "fp32",
+        num_threads: int | None = 1, max_batch: int = DEFAULT_MAX_BATCH,
     ) -> None:
+        if engine == "torch" and precision != "fp32":
+            raise ConfigError("embedder.precision: the torch engine runs fp32 only")
         self.model = model
+        self.engine: EmbedderEngine = engine
+        self.precision: EmbedderPrecision = precision
         self.num_threads = num_threads
         self.max_batch = max_batch
-        self.model_id = LocalEmbedder(model, num_threads=num_threads).model_id
+        self.model_id = local_model_id(model, precision=precision)
         self.stats = BatchStats()
         self._ids = itertools.count()
         self._lock = threading.Lock()  # starting and stopping the child
@@ -189,7 +207,7 @@ class ProcessEmbedder:
             if self._child is not None:  # found dead: replace it
                 self._child.stop()
                 self._child = None
-            self._child = _Child(self.model, self.num_threads, self.max_batch, self.stats)
+            self._child = _Child(self, self.stats)
             if not self._exit_hook:  # stop the child before multiprocessing kills daemon children
                 atexit.register(self.close)
                 self._exit_hook = True
@@ -208,4 +226,5 @@ class ProcessEmbedder:
                 self._child = None
 
     def __repr__(self) -> str:
-        return f"ProcessEmbedder({self.model_id!r}, num_threads={self.num_threads})"
+        return (f"ProcessEmbedder({self.model_id!r}, engine={self.engine!r}, "
+                f"num_threads={self.num_threads})")

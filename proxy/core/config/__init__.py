@@ -14,7 +14,7 @@ from proxy.core.config.loading import (
     validate_mapping,
 )
 from proxy.core.config.methods import (
-    EmbedderConfig, ICULConfig, InputClassifierConfig, InputDetectorConfig, MethodConfig,
+    EmbedderConfig, EmbedderEngine, EmbedderPrecision, ICULConfig, InputClassifierConfig, InputDetectorConfig, MethodConfig,
     OutputFilterConfig, PrefixConfig,
 )
 from proxy.core.config.models import (
@@ -29,7 +29,8 @@ from proxy.core.config.server import ServerConfig
 
 __all__ = [
     "MAX_REQUEST_DOCUMENT_CHARS", "Config", "DocumentConfig", "EmbedderConfig",
-    "ForgetRequestTarget", "ForgetTargetConfig", "ICULConfig", "InputClassifierConfig",
+    "EmbedderEngine", "EmbedderPrecision", "ForgetRequestTarget", "ForgetTargetConfig",
+    "ICULConfig", "InputClassifierConfig",
     "InputDetectorConfig", "LlamaCppModelConfig", "MethodConfig", "ModelConfig",
     "OpenAIModelConfig", "OutputFilterConfig", "PolicyConfig", "PrefixConfig", "QAExample",
     "RequestDocumentConfig", "RoutingConfig", "ServerConfig", "TransformersModelConfig",

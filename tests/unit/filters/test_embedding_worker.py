@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from filters.embedder import EmbedderError, LocalEmbedder, build_embedder
+from filters.embedder import EmbedderError, build_embedder, local_embedder
 from filters.embedding_worker import ProcessEmbedder
+from filters.onnx_embedder import OnnxEmbedder
 from proxy.core.config import EmbedderConfig
 from tests.batching import check_concurrent_single_calls
 
-pytestmark = pytest.mark.slow  # each child process loads torch and the model (~10 s)
+pytestmark = pytest.mark.slow  # each child process loads the model (~2 s; torch ~10 s)
 
 TEXTS = ["How old is the Moon?", "Where was J. K. Rowling born?", "Best pizza dough"]
 
@@ -33,7 +34,7 @@ def test_the_child_embeds_what_the_local_model_embeds() -> None:
         vectors = worker.embed(TEXTS)
         first = worker.pid
         assert first is not None and first != os.getpid()
-        np.testing.assert_allclose(vectors, LocalEmbedder().embed(TEXTS), atol=1e-5)
+        np.testing.assert_allclose(vectors, local_embedder().embed(TEXTS), atol=1e-5)
         assert worker.embed([]).shape == (0, 384)
         _kill(first)  # a child found dead is replaced before the call
         time.sleep(0.5)
@@ -52,7 +53,7 @@ def test_the_child_batches_concurrent_calls_and_answers_each_its_own() -> None:
     texts = [f"Question {i} about topic {i % 5}?" for i in range(64)]
     worker = ProcessEmbedder("all-MiniLM-L6-v2", max_batch=16)
     try:
-        direct = LocalEmbedder().embed(texts)
+        direct = local_embedder().embed(texts)
         worker.warm_up()
         check_concurrent_single_calls(worker, texts, direct)  # busy = the child's forward passes
     finally:
@@ -72,7 +73,7 @@ def test_a_text_the_tokenizer_rejects_fails_only_its_own_call() -> None:
             with pytest.raises(EmbedderError, match="embedding failed"):
                 bad.result()
             rows = np.concatenate([future.result() for future in good])
-        np.testing.assert_allclose(rows, LocalEmbedder().embed(TEXTS), atol=1e-5)
+        np.testing.assert_allclose(rows, local_embedder().embed(TEXTS), atol=1e-5)
     finally:
         worker.close()
 
@@ -88,5 +89,6 @@ def test_policies_embed_in_a_child_process_by_default() -> None:
     shared = build_embedder(EmbedderConfig())
     assert isinstance(shared.inner.inner, ProcessEmbedder)  # cache -> breaker -> worker
     threaded = build_embedder(EmbedderConfig(worker="thread"))
-    assert isinstance(threaded.inner.inner.inner, LocalEmbedder)  # ... -> batcher -> model
+    assert isinstance(threaded.inner.inner.inner, OnnxEmbedder)  # ... -> batcher -> model
+    assert shared.inner.inner.engine == "onnx"
     np.testing.assert_allclose(shared.embed(TEXTS), threaded.embed(TEXTS), atol=1e-5)
