@@ -23,6 +23,26 @@ __all__ = ["OnnxEmbedder", "Precision"]
 Precision = Literal["fp32", "int8"]
 
 
+# the most token pairs (texts x tokens x tokens) one forward pass attends over: 64 texts of 64
+# tokens; a batch of long texts is cut smaller, so its attention scores stay a few MB per layer
+MAX_ATTENTION_CELLS = 64 * 64 * 64
+
+
+def _chunks_by_length(ids: list[list[int]], batch_size: int) -> list[list[int]]:
+    """Indices of ``ids`` in batches of similar length (shortest first), each at most
+    ``batch_size`` texts and :data:`MAX_ATTENTION_CELLS` (one text always fits)."""
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+    chunks: list[list[int]] = []
+    for i in order:
+        width = len(ids[i])  # the longest so far: the batch pads to it
+        if chunks and len(chunks[-1]) < batch_size and \
+                (len(chunks[-1]) + 1) * width * width <= MAX_ATTENTION_CELLS:
+            chunks[-1].append(i)
+        else:
+            chunks.append([i])
+    return chunks
+
+
 class OnnxEmbedder:
     """A sentence-transformers model under ONNX Runtime on CPU, exported and loaded on first
     use; safe to share across threads.
@@ -56,6 +76,7 @@ class OnnxEmbedder:
         tokenizer.enable_truncation(int(settings["max_seq_length"]))
         tokenizer.no_padding()  # padded per batch in _run, to its longest text
         options = onnxruntime.SessionOptions()
+        options.enable_cpu_mem_arena = False  # the arena would keep a long batch's peak for good
         if self.num_threads is not None:
             options.intra_op_num_threads = self.num_threads
             options.inter_op_num_threads = 1
@@ -81,14 +102,9 @@ class OnnxEmbedder:
         if not texts:
             return np.zeros((0, self.dimension), np.float32)
         ids = [encoding.ids for encoding in self._tokenizer.encode_batch(list(texts))]
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        out = np.empty((len(ids), 0), np.float32)
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start : start + self.batch_size]
-            rows = self._run([ids[i] for i in chunk])
-            if out.shape[1] == 0:
-                out = np.empty((len(ids), rows.shape[1]), np.float32)
-            out[chunk] = rows
+        out = np.empty((len(ids), self.dimension), np.float32)
+        for chunk in _chunks_by_length(ids, self.batch_size):
+            out[chunk] = self._run([ids[i] for i in chunk])
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         normalised: np.ndarray = out / np.maximum(norms, 1e-12)
         return normalised

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from filters.embedder import LocalEmbedder, local_embedder, local_model_id
 from filters.embedding_worker import ProcessEmbedder
-from filters.onnx_embedder import OnnxEmbedder
+from filters.onnx_embedder import MAX_ATTENTION_CELLS, OnnxEmbedder, _chunks_by_length
 from filters.onnx_export import PRECISIONS, OnnxExportError, model_key, onnx_model_dir
 from proxy.core.cache_dirs import is_complete
 from proxy.core.config import EmbedderConfig
@@ -127,3 +127,13 @@ def test_the_onnx_worker_runs_without_torch(torch_rows: np.ndarray) -> None:
             worker.close()
     assert _cosines(rows["onnx"], torch_rows).min() >= 0.9999
     np.testing.assert_allclose(rows["torch"], torch_rows, atol=1e-5)
+
+
+def test_batches_are_cut_by_size_and_attention_cells() -> None:
+    lengths = [5, 256, 10, 64, 64, 100, *range(1, 200)]
+    chunks = _chunks_by_length([[0] * n for n in lengths], 16)
+    assert sorted(i for chunk in chunks for i in chunk) == list(range(len(lengths)))
+    for chunk in chunks:
+        width = max(lengths[i] for i in chunk)
+        assert len(chunk) <= 16 and (len(chunk) == 1 or len(chunk) * width**2 <= MAX_ATTENTION_CELLS)
+    assert [len(c) for c in _chunks_by_length([[0] * 16] * 40, 16)] == [16, 16, 8]
