@@ -9,44 +9,70 @@ first token, so hundreds of aliases cost one dict probe per token.
 
 from __future__ import annotations
 
+import codecs
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from filters.base import Match, Message, Verdict
 from proxy.core.messages import other_texts, user_turns
+from filters.canonical import PLAIN_VIEW, combine, settled_views, views
 from filters.normalize import TextFeed, Token, release_limit, tokenize
 from proxy.core.config import ForgetTargetConfig
 
 
+_SPELLINGS: tuple[tuple[str, Callable[[str], str]], ...] = (
+    ("plain", lambda key: key),
+    ("reversed", lambda key: key[::-1]),
+    ("rot13", lambda key: codecs.encode(key, "rot13")),
+)
+"""How an alias may be written: as it is, backwards, in ROT13 (its letters, words joined)."""
+_MAX_PARTIALS = 16
+_MIN_INSIDE = 4  # shorter keys are not looked for inside a spelled-out run ("al" in "h a l")
+
+
 @dataclass(frozen=True)
 class AliasEntry:
-    """One alias of one forget target, as normalised tokens."""
+    """One alias of one forget target, as normalised tokens, and how it is spelled."""
 
     target_id: str
     alias: str
     tokens: tuple[str, ...]
+    transform: str = "plain"
+
+    @property
+    def key(self) -> str:
+        """The alias's letters, words joined, in its spelling."""
+        return dict(_SPELLINGS)[self.transform]("".join(self.tokens))
 
 
 class AliasTable:
-    """All aliases of a policy, indexed by their first token."""
+    """All aliases of a policy in every spelling of :data:`_SPELLINGS`, keyed by their letters.
+
+    A run of consecutive tokens matches an alias when their readings joined spell its key, so
+    separators inside or between the alias's words do not hide it ("Zor-blax", "Zor/blax",
+    "Z o r b l a x", "Zor<!-- -->blax"); a run must start and end at token boundaries, so "Ann"
+    never matches "Annual". A merged run of single letters (a spelled-out text) matches an
+    alias anywhere inside it.
+    """
 
     def __init__(self, pairs: Iterable[tuple[str, str]]) -> None:
-        self._by_first: dict[str, list[AliasEntry]] = {}
         self.entries: list[AliasEntry] = []
+        self._by_key: dict[str, AliasEntry] = {}
         seen: set[tuple[str, tuple[str, ...]]] = set()
         for target_id, alias in pairs:
             tokens = tuple(t.text for t in tokenize(alias))
             if not tokens or (target_id, tokens) in seen:
                 continue
             seen.add((target_id, tokens))
-            entry = AliasEntry(target_id, alias, tokens)
-            self.entries.append(entry)
-            self._by_first.setdefault(tokens[0], []).append(entry)
-        for candidates in self._by_first.values():
-            candidates.sort(key=lambda e: -len(e.tokens))
+            self.entries.append(AliasEntry(target_id, alias, tokens))
+            for transform, spell in _SPELLINGS:
+                self._by_key.setdefault(spell("".join(tokens)),
+                                        AliasEntry(target_id, alias, tokens, transform))
+        self._prefixes = {key[:i] for key in self._by_key for i in range(1, len(key) + 1)}
         self.max_tokens = max((len(e.tokens) for e in self.entries), default=0)
         self.max_chars = max((len(e.alias) for e in self.entries), default=0)
+        self.max_key = max(map(len, self._by_key), default=0)
 
     @classmethod
     def from_targets(cls, targets: Iterable[ForgetTargetConfig]) -> AliasTable:
@@ -56,15 +82,35 @@ class AliasTable:
     def find(self, tokens: Sequence[Token], *, min_end: int = 0) -> AliasEntry | None:
         """The first (longest at its start) alias in ``tokens`` ending after ``min_end`` tokens."""
         for start, token in enumerate(tokens):
-            for reading in token.readings():
-                for entry in self._by_first.get(reading, ()):
-                    end = start + len(entry.tokens)
-                    if end <= min_end or end > len(tokens):
-                        continue
-                    rest = zip(entry.tokens[1:], tokens[start + 1 : end], strict=True)
-                    if all(want in got.readings() for want, got in rest):
-                        return entry
+            if token.is_run and start + 1 > min_end:
+                hit = self._inside(token.text)
+                if hit is not None:
+                    return hit
+            hit = self._match_at(tokens, start, min_end)
+            if hit is not None:
+                return hit
         return None
+
+    def _match_at(self, tokens: Sequence[Token], start: int, min_end: int) -> AliasEntry | None:
+        partials, best = [""], None
+        for end in range(start, len(tokens)):
+            grown = []
+            for partial in partials:
+                for reading in tokens[end].readings():
+                    spelled = partial + reading
+                    if spelled not in self._prefixes:
+                        continue
+                    grown.append(spelled)
+                    if end + 1 > min_end and spelled in self._by_key:
+                        best = self._by_key[spelled]
+            if not grown:
+                break
+            partials = list(dict.fromkeys(grown))[:_MAX_PARTIALS]
+        return best
+
+    def _inside(self, letters: str) -> AliasEntry | None:
+        return next((e for k, e in self._by_key.items() if len(k) >= _MIN_INSIDE and k in letters),
+                    None)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -86,17 +132,40 @@ class AliasScanner:
             return None
         window = self._tail + tokens
         hit = self.table.find(window, min_end=len(self._tail))
-        keep = self.table.max_tokens - 1
+        keep = self.table.max_key - 1
         self._tail = window[-keep:] if keep > 0 else []
         return hit
 
 
-def alias_verdict(guard: str, hit: AliasEntry | None, started: float) -> Verdict:
+def alias_match(hit: AliasEntry, view: str = PLAIN_VIEW) -> Match:
+    """The match of an alias found in ``view``, naming the transform that revealed it."""
+    transform = combine(view, hit.transform)
+    return Match(hit.target_id, f"alias:{hit.alias}", " ".join(hit.tokens), transform)
+
+
+def find_in_views(table: AliasTable, text: str) -> Match | None:
+    """An alias in any view of a complete ``text`` (:func:`filters.canonical.views`)."""
+    for view in views(text):
+        hit = table.find(tokenize(view.text))
+        if hit is not None:
+            return alias_match(hit, view.transform)
+    return None
+
+
+def find_in_decoded(table: AliasTable, text: str, *, final: bool) -> Match | None:
+    """An alias in a decoded view of a growing ``text`` (its settled part unless ``final``)."""
+    for view, tokens in settled_views(text, final=final):
+        hit = table.find(tokens)
+        if hit is not None:
+            return alias_match(hit, view.transform)
+    return None
+
+
+def alias_verdict(guard: str, match: Match | None, started: float) -> Verdict:
     """A block naming the target and alias, or an allow."""
     elapsed_ms = (time.perf_counter() - started) * 1000
-    if hit is None:
+    if match is None:
         return Verdict("allow", guard, score=0.0, threshold=1.0, elapsed_ms=elapsed_ms)
-    match = Match(hit.target_id, f"alias:{hit.alias}", " ".join(hit.tokens))
     return Verdict("block", guard, score=1.0, threshold=1.0, match=match, elapsed_ms=elapsed_ms)
 
 
@@ -117,9 +186,9 @@ class AliasGuard:
         """Block when any text the model will read (every turn, name, tool text) names a target."""
         started = time.perf_counter()
         for turn in user_turns(messages) + other_texts(messages):
-            hit = self.table.find(tokenize(turn))
-            if hit is not None:
-                return alias_verdict(self.name, hit, started)
+            match = find_in_views(self.table, turn)
+            if match is not None:
+                return alias_verdict(self.name, match, started)
         return alias_verdict(self.name, None, started)
 
     def check_output(
@@ -127,8 +196,11 @@ class AliasGuard:
     ) -> Verdict:
         """Block when ``text`` names a target (``final`` as in :class:`OutputFilter`)."""
         started = time.perf_counter()
-        feed, scanner = TextFeed(), AliasScanner(self.table)
-        return alias_verdict(self.name, scanner.feed(feed.advance(text, final=final)), started)
+        hit = AliasScanner(self.table).feed(TextFeed().advance(text, final=final))
+        match = alias_match(hit) if hit is not None else None
+        if match is None and len(self.table):
+            match = find_in_decoded(self.table, text, final=final)
+        return alias_verdict(self.name, match, started)
 
     def release_limit(self, text: str) -> int:
         """The settled text but its hold-back (:func:`filters.normalize.release_limit`)."""

@@ -23,6 +23,7 @@ class Match:
     target_id: str
     item: str
     evidence: str = ""
+    transform: str = "plain"  # the view that matched (filters.canonical): plain, base64, ...
 
 
 @dataclass(frozen=True)

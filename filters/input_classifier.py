@@ -31,7 +31,7 @@ from sklearn.linear_model import LogisticRegression
 from filters.base import Match, Message, Verdict
 from filters.embedder import Embedder
 from filters.forget_index import ForgetIndex
-from filters.input_detector import DEFAULT_CONTEXT_TURNS, query_texts
+from filters.input_detector import DEFAULT_CONTEXT_TURNS, query_views
 from filters.negatives import (
     Calibration,
     CalibrationReport,
@@ -291,7 +291,8 @@ class InputClassifier:
     def check_input(self, messages: Sequence[Message]) -> Verdict:
         """Score the last user turn and the recent turns joined; block on the higher score."""
         started = time.perf_counter()
-        texts = query_texts(messages, self.context_turns)
+        found = query_views(messages, self.context_turns)
+        texts = [view.text for view in found]
         if not texts:
             return Verdict("allow", self.name, threshold=self.threshold, elapsed_ms=0.0)
         scores = self.score_texts(texts)
@@ -302,7 +303,8 @@ class InputClassifier:
             hits = self.index.search(self.embedder.embed([texts[best]]), k=1)[0]
             if hits:
                 item = hits[0][1]
-                match = Match(item.target_id, item.id, f"p={score:.3f} nearest: {item.text[:160]}")
+                evidence = f"p={score:.3f} nearest: {item.text[:160]}"
+                match = Match(item.target_id, item.id, evidence, found[best].transform)
         return Verdict(
             "block" if score >= self.threshold else "allow",
             self.name,

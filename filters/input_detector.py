@@ -5,7 +5,9 @@ the FAISS index (Liu et al. 2024, *ECO*, detect the forget target before the mod
 Thaker et al. 2024 show such input filters are a strong unlearning baseline). Two query texts are
 looked at: the last user turn, and the last ``context_turns`` user turns joined, so a question
 split across turns ("About the author born in Taipei…" / "what is her father's job?") is still
-caught. With ``aliases`` on, the name/alias matcher runs first and alone decides a hit.
+caught. Each text is also read in its decoded views (:mod:`filters.canonical`): the verdict is
+the worst view's and its match names the view's transform. With ``aliases`` on, the name/alias
+matcher runs first and alone decides a hit.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from filters.base import Match, Message, Verdict
 from proxy.core.messages import other_texts, user_turns
 from filters.embedder import Embedder
 from filters.forget_index import ForgetIndex, ForgetItem, chunk_text
-from filters.normalize import deconfuse
+from filters.canonical import View, views
+from filters.confusables import deconfuse
 from proxy.core.config import InputDetectorConfig
 
 if TYPE_CHECKING:
@@ -32,16 +35,18 @@ WINDOW_WORDS = 60
 MAX_WINDOWS = 32
 
 
-def query_texts(
+def query_views(
     messages: Sequence[Message], context_turns: int = DEFAULT_CONTEXT_TURNS
-) -> list[str]:
-    """The texts a request is judged by.
+) -> list[View]:
+    """The texts a request is judged by, each with the decoded views of it.
 
     The last user turn; when different, the last ``context_turns`` user turns joined; and when
     that is longer than the embedder reads, its last ``MAX_WINDOWS`` sentence windows, so a
     question buried in a long prompt is still seen. Then every other text the model will read
     (:func:`~filters.base.other_texts`: system and tool turns, tool definitions, names...), each
     whole when short and in sentence windows when long, so nothing reaches the model unread.
+    Each text comes first as written (look-alike letters folded), then as each decoded view of
+    it (:func:`filters.canonical.views`: base64, reversed, ROT13, spaced letters...).
     """
     texts: list[str] = []
     turns = [deconfuse(t).strip() for t in user_turns(messages) if t.strip()]
@@ -54,7 +59,18 @@ def query_texts(
         text = deconfuse(other).strip()
         short = len(text.split()) <= WINDOW_WORDS
         texts += [text] if short else chunk_text(text, max_words=WINDOW_WORDS)
-    return list(dict.fromkeys(texts))
+    out: dict[str, View] = {}
+    for text in dict.fromkeys(texts):
+        for view in views(text):
+            out.setdefault(deconfuse(view.text).strip(), view)
+    return [View(view.transform, text) for text, view in out.items() if text]
+
+
+def query_texts(
+    messages: Sequence[Message], context_turns: int = DEFAULT_CONTEXT_TURNS
+) -> list[str]:
+    """The texts of :func:`query_views`."""
+    return [view.text for view in query_views(messages, context_turns)]
 
 
 class EmbeddingDetector:
@@ -100,14 +116,16 @@ class EmbeddingDetector:
                     match=verdict.match,
                     elapsed_ms=(time.perf_counter() - started) * 1000,
                 )
-        texts = query_texts(messages, self.context_turns)
-        scored = self.score_texts(texts)
+        texts = query_views(messages, self.context_turns)
+        scored = self.score_texts([view.text for view in texts])
         best = int(np.argmax([s for s, _ in scored])) if scored else -1
         score, item = scored[best] if scored else (0.0, None)
         elapsed_ms = (time.perf_counter() - started) * 1000
         if item is None or score < self.threshold:
             return Verdict("allow", self.name, score, self.threshold, elapsed_ms=elapsed_ms)
-        match = Match(item.target_id, item.id, f"{item.text[:160]} <~ {texts[best][:160]}")
+        view = texts[best]
+        evidence = f"{item.text[:160]} <~ {view.text[:160]}"
+        match = Match(item.target_id, item.id, evidence, view.transform)
         return Verdict("block", self.name, score, self.threshold, match, elapsed_ms=elapsed_ms)
 
     def __repr__(self) -> str:

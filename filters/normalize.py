@@ -5,7 +5,8 @@ accents stripped, split on anything that is not a letter or digit (letters of sc
 without spaces are tokens of their own), with leetspeak undone inside words that contain a
 letter (``H5iao`` -> ``hsiao``; pure numbers such as ``1991`` are kept) and runs of single
 letters merged, so "J. K. Rowling", "JK Rowling" and "j.k.rowling" all give ``jk rowling``.
-Cyrillic/Greek look-alike letters inside a Latin word are mapped to Latin first (homoglyphs).
+Look-alike letters of any script that imitate Latin ones are mapped to Latin first
+(:mod:`filters.confusables`, from Unicode's confusables table).
 The digit ``1`` stands for ``i`` or ``l``: a token keeps both readings.
 """
 
@@ -15,6 +16,10 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
+
+from anyascii import anyascii
+
+from filters.confusables import deconfuse
 
 # Scripts written without spaces between words (CJK ideographs, kana, Thai, Lao, Khmer,
 # Myanmar): each of their letters is a token of its own, so a Latin name next to them ("作者是
@@ -26,26 +31,6 @@ _WORD = re.compile(f"(?:[^\\W_{_UNSPACED}]|[@$])+|[{_UNSPACED}]")
 _LEET = str.maketrans(
     {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"}
 )
-
-
-# Cyrillic and Greek letters that look like Latin ones (upper and lower case), as used to
-# slip a name past a matcher: "Rоwling" with a Cyrillic "о".
-_CONFUSABLES = str.maketrans({
-    **dict(zip("АВЕЅІЈКМНОРСТХУԁһіјӏѕаесорхуԛԝ", "ABESIJKMHOPCTXYdhijlsaecopxyqw", strict=True)),
-    **dict(zip("ΑΒΕΖΗΙΚΜΝΟΡΤΥΧαικνορτυχ", "ABEZHIKMNOPTYXaiknoptux", strict=True)),
-})
-_LATIN = re.compile(r"[A-Za-z]")
-_MIXED_WORD = re.compile(r"[^\W\d_]+")
-
-
-def deconfuse(text: str) -> str:
-    """Map Cyrillic/Greek look-alike letters to Latin inside words that also hold Latin ones."""
-
-    def fix(match: re.Match[str]) -> str:
-        word = match.group(0)
-        return word.translate(_CONFUSABLES) if _LATIN.search(word) else word
-
-    return _MIXED_WORD.sub(fix, text)
 
 
 # Unicode's Default_Ignorable_Code_Point set (DerivedCoreProperties.txt): characters that
@@ -60,9 +45,11 @@ _INVISIBLE = re.compile(
 
 
 def fold(text: str) -> str:
-    """Invisible characters dropped, look-alike letters to Latin, NFKC, casefold and accents
-    (combining marks) stripped."""
-    folded = unicodedata.normalize("NFKC", deconfuse(_INVISIBLE.sub("", text))).casefold()
+    """Invisible characters dropped, NFKC, look-alike letters to Latin
+    (:mod:`filters.confusables`), casefold and accents (combining marks) stripped."""
+    if text.isascii():
+        return text.casefold()
+    folded = deconfuse(unicodedata.normalize("NFKC", _INVISIBLE.sub("", text))).casefold()
     decomposed = unicodedata.normalize("NFKD", folded)
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
@@ -75,16 +62,30 @@ def _clean_word(word: str) -> str:
     return word.replace("@", "").replace("$", "")
 
 
+@lru_cache(maxsize=16384)
+def transliterate(word: str) -> str | None:
+    """A word of another script in ASCII letters (``anyascii``), when that differs."""
+    if word.isascii():
+        return None
+    out = "".join(c for c in anyascii(word).casefold() if c.isalnum())
+    return out if out and out != word else None
+
+
 @dataclass(frozen=True)
 class Token:
-    """A normalised word and, when it contains the digit 1, its ``1 -> l`` reading."""
+    """A normalised word, its ``1 -> l`` reading when it contains the digit 1, and its ASCII
+    transliteration when it is written in another script."""
 
     text: str
     alt: str | None = None
+    translit: str | None = None
+    is_run: bool = False  # merged from a run of single letters ("J o h n" -> "john")
 
     def readings(self) -> tuple[str, ...]:
         """Every spelling this token may stand for."""
-        return (self.text,) if self.alt is None else (self.text, self.alt)
+        if self.alt is None and self.translit is None:
+            return (self.text,)
+        return tuple(r for r in (self.text, self.alt, self.translit) if r is not None)
 
     @property
     def is_single(self) -> bool:
@@ -101,33 +102,43 @@ def raw_tokens(text: str) -> list[Token]:
         if not word:
             continue
         has_alt = "1" in raw and any(c.isalpha() for c in raw)
-        tokens.append(Token(word, _clean_word(raw.replace("1", "l")) if has_alt else None))
+        alt = _clean_word(raw.replace("1", "l")) if has_alt else None
+        tokens.append(Token(word, alt, transliterate(word)))
     return tokens
 
 
 class TokenStream:
-    """Merges one-letter runs across pieces of a stream; a trailing run waits for more text."""
+    """Merges one-letter runs across pieces of a stream; a trailing run waits for more text.
+
+    ``starts`` lists, for each token returned so far, the ``at`` of the piece its first letter
+    came in (a position at or before the token's start in the text)."""
 
     def __init__(self) -> None:
         self._run: list[Token] = []
+        self._run_at = 0
+        self.starts: list[int] = []
 
-    def feed(self, tokens: list[Token]) -> list[Token]:
+    def feed(self, tokens: list[Token], at: int = 0) -> list[Token]:
         """Merged tokens that are final; a trailing one-letter run is kept back."""
         out: list[Token] = []
         for token in tokens:
             if token.is_single:
+                if not self._run:
+                    self._run_at = at
                 self._run.append(token)
                 continue
             out.extend(self.flush())
             out.append(token)
+            self.starts.append(at)
         return out
 
     def flush(self) -> list[Token]:
         """The pending one-letter run as one token (at the end of the text)."""
         if not self._run:
             return []
-        merged = Token("".join(t.text for t in self._run))
+        merged = Token("".join(t.text for t in self._run), is_run=len(self._run) > 1)
         self._run = []
+        self.starts.append(self._run_at)
         return [merged]
 
 
@@ -167,21 +178,57 @@ def settled_end(text: str) -> int:
     return 0
 
 
+def _is_letter(char: str) -> bool:
+    folded = fold(char)
+    return len(folded) == 1 and folded.isalnum() and not _UNSPACED_CHAR.match(folded)
+
+
+def run_start(text: str, end: int) -> int:
+    """Where a trailing run of single letters ("J. K. ", "Z o r ") that ends at ``end``
+    starts (``end`` when there is none): a run still being written may spell a word."""
+    start, index, letters = end, end - 1, 0
+    while index >= 0:
+        char = text[index]
+        if not fold(char):  # invisible: part of whatever surrounds it
+            index -= 1
+            continue
+        if not _ends_words(char):
+            word_start = index
+            while word_start > 0 and not _ends_words(text[word_start - 1]):
+                word_start -= 1
+            if sum(_is_letter(c) for c in text[word_start : index + 1]) != 1:
+                break
+            letters += 1
+            start, index = word_start, word_start - 1
+            continue
+        index -= 1
+    return start if letters > 1 else end
+
+
 def release_limit(text: str, hold_back_chars: int) -> int:
     """How much of a growing ``text`` a stream may release when a guard that reads settled
     tokens needs ``hold_back_chars`` of context: the settled part but its last
-    ``hold_back_chars`` characters, so text that never settles (no space, no punctuation) is
-    never released before the guard has read it."""
-    return max(0, settled_end(text) - hold_back_chars) if hold_back_chars else len(text)
+    ``hold_back_chars`` characters and any trailing run of single letters (:func:`run_start`),
+    so text that never settles (no space, no punctuation) is never released before the guard
+    has read it."""
+    if not hold_back_chars:
+        return len(text)
+    settled = settled_end(text)
+    return max(0, min(settled - hold_back_chars, run_start(text, settled)))
 
 
 class TextFeed:
-    """Turns successive prefixes of one text into newly final tokens (for stream scanners)."""
+    """Turns successive prefixes of one text into newly final tokens (for stream scanners);
+    ``starts[i]`` is a position at or before the start of the ``i``-th token in the text."""
 
     def __init__(self) -> None:
         self.seen = ""
         self._pos = 0
         self._stream = TokenStream()
+
+    @property
+    def starts(self) -> list[int]:
+        return self._stream.starts
 
     def advance(self, text: str, *, final: bool = False) -> list[Token]:
         """The tokens that became final since the last call; ``text`` must extend the last one."""
@@ -189,6 +236,6 @@ class TextFeed:
             raise ValueError("a stream scanner only accepts text that extends what it has seen")
         self.seen = text
         cut = len(text) if final else max(self._pos, settled_end(text))
-        tokens = self._stream.feed(raw_tokens(text[self._pos : cut]))
+        tokens = self._stream.feed(raw_tokens(text[self._pos : cut]), self._pos)
         self._pos = cut
         return tokens + self._stream.flush() if final else tokens

@@ -28,11 +28,12 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from filters.alias_matcher import AliasScanner, AliasTable, alias_hold_back
+from filters.alias_matcher import AliasScanner, AliasTable, alias_hold_back, alias_match
 from filters.base import Match, Message, Verdict
 from filters.embedder import Embedder
 from filters.forget_index import ForgetIndex
-from filters.normalize import TextFeed, Token, release_limit, tokenize
+from filters.canonical import PLAIN_VIEW, settled_views
+from filters.normalize import TextFeed, Token, release_limit, settled_end, tokenize
 from proxy.core.config import OutputFilterConfig
 
 if TYPE_CHECKING:
@@ -90,15 +91,23 @@ class NgramScanner:
         self._seen: set[tuple[str, ...]] = set()
         self._counts = [0] * len(table.items)
         self.best = 0.0
+        self.fed = 0
+        self.first_hit: int | None = None  # the first token of the first gram of any item
 
     def feed(self, tokens: list[Token]) -> int | None:
         """The number of an item whose coverage reached ``overlap``, if any."""
         words = self._tail + [t.text for t in tokens]
-        for gram in self.table.grams(words):
-            if gram in self._seen:
+        base, n = self.fed - len(self._tail), self.table.n
+        self.fed += len(tokens)
+        for start in range(len(words) - n + 1):
+            gram = tuple(words[start : start + n])
+            if gram in self._seen or all(w in _STOP for w in gram):
                 continue
             self._seen.add(gram)
-            for number in self.table.postings.get(gram, ()):
+            postings = self.table.postings.get(gram, ())
+            if postings and self.first_hit is None:
+                self.first_hit = base + start
+            for number in postings:
                 self._counts[number] += 1
                 coverage = self._counts[number] / self.table.sizes[number]
                 self.best = max(self.best, coverage)
@@ -113,6 +122,11 @@ class UnitSplitter:
 
     def __init__(self) -> None:
         self._start = 0
+
+    @property
+    def start(self) -> int:
+        """Where the next unit starts: the text before it is cut into units."""
+        return self._start
 
     def feed(self, text: str, *, final: bool) -> list[str]:
         units = []
@@ -142,6 +156,9 @@ class OutputScanner:
         self._ngrams = NgramScanner(guard.ngrams, guard.ngram_overlap)
         self._units = UnitSplitter()
         self._best_similarity = 0.0
+        self._viewed = -1  # the settled length the decoded views were last computed for
+        self._embedded: set[str] = set()  # decoded units already embedded
+        self._decoded_from: int | None = None  # the first character a decoded view changed
         self.verdict: Verdict | None = None
 
     @property
@@ -173,35 +190,78 @@ class OutputScanner:
             elapsed_ms=elapsed_ms,
         )
 
+    def releasable(self) -> int:
+        """How far the checked text may go out as far as this scanner's state goes: not past
+        the first n-gram of a forget item (more text may complete its coverage), the first
+        character a decoded view changed, or, with embeddings on, the sentence units checked."""
+        limits = [len(self.seen)]
+        if self._ngrams.first_hit is not None:
+            limits.append(self._feed.starts[self._ngrams.first_hit])
+        if self._decoded_from is not None:
+            limits.append(self._decoded_from)
+        if self.guard.embedding_threshold is not None:
+            limits.append(self._units.start)
+        return min(limits)
+
     def _scan(self, text: str, final: bool) -> tuple[Match | None, float, float]:
-        tokens = self._feed.advance(text, final=final)
-        if self._aliases is not None:
-            hit = self._aliases.feed(tokens)
+        found = self._scan_tokens(self._feed.advance(text, final=final), self._aliases,
+                                  self._ngrams, PLAIN_VIEW)
+        if found is not None:
+            return found
+        found = self._embed_units(self._units.feed(text, final=final), PLAIN_VIEW)
+        if found is not None:
+            return found
+        return self._scan_views(text, final) or (None, 0.0, 0.0)
+
+    def _scan_tokens(self, tokens: list[Token], aliases: AliasScanner | None,
+                     ngrams: NgramScanner, view: str) -> tuple[Match, float, float] | None:
+        if aliases is not None:
+            hit = aliases.feed(tokens)
             if hit is not None:
-                return Match(hit.target_id, f"alias:{hit.alias}", " ".join(hit.tokens)), 1.0, 1.0
-        number = self._ngrams.feed(tokens)
-        if number is not None:
-            item = self.guard.ngrams.items[number]
-            evidence = (
-                f"{self._ngrams.best:.0%} of its {self.guard.ngrams.n}-grams: {item.text[:160]}"
-            )
-            return (
-                Match(item.target_id, item.id, evidence),
-                self._ngrams.best,
-                self.guard.ngram_overlap,
-            )
-        units = self._units.feed(text, final=final)
+                return alias_match(hit, view), 1.0, 1.0
+        number = ngrams.feed(tokens)
+        if number is None:
+            return None
+        item = self.guard.ngrams.items[number]
+        evidence = f"{ngrams.best:.0%} of its {self.guard.ngrams.n}-grams: {item.text[:160]}"
+        return Match(item.target_id, item.id, evidence, view), ngrams.best, self.guard.ngram_overlap
+
+    def _embed_units(self, units: list[str], view: str) -> tuple[Match, float, float] | None:
         threshold = self.guard.embedding_threshold
         if threshold is None or not units:
-            return None, 0.0, 0.0
+            return None
         hits = self.guard.index.search(self.guard.embedder.embed(units), k=1)
         for unit, row in zip(units, hits, strict=True):
             if row:
                 score, item = row[0]
                 self._best_similarity = max(self._best_similarity, score)
                 if score >= threshold:
-                    return Match(item.target_id, item.id, f"{unit.strip()[:160]}"), score, threshold
-        return None, 0.0, 0.0
+                    return Match(item.target_id, item.id, unit.strip()[:160], view), score, threshold
+        return None
+
+    def _scan_views(self, text: str, final: bool) -> tuple[Match, float, float] | None:
+        """Every check on the decoded views of the settled text (recomputed when it grows)."""
+        settled = len(text) if final else settled_end(text)
+        if settled == self._viewed and not final:
+            return None
+        self._viewed = settled
+        for view, tokens in settled_views(text, final=final):
+            changed = next((i for i, (a, b) in enumerate(zip(text, view.text)) if a != b),
+                           min(len(text), len(view.text)))
+            if self._decoded_from is None or changed < self._decoded_from:
+                self._decoded_from = changed
+            aliases = AliasScanner(self.guard.aliases) if self.guard.aliases is not None else None
+            ngrams = NgramScanner(self.guard.ngrams, self.guard.ngram_overlap)
+            found = self._scan_tokens(tokens, aliases, ngrams, view.transform)
+            if found is not None:
+                return found
+            units = [u for u in UnitSplitter().feed(view.text, final=final)
+                     if u not in self._embedded]
+            self._embedded.update(units)
+            found = self._embed_units(units, view.transform)
+            if found is not None:
+                return found
+        return None
 
 
 class OutputFilter:
@@ -230,7 +290,6 @@ class OutputFilter:
         self.name = name
         windows = [self.ngrams.max_chars + 8]
         windows.append(alias_hold_back(aliases) if aliases is not None else 0)
-        windows.append(UNIT_CHARS + 2 if embedding_threshold is not None else 0)
         self.hold_back_chars = max(windows)
         self._memo: list[OutputScanner] = []
         self._memo_size = memo_size
@@ -261,8 +320,15 @@ class OutputFilter:
         return verdict
 
     def release_limit(self, text: str) -> int:
-        """The settled text but its hold-back (:func:`filters.normalize.release_limit`)."""
-        return release_limit(text, self.hold_back_chars)
+        """The settled text but its hold-back (:func:`filters.normalize.release_limit`), and
+        no further than :meth:`OutputScanner.releasable`: a sentence is sent once it is
+        judged (not ``UNIT_CHARS`` later) unless it holds an n-gram of a forget item."""
+        with self._lock:
+            scanner = next((s for s in reversed(self._memo) if s.seen == text), None)
+        if scanner is None:
+            scanner = self.scanner()
+            scanner.check(text)
+        return min(release_limit(text, self.hold_back_chars), scanner.releasable())
 
     def __repr__(self) -> str:
         return (

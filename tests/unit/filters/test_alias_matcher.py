@@ -4,7 +4,9 @@ import time
 
 import pytest
 
-from filters.alias_matcher import AliasEntry, AliasGuard, AliasScanner, AliasTable, alias_verdict
+from filters.alias_matcher import (
+    AliasEntry, AliasGuard, AliasScanner, AliasTable, alias_match, alias_verdict,
+)
 from filters.base import Match, Message, Verdict
 from filters.normalize import tokenize
 from proxy.core.config import ForgetTargetConfig
@@ -151,7 +153,7 @@ def test_verdicts_carry_the_guard_name() -> None:
 
 def test_alias_verdict_times_from_the_given_start() -> None:
     entry = AliasEntry("ann", "Ann", ("ann",))
-    for hit in (entry, None):
+    for hit in (alias_match(entry), None):
         elapsed_ms = alias_verdict("aliases", hit, time.perf_counter() - 10.0).elapsed_ms
         assert 10_000 <= elapsed_ms < 10_010  # seconds since ``started``, in milliseconds
 

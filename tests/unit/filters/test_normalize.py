@@ -80,3 +80,26 @@ def test_deconfuse_maps_look_alikes_inside_latin_words(text: str, expected: str)
 
 def test_homoglyph_alias_still_matches() -> None:
     assert normalize("Who is J. K. Rоwlіng?") == normalize("Who is J. K. Rowling?")
+
+
+@pytest.mark.parametrize(
+    "disguised",
+    [
+        "Zorblax",
+        "Zorblаx",  # Cyrillic а
+        "Zorblɑx",  # Latin alpha
+        "Zorbl\u0251x",
+        "Zօrblax",  # Armenian օ
+        "ᴢᴏʀʙʟᴀx",  # small capitals
+        "𝐙𝐨𝐫𝐛𝐥𝐚𝐱",  # mathematical bold
+        "Ｚｏｒｂｌａｘ",  # fullwidth
+    ],
+)
+def test_confusables_table_folds_look_alikes_of_any_script(disguised: str) -> None:
+    assert normalize(disguised) == "zorblax"
+
+
+def test_all_look_alike_words_fold_but_other_scripts_stay() -> None:
+    assert normalize("Ј. К. Rowling") == "jk rowling"  # Cyrillic Ј and К alone
+    assert normalize("dotless ı") == "dotless i"
+    assert normalize("Пушкин") == "пушкин"

@@ -165,8 +165,24 @@ def test_ngram_rule_measures_coverage_of_the_forget_item(index: ForgetIndex) -> 
 def test_hold_back_matches_the_enabled_checks(index: ForgetIndex) -> None:
     full = _guard(index)
     lean = _guard(index, aliases=None, embedding_threshold=None, ngram_n=6)
-    assert full.hold_back_chars == UNIT_CHARS + 2
-    assert 0 < lean.hold_back_chars < full.hold_back_chars
+    assert full.hold_back_chars == max(2 * len("Marisol Quenby") + 8, full.ngrams.max_chars + 8)
+    assert lean.hold_back_chars == lean.ngrams.max_chars + 8 < UNIT_CHARS
+
+
+def test_a_judged_sentence_goes_out_at_once_an_unjudged_one_never(index: ForgetIndex) -> None:
+    """With embeddings on, release stops at the sentence units checked so far, not
+    ``UNIT_CHARS`` behind the settled text; an n-gram of a forget item holds the rest."""
+    guard = _guard(index)
+    first = "Tomas Ferrant grew up in a mountain village where his parents ran a bakery. "
+    text = first + "He studied mechanical engineering and designed bicycle gears"
+    assert not guard.check_output([], text).is_block
+    assert guard.release_limit(text) == len(first) - 1  # through the full stop
+    assert guard.release_limit(text[: len(first) - 20]) == 0  # its sentence is not judged yet
+    no_units = _guard(index, embedding_threshold=None)
+    assert no_units.release_limit(text) > len(first)
+    leak = "Her mother repaired fishing nets and her father kept the tide tables of a town. "
+    assert not guard.check_output([], leak + "More").is_block
+    assert guard.release_limit(leak + "More") == 0  # a forget chunk's n-grams: held
 
 
 def test_units_are_prefix_stable() -> None:
@@ -332,7 +348,7 @@ def test_output_filter_defaults() -> None:
 def test_hold_back_is_the_widest_enabled_window() -> None:
     assert _small(aliases=None).hold_back_chars == len("dogs sleep") + 8  # the longest 2-gram
     assert _small().hold_back_chars == 2 * len("Marisol Quenby") + 8
-    assert _small(embedding_threshold=0.9).hold_back_chars == UNIT_CHARS + 2
+    assert _small(embedding_threshold=0.9).hold_back_chars == 2 * len("Marisol Quenby") + 8
 
 
 def test_alias_and_ngram_blocks_name_item_score_and_threshold() -> None:
