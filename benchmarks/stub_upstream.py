@@ -10,9 +10,8 @@ last user message (chat) or prompt (completion), cut into tokens of at most five
 ``--event-delay-ms`` paces a stream with a fixed pause before every write, and ``--chunk-seed``
 cuts the SSE bytes into seeded random writes (several events in one write, an event split over
 two) instead of one event per write. With ``--rich`` every answer carries what OpenAI's do
-beyond the text (``system_fingerprint``, ``service_tier``, usage details, the logprobs of each
-token with alternatives) and an unknown ``x_stub`` field at each level (answer, choice,
-message or delta, usage): a passthrough test's upstream. ``GET /last-request`` returns the
+beyond the text and answers ``n``, ``tools`` and ``functions`` as a model server would
+(:mod:`benchmarks.stub_answers`): a passthrough test's upstream. ``GET /last-request`` returns the
 body of the last completion request exactly as it arrived.
 
 ``/v1/embeddings`` answers with deterministic vectors (:func:`stub_embedding`, float or base64)
@@ -28,23 +27,18 @@ import base64
 import hashlib
 import json
 import random
-import re
 import struct
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from benchmarks.stub_answers import rich_reply, rich_stream, tokens_of, usage_counts
+
 WORDS = "the quick brown fox jumps over the lazy dog while the band plays on".split()
-_TOKEN = re.compile(r"\s*\S{1,5}|\s+")
 
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 App = Callable[[dict[str, Any], Receive, Send], Awaitable[None]]
-
-
-def tokens_of(text: str) -> list[str]:
-    """``text`` cut into the pieces an echoing stub streams (joined, they give ``text``)."""
-    return _TOKEN.findall(text)
 
 
 def build_app(
@@ -77,16 +71,17 @@ def build_app(
             last_request[0] = raw = await _body(receive)
             body = json.loads(raw)
             chat = path.endswith("/chat/completions")
-            pieces = tokens_of(_request_text(body, chat)) if echo else fixed
+            text = _request_text(body, chat) if echo else "".join(fixed)
+            pieces = tokens_of(text) if echo else fixed
             finish = "stop" if echo else "length"
             if body.get("stream"):
                 delay_ms = latency_ms / max(1, len(pieces))
                 delay_s = (delay_ms if event_delay_ms is None else event_delay_ms) / 1000
-                events = (rich_events if rich else _events)(pieces, chat, finish)
+                events = rich_stream(body, chat, text) if rich else _events(pieces, chat, finish)
                 await _stream(send, _writes(events, pieces, chunk_seed), delay_s)
             else:
                 await asyncio.sleep(latency_ms / 1000)
-                answer = rich_answer(pieces, chat, finish) if rich else _completion(
+                answer = rich_reply(body, chat, text) if rich else _completion(
                     pieces, chat, body, finish)
                 await _send(send, 200, b"application/json", json.dumps(answer).encode())
         elif scope["method"] == "POST" and path == "/v1/embeddings":
@@ -171,10 +166,6 @@ async def _send(send: Send, status: int, content_type: bytes, body: bytes) -> No
     await send({"type": "http.response.body", "body": body})
 
 
-def _usage(pieces: list[str]) -> dict[str, int]:
-    return {"prompt_tokens": 8, "completion_tokens": len(pieces), "total_tokens": 8 + len(pieces)}
-
-
 def _completion(
     pieces: list[str], chat: bool, body: dict[str, Any], finish: str
 ) -> dict[str, Any]:
@@ -184,7 +175,7 @@ def _completion(
     return {
         "id": "stub", "object": "chat.completion" if chat else "text_completion",
         "created": int(time.time()), "model": body.get("model", "stub"), "choices": [choice],
-        "usage": _usage(pieces),
+        "usage": usage_counts(pieces),
     }
 
 
@@ -197,73 +188,7 @@ def _events(pieces: list[str], chat: bool, finish: str) -> list[dict[str, Any]]:
         choice.update({"delta": {"content": piece}} if chat else {"text": piece})
         events.append({"id": "stub", "object": "chat.completion.chunk", "created": 0,
                        "model": "stub", "choices": [choice]})
-    return [*events, {"id": "stub", "choices": [], "usage": _usage(pieces)}]
-
-
-# --rich: what OpenAI sends beside the text, and an unknown field at every level
-FINGERPRINT = {"service_tier": "default", "system_fingerprint": "fp_stub_0001"}
-UNKNOWN = {"x_stub": {"note": "an unknown field", "ok": True}}
-
-
-def _rich_usage(pieces: list[str]) -> dict[str, Any]:
-    return {**_usage(pieces),
-            "prompt_tokens_details": {"cached_tokens": 4, "audio_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 2, "audio_tokens": 0,
-                                          "accepted_prediction_tokens": 0,
-                                          "rejected_prediction_tokens": 0},
-            **UNKNOWN}
-
-
-def _token(piece: str, i: int) -> dict[str, Any]:
-    return {"token": piece, "logprob": -0.25 * (i % 4), "bytes": list(piece.encode())}
-
-
-def rich_logprobs(pieces: list[str], chat: bool, start: int = 0) -> dict[str, Any]:
-    """The logprobs of ``pieces`` (one token each, the first the answer's ``start``-th), each
-    with one alternative, ``ALT``."""
-    if chat:
-        content = [{**_token(p, i), "top_logprobs": [_token(p, i), _token("ALT", i + 1)]}
-                   for i, p in enumerate(pieces, start)]
-        return {"content": content, "refusal": None}
-    return {"tokens": list(pieces), "token_logprobs": [-0.25 * (i % 4) for i, _ in
-                                                       enumerate(pieces, start)],
-            "top_logprobs": [{p: -0.25, "ALT": -1.5} for p in pieces],
-            "text_offset": [len("".join(pieces[:i])) for i in range(len(pieces))]}
-
-
-def rich_answer(pieces: list[str], chat: bool, finish: str) -> dict[str, Any]:
-    """A complete answer with everything ``--rich`` adds."""
-    text = "".join(pieces)
-    choice: dict[str, Any] = {"index": 0}
-    if chat:
-        choice["message"] = {"role": "assistant", "content": text, "refusal": None,
-                             "annotations": [], **UNKNOWN}
-    else:
-        choice["text"] = text
-    choice.update({"logprobs": rich_logprobs(pieces, chat), "finish_reason": finish, **UNKNOWN})
-    return {"id": "stub-rich", "object": "chat.completion" if chat else "text_completion",
-            "created": 1700000000, "model": "stub", "choices": [choice],
-            "usage": _rich_usage(pieces), **FINGERPRINT, **UNKNOWN}
-
-
-def rich_events(pieces: list[str], chat: bool, finish: str) -> list[dict[str, Any]]:
-    """A stream with everything ``--rich`` adds, shaped as OpenAI's: an opening event (chat),
-    one event per piece with its token's logprobs, a finish event, the usage event."""
-    base = {"id": "stub-rich", "object": "chat.completion.chunk" if chat else "text_completion",
-            "created": 1700000000, "model": "stub", **FINGERPRINT}
-    events: list[dict[str, Any]] = []
-
-    def add(part: dict[str, Any], logprobs: Any, finish_reason: str | None) -> None:
-        choice = {"index": 0, **part, "logprobs": logprobs, "finish_reason": finish_reason}
-        events.append({**base, "choices": [{**choice, **UNKNOWN}], **UNKNOWN})
-
-    if chat:
-        add({"delta": {"role": "assistant", "content": "", "refusal": None}}, None, None)
-    for i, piece in enumerate(pieces):
-        part = {"delta": {"content": piece, **UNKNOWN}} if chat else {"text": piece}
-        add(part, rich_logprobs([piece], chat, i), None)
-    add({"delta": {}} if chat else {"text": ""}, None, finish)
-    return [*events, {**base, "choices": [], "usage": _rich_usage(pieces), **UNKNOWN}]
+    return [*events, {"id": "stub", "choices": [], "usage": usage_counts(pieces)}]
 
 
 def _writes(

@@ -1,24 +1,25 @@
 """What of an upstream answer's own fields (:class:`proxy.core.types.Extra`) reaches the client.
 
-Without output guards, all of them, unchanged. A policy's output guards read the answer's text
-only, so under them the client gets only generated text the guards have seen:
-:func:`guarded` withholds the message's (delta's) other fields (``reasoning_content``,
+Without output guards, all of them, unchanged. Under a policy's output guards the client gets
+only what the guards have read (:mod:`proxy.release`): :func:`guarded` keeps the message's
+(delta's) tool calls and its role, and withholds its other fields (``reasoning_content``,
 ``annotations``, ``audio``, …) and the alternatives in ``logprobs`` (each token's
-``top_logprobs``), and a stream releases each event's fields with the piece of text that ends
-where the event's text ended (:func:`release`), never before. When a guard replaces the text,
-:func:`blocked` keeps the metadata and drops the choice's ``logprobs`` and message fields,
-which described the text that was replaced.
+``top_logprobs``); a stream releases each event's fields with the last of its text
+(:class:`proxy.release.HeldChoice`), never before. When a guard replaces the text,
+:func:`blocked` keeps the metadata and drops the choice's ``logprobs`` and message fields
+(tool calls included), which described what was replaced.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any
 
-from proxy.core.types import Chunk, Extra
+from proxy.core.types import Extra
 
-# (where an upstream event's text ended in the stream's text, that event's fields)
-Pending = deque[tuple[int, Extra]]
+# the message (delta) fields that pass under output guards: those the guards read (tool
+# calls), the role (it marks a stream's opening event) and a null content (an answer of tool
+# calls only, as the upstream wrote it)
+_GUARDED_MESSAGE = ("role", "content", "tool_calls", "function_call")
 
 
 def blocked(extra: Extra) -> Extra:
@@ -29,15 +30,15 @@ def blocked(extra: Extra) -> Extra:
 
 
 def guarded(extra: Extra) -> Extra:
-    """``extra`` under output guards: of the message's fields only a delta's ``role`` (it
-    marks a stream's opening event), ``logprobs`` without alternatives."""
+    """``extra`` under output guards: of the message's fields those the guards read or that
+    hold no text, ``logprobs`` without alternatives."""
     if not extra:
         return extra
     choice = dict(extra.choice)
     if isinstance(choice.get("logprobs"), dict):
         choice["logprobs"] = _without_alternatives(choice["logprobs"])
-    role = {"role": extra.message["role"]} if "role" in extra.message else {}
-    return Extra(extra.top, choice, role)
+    message = {k: v for k, v in extra.message.items() if k in _GUARDED_MESSAGE}
+    return Extra(extra.top, choice, message)
 
 
 def _without_alternatives(logprobs: dict[str, Any]) -> dict[str, Any]:
@@ -52,20 +53,3 @@ def _without_alternatives(logprobs: dict[str, Any]) -> dict[str, Any]:
     if isinstance(kept.get("top_logprobs"), list):
         kept["top_logprobs"] = None
     return kept
-
-
-def release(text: str, sent: int, limit: int, pending: Pending) -> tuple[list[Chunk], int]:
-    """The chunks that release ``text[sent:limit]``, and the new ``sent``. The text is cut
-    where a pending event's text ended, and that piece carries the event's fields, so fields
-    (token logprobs) never go out before their text; a piece may be empty (an event with
-    fields and no text)."""
-    chunks: list[Chunk] = []
-    while pending and pending[0][0] <= limit:
-        end, extra = pending.popleft()
-        chunks.append(Chunk(text[sent:end], extra=extra))
-        sent = max(sent, end)
-    if limit > sent:
-        chunks.append(Chunk(text[sent:limit]))
-        sent = limit
-    return chunks, sent
-

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -25,7 +24,8 @@ from filters.base import InputGuard, Match, OutputGuard, Verdict
 from proxy.core.messages import message_text
 from proxy.backends.base import Backend
 from proxy import passthrough
-from proxy.core.types import NO_EXTRA, Chunk, Extra, Generation, GenerationParams, Usage
+from proxy.core.types import NO_EXTRA, Choice, Chunk, Extra, Generation, GenerationParams, Usage
+from proxy.release import HeldChoice, whole_text
 from proxy.core.config import PolicyConfig
 from proxy.core.errors import GuardFailedError, PolicyBlockedError
 from proxy.metrics import Metrics
@@ -332,31 +332,43 @@ class Pipeline:
         """The complete answer to ``request`` under ``policy_name`` (None: no policy).
 
         Starts the upstream call early when the policy speculates, admits the request, answers
-        a block without calling the backend (usage 0), else generates and runs the output
-        guards on the whole text. Raises :class:`PolicyBlockedError` for ``on_block: error``
-        and :class:`GuardFailedError` for an outage under ``fail_mode: closed``.
+        a block without calling the backend (usage 0; one refusal per choice asked for), else
+        generates and runs the output guards on each choice's whole guard text
+        (:func:`proxy.release.whole_text`: its text and tool calls); a blocked choice is
+        replaced by the block answer, the others pass. Raises :class:`PolicyBlockedError` for
+        ``on_block: error`` and :class:`GuardFailedError` for an outage under
+        ``fail_mode: closed``.
         """
         speculation = self._speculate(request, policy_name, stream=False)
         decision, prepared = await self.admit(request, policy_name, speculation)
         policy = self.policies.get(decision.policy or "")
         if policy is not None and decision.blocking is not None:
             answer = block_answer(policy.config, decision.blocking)
-            return Reply(answer.text, answer.finish_reason, Usage(0, 0), decision)
+            refusals = tuple(Choice(answer.text, answer.finish_reason, index=index)
+                             for index in range(request.params.n))
+            return Reply(refusals, Usage(0, 0), decision)
         if speculation is not None:
             generation = await speculation.generation()
         else:
             generation = await self._call(prepared)
         if policy is None or not policy.output_guards:
-            return Reply(generation.text, generation.finish_reason, generation.usage, decision,
-                         generation.extra)
-        verdict = await in_guard_thread(self._check_output, policy, prepared, generation.text, True)
-        if verdict is None:
-            return Reply(generation.text, generation.finish_reason, generation.usage, decision,
-                         passthrough.guarded(generation.extra))
-        self._audit(policy, prepared, verdict)
-        answer = block_answer(policy.config, verdict)
-        return Reply(answer.text, answer.finish_reason, generation.usage,
-                     replace(decision, blocking=verdict), passthrough.blocked(generation.extra))
+            return Reply(tuple(Choice(g.text, g.finish_reason, g.extra, g.index)
+                               for g in generation.choices), generation.usage, decision)
+        choices = []
+        for generated in generation.choices:
+            text = whole_text(generated.text, generated.extra.message)
+            verdict = await in_guard_thread(self._check_output, policy, prepared, text, True)
+            if verdict is None:
+                choices.append(Choice(generated.text, generated.finish_reason,
+                                      passthrough.guarded(generated.extra), generated.index))
+                continue
+            self._audit(policy, prepared, verdict)
+            answer = block_answer(policy.config, verdict)
+            choices.append(Choice(answer.text, answer.finish_reason,
+                                  passthrough.blocked(generated.extra), generated.index))
+            if decision.blocking is None:
+                decision = replace(decision, blocking=verdict)
+        return Reply(tuple(choices), generation.usage, decision)
 
     def answer_stream(self, request: Request, policy_name: str | None) -> AnswerStream:
         """The answer to ``request`` as a stream of chunks (see :class:`AnswerStream`)."""
@@ -413,31 +425,42 @@ class Pipeline:
 
 @dataclass(frozen=True)
 class Reply:
-    """A complete answer and the decision behind it (the server's body and headers)."""
+    """A complete answer: its choices (one unless ``n > 1``), the usage, and the decision
+    behind it (the server's body and headers); a block of any choice is the decision's."""
 
-    text: str
-    finish_reason: str
+    choices: tuple[Choice, ...]
     usage: Usage
     decision: Decision
-    extra: Extra = NO_EXTRA  # the upstream's fields passed through (proxy.passthrough)
+
+    @property
+    def text(self) -> str:
+        """The first choice's text."""
+        return self.choices[0].text
+
+    @property
+    def finish_reason(self) -> str:
+        """The first choice's finish reason."""
+        return self.choices[0].finish_reason
 
     @property
     def blocked(self) -> bool:
-        """Whether a policy blocked the request (input side) or the answer (output side)."""
+        """Whether a policy blocked the request (input side) or an answer (output side)."""
         return self.decision.blocking is not None
 
 
 class AnswerStream:
     """The streaming lifecycle, as an async iterator of :class:`Chunk`.
 
-    Iterating speculates, admits and streams; output guards see every character before the
-    client does, and only what the policy's :meth:`release_limit` allows goes out (the guards'
-    settled text but a hold-back), so a leak is blocked before any of it is sent. A block
-    (either side) ends the stream with the block answer, or raises
-    :class:`PolicyBlockedError` for strict or ``on_block: error`` policies. :attr:`decision` is
-    the input side's once the first chunk is out (the server's headers), and the blocking
-    decision once an output guard blocks. The upstream events' own fields travel in the chunks'
-    ``extra``, each released with the text it came with (:mod:`proxy.passthrough`).
+    Iterating speculates, admits and streams. Without output guards the upstream's chunks pass
+    as they come. With them, each choice's output is held (:class:`proxy.release.HeldChoice`):
+    the guards read its guard text (content and tool calls) before the client sees any of it,
+    and only what the policy's :meth:`release_limit` allows goes out, so a leak is blocked
+    before any of it is sent. A block (either side) ends the choice with the block answer
+    (every choice, on the input side), or raises :class:`PolicyBlockedError` for strict or
+    ``on_block: error`` policies; the other choices of an ``n > 1`` stream go on.
+    :attr:`decision` is the input side's once the first chunk is out (the server's headers),
+    and the blocking decision once an output guard blocks. A choice the upstream left without
+    a finish reason ends with ``stop``; the usage comes last, in a chunk of its own.
     """
 
     def __init__(self, pipeline: Pipeline, request: Request, policy_name: str | None) -> None:
@@ -457,59 +480,115 @@ class AnswerStream:
         policy = pipeline.policies.get(self.decision.policy or "")
         if policy is not None and self.decision.blocking is not None:
             answer = block_answer(policy.config, self.decision.blocking)
-            yield Chunk(answer.text)
-            yield Chunk(finish_reason=answer.finish_reason, usage=Usage(0, 0))
+            for index in range(self.request.params.n):
+                yield Chunk(answer.text, index=index)
+                yield Chunk(finish_reason=answer.finish_reason, usage=Usage(0, 0), index=index)
             return
         source = speculation.chunks() if speculation is not None else pipeline._source(prepared)
-        guards = policy.output_guards if policy is not None else ()
         started = time.perf_counter()
-        text, sent, finish, usage = "", 0, "stop", None
-        pending: passthrough.Pending = deque()  # events' fields, by where their text ends
-        end_extra = last_extra = NO_EXTRA  # the fields of the finish event, of the last event
-        verdict: Verdict | None = None
-        failed: set[str] = set()
-        async for chunk in source:
-            usage = chunk.usage or usage
-            finish = chunk.finish_reason or finish
-            extra = passthrough.guarded(chunk.extra) if guards else chunk.extra
-            last_extra = extra or last_extra
-            if chunk.finish_reason:
-                end_extra = extra
-            elif extra:
-                pending.append((len(text) + len(chunk.text), extra))
-            if not chunk.text:  # its fields go once the text before them has
-                out, sent = passthrough.release(text, sent, sent, pending)
-                for piece in out:
-                    yield piece
-                continue
-            text += chunk.text
-            if policy is not None and guards:
-                verdict = await in_guard_thread(
-                    pipeline._check_output, policy, prepared, text, False, failed)
-                if verdict is not None:
-                    break
-            release = policy.release_limit(text) if policy is not None else len(text)
-            out, sent = passthrough.release(text, sent, release, pending)
-            for piece in out:
-                yield piece
+        if policy is None or not policy.output_guards:
+            chunks = self._passed(source)
         else:
-            pipeline.metrics.upstream_latency.labels(prepared.model).observe(
-                time.perf_counter() - started
-            )
-            if policy is not None and guards:
-                verdict = await in_guard_thread(
-                    pipeline._check_output, policy, prepared, text, True, failed)
-        if policy is not None and verdict is not None:
+            chunks = _GuardedStream(self, policy, prepared).run(source)
+        async for chunk in chunks:
+            yield chunk
+        pipeline.metrics.upstream_latency.labels(prepared.model).observe(
+            time.perf_counter() - started)
+
+    async def _passed(self, source: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
+        """The upstream's chunks as they come (no output guard)."""
+        seen: set[int] = set()
+        finished: set[int] = set()
+        async for chunk in source:
+            if chunk.finish_reason:
+                finished.add(chunk.index)
+            elif not (chunk.text or chunk.extra or chunk.usage):
+                continue
+            seen.add(chunk.index)
+            yield chunk
+        for index in sorted(seen - finished) or ([] if finished else [0]):
+            yield Chunk(finish_reason="stop", index=index)
+
+    def block(self, policy: PolicyRuntime, request: Request, verdict: Verdict) -> Answer:
+        """Record an output-side block (the decision, the audit); the block answer, or raise
+        for a strict or ``on_block: error`` policy."""
+        if self.decision.blocking is None:
             self.decision = replace(self.decision, blocking=verdict)
-            pipeline._audit(policy, prepared, verdict)
-            if policy.config.stream_block == "strict" or policy.config.on_block == "error":
-                raise PolicyBlockedError(f"the response was blocked by policy ({verdict.guard})")
-            answer = block_answer(policy.config, verdict)
-            kept = passthrough.blocked(end_extra or last_extra)  # the metadata, no logprobs
-            yield Chunk(answer.text, extra=kept)
-            yield Chunk(finish_reason=answer.finish_reason, usage=usage, extra=kept)
-            return
-        out, sent = passthrough.release(text, sent, len(text), pending)
-        for piece in out:
-            yield piece
-        yield Chunk(finish_reason=finish, usage=usage, extra=end_extra)
+        self.pipeline._audit(policy, request, verdict)
+        if policy.config.stream_block == "strict" or policy.config.on_block == "error":
+            raise PolicyBlockedError(f"the response was blocked by policy ({verdict.guard})")
+        return block_answer(policy.config, verdict)
+
+
+class _GuardedStream:
+    """One stream under output guards: each choice held, checked and released on its own."""
+
+    def __init__(self, owner: AnswerStream, policy: PolicyRuntime, request: Request) -> None:
+        self.owner = owner
+        self.policy = policy
+        self.request = request
+        self.held: dict[int, HeldChoice] = {}
+        self.ended: set[int] = set()
+        self.last_extra: dict[int, Extra] = {}  # each choice's last fields, for a block
+        self.failed: set[str] = set()  # guards that failed open: not called again
+        self.blocks = 0
+
+    async def _check(self, text: str, final: bool) -> Verdict | None:
+        return await in_guard_thread(self.owner.pipeline._check_output, self.policy,
+                                     self.request, text, final, self.failed)
+
+    async def run(self, source: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
+        usage: Usage | None = None  # of a chunk without a finish reason: it goes out last
+        async for chunk in source:
+            if chunk.usage is not None and not chunk.finish_reason:
+                usage = chunk.usage
+            index = chunk.index
+            if index in self.ended:
+                continue
+            choice = self.held.get(index) or self.held.setdefault(index, HeldChoice(index))
+            extra = passthrough.guarded(chunk.extra)
+            self.last_extra[index] = extra or self.last_extra.get(index, NO_EXTRA)
+            if chunk.finish_reason:
+                choice.add(replace(chunk, extra=extra), with_fields=False)
+                for out in await self._finish(choice, chunk.finish_reason, extra, chunk.usage):
+                    yield out
+            elif chunk.text or extra:
+                before = len(choice.view.text)
+                choice.add(replace(chunk, extra=extra))
+                text = choice.view.text
+                verdict = await self._check(text, False) if len(text) > before else None
+                pieces = (self._blocked(choice, verdict) if verdict is not None
+                          else choice.release(self.policy.release_limit(text)))
+                for out in pieces:
+                    yield out
+            if self.blocks and len(self.ended) >= self.request.params.n:
+                break  # a block ended the last choice (an n=1 stream): stop reading
+        for index in sorted(self.held.keys() - self.ended) or ([] if self.ended else [0]):
+            choice = self.held.get(index) or HeldChoice(index)
+            for out in await self._finish(choice, "stop", NO_EXTRA):
+                yield out
+        if usage is not None:
+            yield Chunk(usage=usage)
+
+    async def _finish(self, choice: HeldChoice, finish: str, extra: Extra,
+                      usage: Usage | None = None) -> list[Chunk]:
+        """A choice's end: the final check on its whole guard text, then the rest of it and
+        the finish reason (with the finish event's fields and usage), or the block answer."""
+        verdict = await self._check(choice.view.close(), True)
+        if verdict is not None:
+            return self._blocked(choice, verdict, extra, usage)
+        self.ended.add(choice.index)
+        return [*choice.release(len(choice.view.text)),
+                Chunk(finish_reason=finish, usage=usage, extra=extra, index=choice.index)]
+
+    def _blocked(self, choice: HeldChoice, verdict: Verdict, extra: Extra = NO_EXTRA,
+                 usage: Usage | None = None) -> list[Chunk]:
+        """The block answer ending ``choice``: its text and finish reason, with the metadata
+        of the choice's last fields (no logprobs, no message fields)."""
+        self.ended.add(choice.index)
+        self.blocks += 1
+        answer = self.owner.block(self.policy, self.request, verdict)
+        kept = passthrough.blocked(extra or self.last_extra.get(choice.index, NO_EXTRA))
+        return [Chunk(answer.text, extra=kept, index=choice.index),
+                Chunk(finish_reason=answer.finish_reason, usage=usage, extra=kept,
+                      index=choice.index)]

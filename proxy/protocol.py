@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import (
@@ -19,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from proxy.core.types import NO_EXTRA, Extra, GenerationParams, Usage
+from proxy.core.types import NO_EXTRA, Choice, Extra, GenerationParams, Usage
 
 Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
 
@@ -140,36 +140,39 @@ def _merged(own: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def chat_completion(
-    *, request_id: str, model: str, text: str, finish_reason: str, usage: Usage,
-    extra: Extra = NO_EXTRA,
+    *, request_id: str, model: str, choices: Sequence[Choice], usage: Usage,
 ) -> dict[str, Any]:
-    """A ``chat.completion`` object."""
-    message = _merged({"role": "assistant", "content": text, "refusal": None}, extra.message)
-    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": finish_reason}
-    return _merged({
-        "id": request_id,
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": model,
-        "choices": [_merged(choice, extra.choice)],
-        "usage": usage_dict(usage),
-    }, extra.top)
+    """A ``chat.completion`` object (the first choice's ``extra.top`` is the answer's)."""
+    return _completion("chat.completion", request_id, model, [
+        _merged({"index": choice.index,
+                 "message": _merged({"role": "assistant", "content": choice.text,
+                                     "refusal": None}, choice.extra.message),
+                 "logprobs": None, "finish_reason": choice.finish_reason}, choice.extra.choice)
+        for choice in choices
+    ], usage, choices[0].extra.top)
 
 
 def text_completion(
-    *, request_id: str, model: str, text: str, finish_reason: str, usage: Usage,
-    extra: Extra = NO_EXTRA,
+    *, request_id: str, model: str, choices: Sequence[Choice], usage: Usage,
 ) -> dict[str, Any]:
-    """A ``text_completion`` object."""
-    choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish_reason}
+    """A ``text_completion`` object (the first choice's ``extra.top`` is the answer's)."""
+    return _completion("text_completion", request_id, model, [
+        _merged({"index": choice.index, "text": choice.text, "logprobs": None,
+                 "finish_reason": choice.finish_reason}, choice.extra.choice)
+        for choice in choices
+    ], usage, choices[0].extra.top)
+
+
+def _completion(obj: str, request_id: str, model: str, choices: list[dict[str, Any]],
+                usage: Usage, top: Mapping[str, Any]) -> dict[str, Any]:
     return _merged({
         "id": request_id,
-        "object": "text_completion",
+        "object": obj,
         "created": int(time.time()),
         "model": model,
-        "choices": [_merged(choice, extra.choice)],
+        "choices": choices,
         "usage": usage_dict(usage),
-    }, extra.top)
+    }, top)
 
 
 class ChunkFactory:
@@ -193,19 +196,19 @@ class ChunkFactory:
 
     def choice(
         self, text: str | None, finish_reason: str | None = None, *, first: bool = False,
-        extra: Extra = NO_EXTRA,
+        extra: Extra = NO_EXTRA, index: int = 0,
     ) -> dict[str, Any]:
-        """A chunk with one choice; ``first`` opens a chat stream with the assistant role;
-        ``extra`` the upstream event's own fields."""
+        """A chunk with one choice (``index``); ``first`` opens a chat stream's choice with the
+        assistant role; ``extra`` the upstream event's own fields."""
         if self.kind == "completion":
-            choice = {"index": 0, "text": text or "", "logprobs": None}
+            choice = {"index": index, "text": text or "", "logprobs": None}
         else:
             delta: dict[str, Any] = {}
             if first:
                 delta["role"] = "assistant"
             if text is not None:
                 delta["content"] = text
-            choice = {"index": 0, "delta": _merged(delta, extra.message), "logprobs": None}
+            choice = {"index": index, "delta": _merged(delta, extra.message), "logprobs": None}
         choice["finish_reason"] = finish_reason
         return _merged(self._base([_merged(choice, extra.choice)]), extra.top)
 

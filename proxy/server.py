@@ -282,10 +282,8 @@ async def _answer(
                                       pipeline_request, parsed)
     reply = await runtime.pipeline.answer(pipeline_request, policy_name)
     build = protocol.chat_completion if kind == "chat" else protocol.text_completion
-    body = build(
-        request_id=pipeline_request.request_id, model=parsed.model, text=reply.text,
-        finish_reason=reply.finish_reason, usage=reply.usage, extra=reply.extra,
-    )
+    body = build(request_id=pipeline_request.request_id, model=parsed.model,
+                 choices=reply.choices, usage=reply.usage)
     return JSONResponse(body, headers=decision_headers(reply.decision, request_id))
 
 
@@ -308,32 +306,38 @@ async def _sse_body(
     *,
     include_usage: bool,
 ) -> AsyncIterator[bytes]:
-    """The SSE body; events that are ready together go out in one write (the role event with
-    the first text, and the finish chunk with the usage chunk and ``[DONE]``). A chunk with
-    the upstream's own fields (``extra``) is an event of its own; those of an upstream's
-    opening event (a first chunk with a role and no text) are the role event's."""
-    content = EventTemplate(factory.choice(SLOT))
+    """The SSE body; events that are ready together go out in one write (a choice's role
+    event with its first text, and the finish chunk with the usage chunk and ``[DONE]``). A
+    chunk with the upstream's own fields (``extra``) is an event of its own; those of an
+    upstream's opening event (a choice's first chunk with a role and no text) are the role
+    event's. Each choice of a chat stream opens with its role event."""
+    content = EventTemplate(factory.choice(SLOT))  # the plain text events of choice 0
     chat = factory.kind == "chat"
-    chunk, opening = first, NO_EXTRA
-    if chat and first is not None and "role" in first.extra.message and not (
-            first.text or first.finish_reason or first.usage):
-        opening = first.extra
-    out = event(factory.choice("", first=True, extra=opening)) if chat else b""
+    opened: set[int] = set()
+    chunk, out = first, b""
     usage: Usage | None = None
     try:
-        if opening:
-            chunk = await anext(rest, None)
         while chunk is not None:
             usage = chunk.usage or usage
+            index = chunk.index
+            if chat and index not in opened:
+                opened.add(index)
+                opening = chunk.extra if "role" in chunk.extra.message and not (
+                    chunk.text or chunk.finish_reason or chunk.usage) else NO_EXTRA
+                out += event(factory.choice("", first=True, extra=opening, index=index))
+                if opening:
+                    chunk = await anext(rest, None)
+                    continue
             if chunk.extra and not chunk.finish_reason:
                 text = chunk.text if chunk.text or not chat else None
-                out += event(factory.choice(text, extra=chunk.extra))
+                out += event(factory.choice(text, extra=chunk.extra, index=index))
             elif chunk.text:
-                out += content.render(chunk.text)
-            if chunk.finish_reason:  # only the usage and the end follow a finish reason
+                out += (content.render(chunk.text) if index == 0
+                        else event(factory.choice(chunk.text, index=index)))
+            if chunk.finish_reason:  # what follows a finish reason is mostly the end
                 out += event(factory.choice(None if chat else "", chunk.finish_reason,
-                                            extra=chunk.extra))
-            elif out:
+                                            extra=chunk.extra, index=index))
+            elif out and (chunk.text or chunk.extra):
                 yield out
                 out = b""
             chunk = await anext(rest, None)

@@ -44,28 +44,33 @@ class Backend(Protocol):
     async def aclose(self) -> None: ...
 
 
-def check_n(params: GenerationParams, capabilities: Capabilities) -> None:
-    """Raise a 400 when ``n`` exceeds what the backend can produce."""
+def check_supported(params: GenerationParams, capabilities: Capabilities, engine: str) -> None:
+    """Raise a 400 naming the parameter when a request asks an embedded ``engine`` for what
+    it cannot do, never answering without it: more choices than ``capabilities.max_n``, the
+    log-probabilities of the generated tokens (``logprobs``, ``top_logprobs``), or tool
+    calling (``tools``, ``functions``)."""
     if params.n > capabilities.max_n:
         raise UnsupportedError(
             f"n={params.n} is not supported by this model's backend (at most {capabilities.max_n})",
             param="n",
         )
-
-
-def check_no_logprobs(params: GenerationParams, engine: str) -> None:
-    """Raise a 400 naming the parameter when a request asks for the log-probabilities of the
-    generated tokens (``logprobs``, ``top_logprobs``), which ``engine`` does not return: a
-    client that asked for them must not get an answer without them."""
-    for name in ("logprobs", "top_logprobs"):
+    for name, what in _ENGINE_FEATURES:
         value = params.extra.get(name)
-        if value is None or value is False or (name == "top_logprobs" and value == 0):
+        if value is None or value is False or value == [] or (name == "top_logprobs" and value == 0):
             continue
         raise UnsupportedError(
-            f"{name} is not supported by the {engine} backend (it returns no token "
-            "log-probabilities); use an OpenAI-compatible upstream for them",
+            f"{name} is not supported by the {engine} backend ({what}); use an "
+            "OpenAI-compatible upstream for it",
             param=name,
         )
+
+
+_ENGINE_FEATURES = (
+    ("logprobs", "it returns no token log-probabilities"),
+    ("top_logprobs", "it returns no token log-probabilities"),
+    ("tools", "it has no tool calling"),
+    ("functions", "it has no function calling"),
+)
 
 
 def approx_token_count(text: str) -> int:

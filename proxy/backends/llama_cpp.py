@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import Any
 
 from proxy.backends.base import (
-    DEFAULT_TEMPERATURE, Capabilities, Message, check_n, check_no_logprobs,
+    DEFAULT_TEMPERATURE, Capabilities, Message, check_supported,
 )
 from proxy.core.types import Chunk, Generation, GenerationParams, Usage
 from proxy.core.embedded import embedded_gguf_path, require_file
@@ -60,8 +60,7 @@ class LlamaCppBackend:
         return f"LlamaCppBackend(model_path={str(self.model_path)!r})"
 
     def _kwargs(self, params: GenerationParams) -> dict[str, Any]:
-        check_n(params, self.capabilities)
-        check_no_logprobs(params, "llama_cpp")
+        check_supported(params, self.capabilities, "llama_cpp")
         temperature = DEFAULT_TEMPERATURE if params.temperature is None else params.temperature
         kwargs: dict[str, Any] = {
             "max_tokens": params.max_tokens or self._cfg.max_tokens_default,

@@ -26,7 +26,7 @@ import aiohttp
 from aiohttp.helpers import BasicAuth, get_env_proxy_for_url
 from yarl import URL
 
-from proxy.backends.base import Capabilities, Message, approx_token_count, check_n
+from proxy.backends.base import Capabilities, Message, approx_token_count
 from proxy.core.types import (
     NO_EXTRA, NO_FIELDS, Chunk, Extra, Fields, Generation, GenerationParams, Usage,
 )
@@ -46,7 +46,7 @@ from proxy.core.redaction import redact, register_secret
 class OpenAICompatBackend:
     """Forwards requests to ``base_url``; the API key comes from an env var and is never echoed."""
 
-    capabilities = Capabilities(max_n=1)
+    capabilities = Capabilities(max_n=128)  # the request's own limit; the upstream has its own
 
     def __init__(self, cfg: OpenAIModelConfig, *, public_model: str) -> None:
         self._cfg = cfg
@@ -100,7 +100,6 @@ class OpenAICompatBackend:
     def _body(self, params: GenerationParams, **payload: Any) -> dict[str, Any]:
         """The upstream request: the client's fields as sent (a request made in code: its
         typed fields), ``model`` replaced, then ``payload`` (messages or prompt, stream)."""
-        check_n(params, self.capabilities)
         fields = params.sent if params.sent is not None else _typed_fields(params)
         body: dict[str, Any] = {**fields, "model": self._model, **payload}
         default = self._cfg.max_tokens_default
@@ -217,11 +216,12 @@ def _upstream_message(text: str) -> str:
         return redact(text[:200]) or "no message"
 
 
-def _first_choice(data: dict[str, Any]) -> dict[str, Any]:
+def _choices(data: dict[str, Any]) -> list[dict[str, Any]]:
     choices = data.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+    if (not isinstance(choices, list) or not choices
+            or not all(isinstance(choice, dict) for choice in choices)):
         raise UpstreamError("the upstream model returned no choices")
-    return choices[0]
+    return choices
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -275,25 +275,39 @@ def _unread(data: dict[str, Any], read: frozenset[str], null: str = "") -> Field
 
 def _extra(data: dict[str, Any], choice: dict[str, Any], part: str) -> Extra:
     """The fields of an answer (``data``), its ``choice`` and the choice's ``part`` (message
-    or delta) that the proxy passes through."""
+    or delta) that the proxy passes through. A null content (an answer of tool calls only)
+    is passed as the upstream wrote it; the proxy would write a string."""
     message = choice.get(part)
     if isinstance(message, dict):  # a delta has no null of the proxy's own
-        fields = (_unread(message, _MESSAGE_READ, "refusal") if part == "message"
-                  else _unread(message, _DELTA_READ))
+        read, null = (_MESSAGE_READ, "refusal") if part == "message" else (_DELTA_READ, "")
+        fields: Fields = {
+            k: v for k, v in message.items()
+            if (k not in read or (k == "content" and v is None)) and not (k == null and v is None)
+        } or NO_FIELDS
     else:
         fields = NO_FIELDS
     extra = Extra(_unread(data, _TOP_READ), _unread(choice, _CHOICE_READ, "logprobs"), fields)
     return extra if extra else NO_EXTRA
 
 
+def _index(choice: dict[str, Any], position: int) -> int:
+    index = choice.get("index", position)
+    return index if isinstance(index, int) and not isinstance(index, bool) else position
+
+
 def _generation(data: dict[str, Any], *path: str) -> Generation:
-    """A non-streamed answer: the first choice's text at ``path``, finish reason, usage, and
-    the fields passed through."""
-    choice = _first_choice(data)
-    text = _choice_text(choice, *path)
-    usage = _parsed_usage(data.get("usage")) or Usage(0, approx_token_count(text))
-    finish = _string(choice.get("finish_reason"), "finish_reason") or "stop"
-    return Generation(text, finish, usage, _extra(data, choice, path[0]))
+    """A non-streamed answer: each choice's text at ``path``, finish reason, index and fields
+    passed through (the answer's own on the first), and the usage."""
+    choices = _choices(data)
+    texts = [_choice_text(choice, *path) for choice in choices]
+    usage = _parsed_usage(data.get("usage")) or Usage(0, sum(map(approx_token_count, texts)))
+    generations = [
+        Generation(text, _string(choice.get("finish_reason"), "finish_reason") or "stop", usage,
+                   _extra(data if position == 0 else {}, choice, path[0]),
+                   _index(choice, position))
+        for position, (choice, text) in enumerate(zip(choices, texts, strict=True))
+    ]
+    return replace(generations[0], more=tuple(generations[1:]))
 
 
 _DONE = Chunk()  # returned by _parse_line for ``data: [DONE]``
@@ -301,9 +315,9 @@ _DONE = Chunk()  # returned by _parse_line for ``data: [DONE]``
 
 async def _sse_chunks(content: aiohttp.StreamReader, *, chat: bool) -> AsyncIterator[Chunk]:
     """The upstream's SSE body as chunks, parsed as the bytes arrive (lines of any length); a
-    stream that ends without ``[DONE]`` is an error. Text-only events that arrive in one read
-    become one chunk: they reach the client at the same moment either way, in fewer writes (a
-    busy proxy reads several at once)."""
+    stream that ends without ``[DONE]`` is an error. Text-only events of one choice that
+    arrive in one read become one chunk: they reach the client at the same moment either way,
+    in fewer writes (a busy proxy reads several at once)."""
     pending = b""
     async for data in content.iter_any():
         *lines, pending = (pending + data).split(b"\n")
@@ -311,12 +325,11 @@ async def _sse_chunks(content: aiohttp.StreamReader, *, chat: bool) -> AsyncIter
         end: Chunk | UpstreamError | None = None  # _DONE, or the error of a broken event
         try:
             for line in lines:
-                chunk = _parse_line(line, chat=chat)
-                if chunk is _DONE:
-                    end = chunk
+                chunks = _parse_line(line, chat=chat)
+                if chunks is _DONE:
+                    end = chunks
                     break
-                if chunk is not None:
-                    parsed.append(chunk)
+                parsed.extend(chunks)
         except UpstreamError as exc:  # what came before a broken event still goes out first
             end = exc
         for chunk in _joined(parsed):
@@ -331,11 +344,11 @@ async def _sse_chunks(content: aiohttp.StreamReader, *, chat: bool) -> AsyncIter
 
 
 def _joined(chunks: list[Chunk]) -> list[Chunk]:
-    """``chunks`` with each run of text-only chunks joined into one."""
+    """``chunks`` with each run of text-only chunks of one choice joined into one."""
     out: list[Chunk] = []
     for chunk in chunks:
-        if out and _text_only(chunk) and _text_only(out[-1]):
-            out[-1] = Chunk(out[-1].text + chunk.text)
+        if out and _text_only(chunk) and _text_only(out[-1]) and chunk.index == out[-1].index:
+            out[-1] = replace(chunk, text=out[-1].text + chunk.text)
         else:
             out.append(chunk)
     return out
@@ -345,19 +358,19 @@ def _text_only(chunk: Chunk) -> bool:
     return chunk.finish_reason is None and chunk.usage is None and not chunk.extra
 
 
-def _parse_line(raw: bytes, *, chat: bool) -> Chunk | None:
-    """The chunk of one ``data:`` line, :data:`_DONE` for the end, None for any other line
+def _parse_line(raw: bytes, *, chat: bool) -> list[Chunk] | Chunk:
+    """The chunks of one ``data:`` line, :data:`_DONE` for the end, none for any other line
     (blank separators, ``: keep-alive`` comments, ``event:`` lines)."""
     line = raw.rstrip(b"\r")
     if not line.startswith(b"data:"):
-        return None
+        return []
     payload = line[5:].strip()
     if payload == b"[DONE]":
         return _DONE
     data = _json_object(payload, "stream sent an event")
     if "error" in data:
         raise UpstreamError(f"upstream: {_upstream_message(json.dumps(data))}")
-    return _chunk_from_event(data, chat=chat)
+    return _chunks_of_event(data, chat=chat)
 
 
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
@@ -371,14 +384,21 @@ def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     return data
 
 
-def _chunk_from_event(data: dict[str, Any], *, chat: bool) -> Chunk:
+def _chunks_of_event(data: dict[str, Any], *, chat: bool) -> list[Chunk]:
+    """One chunk per choice of a stream event (the usage, if any, on the first)."""
     usage = _parsed_usage(data.get("usage"))
     if usage is not None:
         usage = replace(usage, event=_unread(data, _TOP_READ))
     choices = data.get("choices") or []
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        return Chunk(usage=usage)
-    choice = choices[0]
-    text = _choice_text(choice, "delta", "content") if chat else _choice_text(choice, "text")
-    finish = _string(choice.get("finish_reason"), "finish_reason")
-    return Chunk(text, finish, usage, _extra(data, choice, "delta" if chat else "text"))
+    if not isinstance(choices, list) or not choices:
+        return [Chunk(usage=usage)]
+    part = "delta" if chat else "text"
+    chunks = []
+    for position, choice in enumerate(choices):
+        if not isinstance(choice, dict):
+            raise UpstreamError("the upstream stream sent a malformed choice")
+        text = _choice_text(choice, "delta", "content") if chat else _choice_text(choice, "text")
+        finish = _string(choice.get("finish_reason"), "finish_reason")
+        chunks.append(Chunk(text, finish, usage if position == 0 else None,
+                            _extra(data, choice, part), _index(choice, position)))
+    return chunks

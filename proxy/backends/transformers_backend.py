@@ -26,7 +26,7 @@ from transformers.generation.streamers import BaseStreamer
 
 from proxy.core.messages import message_text
 from proxy.backends import hf_generation as gen
-from proxy.backends.base import Capabilities, Message, check_n, check_no_logprobs
+from proxy.backends.base import Capabilities, Message, check_supported
 from proxy.backends.hf_loader import ModelInfo, load_causal_lm
 from proxy.backends.hf_scoring import Score, score_pairs
 from proxy.backends.mixing import mix_models
@@ -224,8 +224,7 @@ class TransformersBackend:
         self, rows: Sequence[Sequence[int]], params: GenerationParams
     ) -> list[Generation]:
         """Answers to tokenised prompts, longest first in batches; results in input order."""
-        check_n(params, self.capabilities)
-        check_no_logprobs(params, "transformers")
+        check_supported(params, self.capabilities, "transformers")
         order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
         results: dict[int, Generation] = {}
         with self._torch_session(params.seed):
@@ -328,8 +327,7 @@ class TransformersBackend:
     async def _stream(
         self, row: list[int], params: GenerationParams, *, strip: bool
     ) -> AsyncIterator[Chunk]:
-        check_n(params, self.capabilities)
-        check_no_logprobs(params, "transformers")
+        check_supported(params, self.capabilities, "transformers")
         queue: asyncio.Queue[list[int] | None] = asyncio.Queue()
         cancel = threading.Event()
         streamer = _QueueStreamer(asyncio.get_running_loop(), queue)

@@ -73,20 +73,43 @@ NO_EXTRA = Extra()
 
 @dataclass(frozen=True)
 class Generation:
-    """A complete answer; ``extra`` the upstream's fields passed through (see :class:`Extra`)."""
+    """A complete answer (its first choice); ``extra`` the upstream's fields passed through
+    (see :class:`Extra`; tool calls are among its message fields). An answer to ``n > 1``
+    holds its further choices in ``more``, each with its own ``index`` and fields (their
+    ``usage`` is the answer's, their ``extra.top`` empty)."""
 
     text: str
     finish_reason: str
     usage: Usage
     extra: Extra = NO_EXTRA
+    index: int = 0
+    more: tuple[Generation, ...] = ()
+
+    @property
+    def choices(self) -> tuple[Generation, ...]:
+        """Every choice, the first one included."""
+        return (self, *self.more)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One choice of a complete answer as the client gets it: the generated text (or a
+    block's refusal), its finish reason, the fields passed through and its ``index``."""
+
+    text: str
+    finish_reason: str
+    extra: Extra = NO_EXTRA
+    index: int = 0
 
 
 @dataclass(frozen=True)
 class Chunk:
     """One piece of a streamed answer: text, and on the last piece the finish reason/usage;
-    ``extra`` the fields of the upstream event it came from, passed through."""
+    ``extra`` the fields of the upstream event it came from, passed through (a tool call's
+    fragments among the delta's fields); ``index`` the choice it belongs to (``n > 1``)."""
 
     text: str = ""
     finish_reason: str | None = None
     usage: Usage | None = None
     extra: Extra = NO_EXTRA
+    index: int = 0

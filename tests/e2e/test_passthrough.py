@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benchmarks.stub_upstream import FINGERPRINT, UNKNOWN, rich_answer, rich_events, tokens_of
+from benchmarks.stub_answers import FINGERPRINT, UNKNOWN, rich_answer, rich_events, tokens_of
 from proxy.core.config import PolicyConfig, parse_config
 from proxy.server import create_app
 from tests.conftest import CLIENT_KEY
@@ -411,32 +411,36 @@ def _event(kind: str, text: str | None, top: dict[str, Any], choice: dict[str, A
             "choices": [{"index": 0, **part, "finish_reason": finish, **choice}], **top}
 
 
-def _plain(event: dict[str, Any], kind: str) -> str | None:
-    """The text of an event that holds only text (the proxy may join those), else None."""
+def _plain(event: dict[str, Any], kind: str) -> tuple[int, str] | None:
+    """The choice index and text of an event that holds only text (the proxy may join those
+    of one choice), else None."""
     part = "delta" if kind == "chat" else "text"
-    plain = {"index": 0, part: None, "logprobs": None, "finish_reason": None}
     if set(event) != {"choices"} or len(event["choices"]) != 1:
         return None
     choice = event["choices"][0]
+    plain = {"index": choice.get("index"), part: None, "logprobs": None, "finish_reason": None}
     if {k: None if k == part else v for k, v in choice.items()} != plain:
         return None
     if kind == "completion":
-        return choice["text"] or None
-    return choice["delta"]["content"] or None if set(choice["delta"]) == {"content"} else None
+        text = choice["text"]
+    else:
+        text = choice["delta"]["content"] if set(choice["delta"]) == {"content"} else None
+    return (choice["index"], text) if text else None
 
 
 def _normalised(events: list[dict[str, Any]], kind: str) -> list[Any]:
-    """``events`` without the proxy's own keys, each run of text-only events as one text."""
+    """``events`` without the proxy's own keys, each run of text-only events of one choice as
+    one (index, text)."""
     out: list[Any] = []
     for event in (_without_own(e) for e in events):
         event.pop("object", None)
         for choice in event.get("choices", []):
             choice.setdefault("logprobs", None)
-        text = _plain(event, kind)
-        if text is not None and out and isinstance(out[-1], str):
-            out[-1] += text
+        plain = _plain(event, kind)
+        if plain is not None and out and isinstance(out[-1], tuple) and out[-1][0] == plain[0]:
+            out[-1] = (plain[0], out[-1][1] + plain[1])
         else:
-            out.append(text if text is not None else event)
+            out.append(plain if plain is not None else event)
     return out
 
 
@@ -465,3 +469,79 @@ def test_property_a_stream_arrives_as_the_upstream_sent_it(
     if kind == "chat" and opening is None:  # the proxy opens a chat stream itself
         expected.insert(0, _event(kind, None, {}, {}, role))
     assert _normalised(got, kind) == _normalised(expected, kind)
+
+
+# tool calls and n > 1: random calls (unicode names and arguments), random choices
+
+_CALL = st.tuples(st.text(min_size=1, max_size=6), st.text(max_size=12),
+                  st.lists(st.integers(0, 12), max_size=3))  # name, arguments, cuts
+_CALL_CHOICE = st.tuples(st.one_of(st.none(), st.text(min_size=1, max_size=10)),
+                         st.lists(_CALL, max_size=2), _CHOICE, _MESSAGE)
+
+
+def _cut(text: str, cuts: list[int]) -> list[str]:
+    points = sorted({0, len(text), *(min(c, len(text)) for c in cuts)})
+    return [text[a:b] for a, b in zip(points, points[1:])] or [""]
+
+
+@settings(max_examples=50, deadline=None)
+@given(choices=st.lists(_CALL_CHOICE, min_size=1, max_size=3), top=_TOP)
+def test_property_tool_calls_and_choices_arrive_as_the_upstream_sent_them(
+    scripted_url: str, choices: list[Any], top: dict[str, Any]
+) -> None:
+    answer_choices = []
+    for index, (text, calls, choice, message) in enumerate(choices):
+        tool_calls = [{"id": f"call_{index}_{k}", "type": "function",
+                       "function": {"name": name, "arguments": arguments}}
+                      for k, (name, arguments, _) in enumerate(calls)]
+        body = {"role": "assistant", "content": text, **message,
+                **({"tool_calls": tool_calls} if tool_calls else {})}
+        answer_choices.append({"index": index, "message": body,
+                               "finish_reason": "tool_calls" if calls else "stop", **choice})
+    answer = {"id": "up-1", "object": "chat.completion", "created": 1, "model": "up",
+              "choices": answer_choices, "usage": _usage((1, 2), {}), **top}
+    _SCRIPT["answer"] = answer
+    got = _post(scripted_url, "chat", stream=False).json()
+    expected = _without_own(answer)
+    for choice in expected["choices"]:
+        choice.setdefault("logprobs", None)
+        choice["message"].setdefault("refusal", None)
+    assert _without_own(got) == expected
+
+
+@settings(max_examples=50, deadline=None)
+@given(choices=st.lists(_CALL_CHOICE, min_size=1, max_size=3), order=st.randoms(),
+       top=_TOP)
+def test_property_streamed_tool_calls_and_choices_arrive_as_the_upstream_sent_them(
+    scripted_url: str, choices: list[Any], order: Any, top: dict[str, Any]
+) -> None:
+    """Each choice opens with its role (and its first call's head), then its text and each
+    call's argument fragments, then its finish; the choices' events interleave at random."""
+    streams = []
+    for index, (text, calls, choice, delta) in enumerate(choices):
+        def event(part: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+            return {"id": "up-1", "object": "chat.completion.chunk", "created": 1,
+                    "model": "up", "choices": [{"index": index, "delta": part,
+                                                "finish_reason": finish, **choice}], **top}
+        own = [event({"role": "assistant", "content": None if calls else "", **delta})]
+        if text:
+            own.append(event({"content": text}))
+        for k, (name, arguments, cuts) in enumerate(calls):
+            head = {"index": k, "id": f"call_{index}_{k}", "type": "function",
+                    "function": {"name": name, "arguments": ""}}
+            own.append(event({"tool_calls": [head]}))
+            own += [event({"tool_calls": [{"index": k, "function": {"arguments": piece}}]})
+                    for piece in _cut(arguments, cuts) if piece]
+        own.append(event({}, "tool_calls" if calls else "stop"))
+        streams.append(own)
+    events = []
+    while any(streams):
+        stream = order.choice([s for s in streams if s])
+        events.append(stream.pop(0))
+    events.append({"id": "up-1", "object": "chat.completion.chunk", "created": 1, "model": "up",
+                   "choices": [], "usage": _usage((3, 4), {}), **top})
+    _SCRIPT["answer"] = events
+    response = _post(scripted_url, "chat", stream=True)
+    got = [json.loads(block[len("data: "):]) for block in response.text.split("\n\n")
+           if block.startswith("data: {")]
+    assert _normalised(got, "chat") == _normalised(events, "chat")

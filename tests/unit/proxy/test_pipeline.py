@@ -659,7 +659,7 @@ def test_streams_send_the_messages_and_default_to_stop() -> None:
     chunks = run(collect(pipeline.answer_stream(chat("q"), None)))
     assert backend.sent == [[{"role": "user", "content": "q"}]]
     # No guard: nothing held back, each piece relayed as it came; no finish reason -> "stop".
-    assert chunks == [Chunk("ab"), Chunk("cd"), Chunk(finish_reason="stop", usage=USAGE)]
+    assert chunks == [Chunk("ab"), Chunk("cd"), Chunk(usage=USAGE), Chunk(finish_reason="stop")]
 
 
 def test_a_speculated_stream_calls_the_backend_once() -> None:
