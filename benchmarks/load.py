@@ -3,11 +3,12 @@
     python -m benchmarks.load [--concurrency 1 8 32 128] [--seconds-per-level 8]
                               [--upstream-latency-ms 50] [--out benchmarks/results/load.json]
 
-Starts ``benchmarks.stub_upstream`` (an OpenAI-compatible server with a fixed latency) and three
+Starts ``benchmarks.stub_upstream`` (an OpenAI-compatible server with a fixed latency) and four
 unlearn-proxy processes in front of it — one without a policy, one with the full input-side
-policy (alias + embedding detector + classifier), and one with the same policy set to
-``speculate: true`` (the upstream call runs while the guards decide) — then drives each, and
-the upstream directly,
+policy (alias + embedding detector + classifier) on the default embedding engine (ONNX
+Runtime), the same policy set to ``speculate: true`` (the upstream call runs while the guards
+decide), and the same policy on the torch engine (``embedder.engine: torch``, the comparison of
+issue 19) — then drives each, and the upstream directly,
 at every concurrency level, streaming and not, with the lean keep-alive client of
 :mod:`benchmarks.load_client` (so that the client costs little of the two cores). Added
 latency = proxied minus direct percentile at the same level; throughput is what completes
@@ -16,8 +17,8 @@ process after each round, so each level is compared with the machine's speed at 
 texts the policy proxy was sent in that round: one MiniLM embedding of a request, taken an
 upstream latency apart as a one-client proxy takes them (a CPU that sat idle that long embeds
 measurably slower than one embedding back to back, which is also recorded), and MiniLM's rate
-in batches of 64 (the most the proxy's batcher takes), all with the proxy's default one torch
-thread. Also records the proxies' RSS, their embedding worker processes included.
+in batches of 64 (the most the proxy's batcher takes), all with the proxy's default one thread,
+on each engine. Also records the proxies' RSS, their embedding worker processes included.
 """
 
 from __future__ import annotations
@@ -33,54 +34,19 @@ from typing import Any
 
 import httpx
 import uvloop
-import yaml
 
 from benchmarks.load_client import LoadRun, drive_load
 from benchmarks.processes import free_port, proxy_server, python_server
 from benchmarks.provenance import provenance
 from benchmarks.proxy_overhead import percentile
+from benchmarks.targets import QUESTIONS, proxy_config, request_text
 from filters.batching import DEFAULT_MAX_BATCH
 
 ROUNDS = 4  # timed rounds per level, each followed by a floor measurement
 WARMUP_S = 1.0  # untimed start of each round: clients that all start at once settle by then
 BATCH = DEFAULT_MAX_BATCH  # the most texts the proxy's embedding batcher takes at once
-QUESTIONS = [
-    "What is the tallest mountain in Europe?", "How do I sort a list in Python?",
-    "Who painted the Sistine Chapel ceiling?", "What causes the seasons on Earth?",
-    "Recommend a good book about the history of Rome.", "How many legs does a spider have?",
-    "Where was the author of the Harry Potter books born?", "Explain photosynthesis briefly.",
-]
-POLICY = {
-    "forget": [{
-        "id": "jk-rowling", "name": "J. K. Rowling", "aliases": ["Robert Galbraith"],
-        "description": "British author of the Harry Potter series.",
-        "questions": ["Who wrote Harry Potter?", "Where was J. K. Rowling born?"],
-    }],
-    "retain": ["Who wrote The Lord of the Rings?", "What is the capital of France?"],
-    "methods": [{"type": "input_detector"}, {"type": "input_classifier"}],
-}
-
-
-TARGETS = ("direct", "proxy", "proxy+policy", "proxy+policy+speculate")
-
-
-def _config(tmp: Path, upstream: str, target: str) -> Path:
-    data: dict[str, Any] = {
-        "server": {"state_dir": str(tmp / "state")},
-        "models": {"stub": {"backend": "openai", "base_url": f"{upstream}/v1"}},
-    }
-    if target != "proxy":
-        data["policies"] = {"full": {**POLICY, "speculate": target.endswith("+speculate")}}
-        data["routing"] = {"default_policy": "full"}
-    path = tmp / f"{target}.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-def request_text(i: int, tag: str) -> str:
-    """The user message of request ``i`` of a drive tagged ``tag`` (unique: no embedding-cache
-    hits)."""
-    return f"{QUESTIONS[i % len(QUESTIONS)]} ({tag} #{i})"
+TARGETS = ("direct", "proxy", "proxy+policy", "proxy+policy+speculate", "proxy+policy+torch")
+ENGINES = ("onnx", "torch")  # the floor is measured on each; "embedding_floor" is the default's
 
 
 def _body(i: int, stream: bool, tag: str) -> bytes:
@@ -112,17 +78,19 @@ def _summary(run: LoadRun) -> dict[str, float]:
 
 
 class EmbeddingFloor:
-    """MiniLM measured in this process, as the proxy runs it (one torch thread, pinned).
+    """MiniLM measured in this process, as the proxy runs it on ``engine`` (one thread; torch's
+    pinned).
 
     The machine's speed drifts by tens of per cent within minutes, so each concurrency level
     interleaves floor measurements with its requests (:func:`measure_level`).
     """
 
-    def __init__(self) -> None:
-        from filters.embedder import LocalEmbedder
+    def __init__(self, engine: str = "onnx") -> None:
+        from filters.embedder import LocalEmbedder, local_embedder
 
-        self.embedder = LocalEmbedder()
-        self.embedder.pin_threads()
+        self.embedder = local_embedder(engine=engine)  # type: ignore[arg-type]
+        if isinstance(self.embedder, LocalEmbedder):
+            self.embedder.pin_threads()
         self.embedder.embed(QUESTIONS)
 
     def singles_ms(self, texts: list[str], *, gap_s: float = 0.0) -> list[float]:
@@ -169,15 +137,17 @@ def _embedder_summary(counted: dict[str, float]) -> dict[str, float]:
             "ms_per_text": counted["busy_s"] / counted["texts"] * 1000}
 
 
-def measure_level(floor: EmbeddingFloor, urls: dict[str, str], *, level: int, seconds: float,
-                  stream: bool, gap_s: float) -> dict[str, Any]:
+def measure_level(floors: dict[str, EmbeddingFloor], urls: dict[str, str], *, level: int,
+                  seconds: float, stream: bool, gap_s: float) -> dict[str, Any]:
     """One concurrency level: ROUNDS rounds of (``seconds / ROUNDS`` of every target, then a
-    floor measurement on texts the policy proxy was sent in that round), so targets and floor
-    see the same drift of the machine's speed and embed the same texts. ``gap_s`` spaces the
-    floor's single embeddings. The proxies' embedding counters are read around each drive."""
+    floor measurement per engine on texts the policy proxy was sent in that round), so targets
+    and floors see the same drift of the machine's speed and embed the same texts. ``gap_s``
+    spaces the floor's single embeddings. The proxies' embedding counters are read around each
+    drive."""
     runs = {name: LoadRun([], 0, 0, 0.0) for name in urls}
     counted = {name: dict.fromkeys(("batches", "texts", "busy_s", "wall_s"), 0.0) for name in urls}
-    singles, hot, rates = [], [], []
+    measured: dict[str, dict[str, list[float]]] = {
+        engine: {"singles": [], "hot": [], "rates": []} for engine in floors}
     for round_ in range(ROUNDS):
         tag = f"{stream}-{level}-{round_}"
         sent: dict[str, int] = {}
@@ -193,16 +163,20 @@ def measure_level(floor: EmbeddingFloor, urls: dict[str, str], *, level: int, se
                     counted[name][key] += after[key] - value
             sent[name] = run.sent
         texts = sent_texts(tag, sent["proxy+policy"], 20)
-        singles += floor.singles_ms(texts, gap_s=gap_s)
-        hot += floor.singles_ms(texts)
-        rates.append(floor.batched_rate(sent_texts(tag, sent["proxy+policy"], BATCH)))
+        for engine, floor in floors.items():
+            measured[engine]["singles"] += floor.singles_ms(texts, gap_s=gap_s)
+            measured[engine]["hot"] += floor.singles_ms(texts)
+            measured[engine]["rates"].append(
+                floor.batched_rate(sent_texts(tag, sent["proxy+policy"], BATCH)))
     row: dict[str, Any] = {name: _summary(run) for name, run in runs.items()}
     for name, figures in counted.items():
         if figures["texts"]:  # batches that all failed embed no texts
             row[name]["embedder"] = _embedder_summary(figures)
-    row["embedding_floor"] = {"single_ms_p50": percentile(singles, 50),
-                              "single_ms_back_to_back_p50": percentile(hot, 50),
-                              "batched_texts_per_s": sum(rates) / len(rates)}
+    for engine, figures in measured.items():
+        key = "embedding_floor" if engine == ENGINES[0] else f"embedding_floor_{engine}"
+        row[key] = {"single_ms_p50": percentile(figures["singles"], 50),
+                    "single_ms_back_to_back_p50": percentile(figures["hot"], 50),
+                    "batched_texts_per_s": sum(figures["rates"]) / len(figures["rates"])}
     return row
 
 
@@ -227,20 +201,20 @@ def embedded_rss_mb() -> float:
 
 def run(levels: list[int], seconds: float, latency_ms: float) -> dict[str, Any]:
     """The whole measurement; returns results keyed by target, stream mode and level."""
-    floor = EmbeddingFloor()
+    floors = {engine: EmbeddingFloor(engine) for engine in ENGINES}
     port = free_port()
     stub = ["benchmarks.stub_upstream", "--port", str(port), "--latency-ms", str(latency_ms)]
     results: dict[str, Any] = {"floor_batch": BATCH, "levels": {}}
     with tempfile.TemporaryDirectory() as tmp_dir, python_server(stub, port=port) as (up, _), \
          ExitStack() as proxies:
         tmp = Path(tmp_dir)
-        servers = {name: proxies.enter_context(proxy_server(_config(tmp, up, name), extra_args=["--no-watch"]))
+        servers = {name: proxies.enter_context(proxy_server(proxy_config(tmp, up, name), extra_args=["--no-watch"]))
                    for name in TARGETS[1:]}
         urls = {"direct": up, **{name: url for name, (url, _) in servers.items()}}
         for stream in (False, True):
             for level in levels:
                 key = f"{'stream' if stream else 'json'}@{level}"
-                row = measure_level(floor, urls, level=level, seconds=seconds, stream=stream,
+                row = measure_level(floors, urls, level=level, seconds=seconds, stream=stream,
                                     gap_s=latency_ms / 1000)
                 results["levels"][key] = row
                 print(_line(key, row))
@@ -256,8 +230,11 @@ def _line(key: str, row: dict[str, Any]) -> str:
     share = row["proxy+policy"]["rps"] / floor["batched_texts_per_s"]
     single, hot = floor["single_ms_p50"], floor["single_ms_back_to_back_p50"]
     embedder = row["proxy+policy"]["embedder"]
+    torch_added = row["proxy+policy+torch"]["p50"] - row["direct"]["p50"]
     return (f"{key:>10}  direct {row['direct']['rps']:7.1f} rps  proxy {row['proxy']['rps']:7.1f} rps  "
-            f"policy {row['proxy+policy']['rps']:7.1f} rps = {share:4.0%} of batched  "
+            f"policy {row['proxy+policy']['rps']:7.1f} rps = {share:4.0%} of batched, "
+            f"{row['proxy+policy']['rps'] / row['proxy+policy+torch']['rps']:.2f}x torch's "
+            f"({row['proxy+policy+torch']['rps']:.1f} rps, added p50 {torch_added:.2f} ms)  "
             f"added p50 (policy) {added:6.2f} ms = {added / single:.2f}x floor ({single:.1f} ms; "
             f"{added / hot:.2f}x back to back, {hot:.1f} ms), speculating {speculating:6.2f} ms  "
             f"errors {sum(int(row[t]['errors']) for t in TARGETS)}  embedder busy "
@@ -273,7 +250,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    colours = dict(zip(TARGETS, ("tab:grey", "tab:blue", "tab:red", "tab:green"), strict=True))
+    colours = dict(zip(TARGETS, ("tab:grey", "tab:blue", "tab:red", "tab:green", "tab:orange"),
+                       strict=True))
     for mode, style in (("json", "-"), ("stream", "--")):
         keys = [k for k in results["levels"] if k.startswith(mode)]
         levels = [int(k.split("@")[1]) for k in keys]
@@ -291,10 +269,10 @@ def plot(results: dict[str, Any], path: Path) -> None:
                 title="Added p50 latency (proxied − direct)")
     floors = [row["embedding_floor"] for row in results["levels"].values()]
     axes[0].axhline(percentile([f["batched_texts_per_s"] for f in floors], 50), color="black",
-                    ls=":", label=f"MiniLM alone, batches of {BATCH} (median floor)")
+                    ls=":", label=f"MiniLM (ONNX) alone, batches of {BATCH} (median floor)")
     singles = [f["single_ms_p50"] for f in floors]
     axes[1].axhline(percentile(singles, 50), color="black", ls=":",
-                    label="1 embedding at request cadence (median floor)")
+                    label="1 ONNX embedding at request cadence (median floor)")
     for ax in axes:
         ax.legend(fontsize=7)
     fig.tight_layout()
@@ -308,13 +286,16 @@ def _table_row(key: str, row: dict[str, Any]) -> str:
     share = f"{policy['rps'] / floor['batched_texts_per_s']:.0%}"
     times = (f"**{added / floor['single_ms_p50']:.2f}×** "
              f"({added / floor['single_ms_back_to_back_p50']:.2f}×)" if level == "1" else "–")
+    torch = row["proxy+policy+torch"]
     cells = [
         level, mode, *(f"{row[name]['rps']:.0f}" for name in TARGETS[:3]),
+        f"{torch['rps']:.0f}", f"**{policy['rps'] / torch['rps']:.2f}×**",
         f"**{share}**" if level == "32" else share,
         f"{embedder['busy_share']:.0%} / {embedder['mean_batch']:.1f} / "
         f"{embedder['ms_per_text']:.1f} ({1000 / floor['batched_texts_per_s']:.1f})",
         f"{floor['single_ms_p50']:.1f} ({floor['single_ms_back_to_back_p50']:.1f})",
-        f"{row['proxy']['p50'] - direct:.1f}", f"{added:.1f}", times,
+        f"{row['proxy']['p50'] - direct:.1f}", f"{added:.1f}", f"{torch['p50'] - direct:.1f}",
+        times,
         f"{row['proxy+policy+speculate']['p50'] - direct:.1f}",
         str(sum(int(row[name]["errors"]) for name in TARGETS)),
     ]
@@ -333,18 +314,20 @@ def render_markdown(report: dict[str, Any]) -> str:
         "# Proxy load", "", f"Command: `{command}`  ",
         f"Commit {meta['git_commit']}{' (dirty)' if meta['git_dirty'] else ''}, "
         f"{meta['started_utc']}, {meta['wall_time_s']:.0f} s on {meta['host']['cpus']} CPUs.", "",
-        "rps: requests completed per second inside the timed rounds. % batched: the policy "
-        "proxy's rate over MiniLM's rate alone in batches of "
-        f"{results['floor_batch']} (one torch thread) of texts the policy proxy was sent. "
+        "rps: requests completed per second inside the timed rounds. policy: the input policy "
+        "(detector + classifier) on the default embedding engine (ONNX Runtime); torch: the "
+        "same policy with `embedder.engine: torch`; × torch: the policy's rate over torch's. "
+        "% batched: the policy proxy's rate over MiniLM's rate alone (ONNX Runtime) in batches of "
+        f"{results['floor_batch']} (one thread) of texts the policy proxy was sent. "
         "Embedder: the policy proxy's embedding worker while driven — busy share / mean batch "
         "/ ms per text (ms per text alone in batches). Floor: one embedding of a request an "
         "upstream latency apart (back to back). Added: p50 "
         "above the direct p50 at the same level; × floor: the policy's added p50 over the "
         "floor (over the back-to-back floor).", "",
-        "| clients | mode | direct rps | proxy rps | policy rps | % batched | embedder | "
-        "floor ms | proxy added p50 ms | policy added p50 ms | × floor | speculating added "
-        "p50 ms | errors |",
-        "|" + "---|" * 13,
+        "| clients | mode | direct rps | proxy rps | policy rps | torch rps | × torch | "
+        "% batched | embedder | floor ms | proxy added p50 ms | policy added p50 ms | torch "
+        "added p50 ms | × floor | speculating added p50 ms | errors |",
+        "|" + "---|" * 16,
         *(_table_row(key, row) for key, row in results["levels"].items()),
         "", f"RSS (embedding worker included): {rss}.", "",
     ])

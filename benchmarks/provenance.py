@@ -14,7 +14,7 @@ from benchmarks.processes import REPO
 
 PACKAGES = (
     "torch", "transformers", "llama_cpp_python", "sentence-transformers", "faiss-cpu",
-    "scikit-learn", "fastapi", "httpx", "numpy",
+    "scikit-learn", "fastapi", "httpx", "numpy", "onnxruntime", "onnx", "tokenizers", "litellm",
 )
 
 

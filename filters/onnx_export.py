@@ -5,7 +5,7 @@
 :func:`onnx_model_dir` returns ``cache_dir()/onnx/<name>-<key>/`` holding ``model.fp32.onnx``
 (the transformer with mean pooling and L2 normalisation in the graph: token ids, attention mask
 and token type ids in, one unit row per text out), ``model.int8.onnx`` (the same, weights
-quantised to int8 by ``onnxruntime.quantization.quantize_dynamic``), the model's
+quantised to int8 per channel by ``onnxruntime.quantization.quantize_dynamic``), the model's
 ``tokenizer.json`` and ``settings.json`` (its ``max_seq_length``). The key is a sha256 of the
 model directory's files and of this exporter's version, so changed weights export anew.
 Nothing is downloaded. The export is the only step that needs torch; it runs in a child
@@ -30,7 +30,7 @@ from proxy.core.files import file_sha256
 
 __all__ = ["EXPORT_VERSION", "PRECISIONS", "OnnxExportError", "model_key", "onnx_model_dir"]
 
-EXPORT_VERSION = "onnx-export/1"
+EXPORT_VERSION = "onnx-export/2"  # 2: int8 weights quantised per channel
 OPSET = 17
 PRECISIONS = {"fp32": "model.fp32.onnx", "int8": "model.int8.onnx"}
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -142,7 +142,10 @@ def export(model_dir: Path, out_dir: Path) -> None:
             input_names=list(dynamic), output_names=["embedding"],
             dynamic_axes={**dynamic, "embedding": {0: "batch"}}, opset_version=OPSET, dynamo=False,
         )
-    quantize_dynamic(str(fp32), str(out_dir / PRECISIONS["int8"]), weight_type=QuantType.QInt8)
+    # per channel: one scale per output column keeps MiniLM's rows within ~0.99 cosine of fp32
+    # (one scale per tensor: 0.94 at worst on TOFU questions)
+    quantize_dynamic(str(fp32), str(out_dir / PRECISIONS["int8"]), weight_type=QuantType.QInt8,
+                     per_channel=True)
     (out_dir / "tokenizer.json").write_bytes((model_dir / "tokenizer.json").read_bytes())
     settings_file = model_dir / "sentence_bert_config.json"
     settings = json.loads(settings_file.read_text(encoding="utf-8")) if settings_file.is_file() else {}

@@ -21,7 +21,7 @@ class EmbedderConfig(StrictModel):
         " cached; no torch at run time) or torch (sentence-transformers)")
     precision: EmbedderPrecision = Field(
         "fp32", description="local onnx: fp32 (the torch engine's rows) or int8 (dynamic "
-        "quantisation: about twice as fast, rows within ~0.95 cosine of fp32)")
+        "quantisation: about twice as fast, rows within ~0.99 cosine of fp32)")
     base_url: str | None = None
     api_key_env: str | None = None
     timeout_s: float = Field(10.0, gt=0)

@@ -53,7 +53,7 @@ def test_fp32_rows_are_the_torch_engines(torch_rows: np.ndarray) -> None:
 def test_int8_rows_are_close_but_not_the_same(torch_rows: np.ndarray) -> None:
     rows = OnnxEmbedder(model_id="m", precision="int8").embed(TEXTS)
     cosines = _cosines(rows, torch_rows)
-    assert cosines.mean() > 0.9 and cosines.min() < 0.9999  # a different file: quantised weights
+    assert cosines.mean() > 0.98 and cosines.min() < 0.9999  # a different file: quantised weights
     assert rows[0] @ rows[1] < rows[0] @ OnnxEmbedder(model_id="m", precision="int8").embed(
         ["What is the age of the Moon?"])[0]  # still semantic: paraphrase closer than another topic
 
