@@ -117,8 +117,10 @@ class CompletionRequest(_RequestBase):
         return self.prompt[0] if isinstance(self.prompt, list) else self.prompt
 
 
-def new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+def new_id(prefix: str, separator: str = "-") -> str:
+    """A fresh id as OpenAI writes them: ``chatcmpl-…``, or for the Responses API's objects
+    (``separator`` ``_``) ``resp_…``, ``msg_…``, ``fc_…``."""
+    return f"{prefix}{separator}{uuid.uuid4().hex[:24]}"
 
 
 def usage_dict(usage: Usage) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from contextlib import ExitStack, asynccontextmanager
 from pathlib import Path
@@ -33,11 +34,14 @@ from proxy.core.errors import (
     InvalidRequestError,
     NotFoundError,
     ProxyError,
+    UnsupportedError,
 )
 from proxy.metrics import Metrics
 from proxy.pipeline import AnswerStream, Request as PipelineRequest, decision_headers
 from proxy.core.redaction import install_log_redaction, redact
 from proxy.reload import ConfigReloader
+from proxy.responses_request import ResponsesRequest
+from proxy.responses_wire import ResponseEvents, output_items, response_object
 from proxy.request_body import body_schema, parse_body, read_json, validation_error
 from proxy.runtime import Runtime, RuntimeHolder, build_runtime
 from proxy.server_faults import ServerFaultMiddleware
@@ -167,6 +171,20 @@ def _install_routes(app: FastAPI) -> None:
     async def completions(request: Request) -> Response:
         return await _handle(request, "completion")
 
+    @app.post("/v1/responses", openapi_extra=body_schema(ResponsesRequest), responses=STREAMABLE)
+    async def responses(request: Request) -> Response:
+        return await _handle(request, "responses")
+
+    @app.api_route("/v1/responses/{response_id}/{rest:path}", methods=["GET", "POST", "DELETE"],
+                   include_in_schema=False)
+    @app.api_route("/v1/responses/{response_id}", methods=["GET", "DELETE"],
+                   include_in_schema=False)
+    async def stored_response(request: Request) -> Response:
+        client_key(request, admin=False)
+        raise UnsupportedError(
+            "stored responses are not supported: this proxy keeps no responses (each "
+            "POST /v1/responses answers in full, streamed or not)", param="response_id")
+
     @app.get("/v1/models")
     async def models(request: Request) -> dict[str, Any]:
         client_key(request, admin=False)
@@ -218,8 +236,11 @@ def _model_object(name: str) -> dict[str, Any]:
 
 async def _handle(request: Request, kind: str) -> Response:
     metrics: Metrics = request.app.state.metrics
-    return await metrics.counted("chat" if kind == "chat" else "completions",
-                                 _serve(request, kind))
+    route = {"chat": "chat", "completion": "completions", "responses": "responses"}[kind]
+    return await metrics.counted(route, _serve(request, kind))
+
+
+_ID_PREFIX = {"chat": "chatcmpl", "completion": "cmpl", "responses": "resp"}
 
 
 async def _serve(request: Request, kind: str) -> Response:
@@ -228,14 +249,18 @@ async def _serve(request: Request, kind: str) -> Response:
     request.app.state.rate_limiter.check(
         rate_limit_identity(request, key), runtime.config.server.rate_limit_per_minute)
     data = await read_json(request)
+    responses: ResponsesRequest | None = None
+    if kind == "responses":  # answered as the chat request it translates into
+        responses = parse_body(ResponsesRequest, data)
+        data = responses.chat_body()
     parsed: Any = parse_body(
-        protocol.ChatCompletionRequest if kind == "chat" else protocol.CompletionRequest, data
-    )
+        protocol.CompletionRequest if kind == "completion" else protocol.ChatCompletionRequest,
+        data)
     if parsed.model not in runtime.config.models:
         raise NotFoundError(
             f"the model {parsed.model!r} does not exist", param="model", code="model_not_found"
         )
-    request_id = protocol.new_id("chatcmpl" if kind == "chat" else "cmpl")
+    request_id = protocol.new_id(_ID_PREFIX[kind], "_" if responses else "-")
     # until the answer is sent: a reload closes a replaced backend once no request uses it,
     # and the blocks this request audits name its key and model
     done = ExitStack()
@@ -243,7 +268,7 @@ async def _serve(request: Request, kind: str) -> Response:
     done.callback(request.app.state.store.note_origin(
         request_id, actor=key_fingerprint(key), model=parsed.model))
     try:
-        response = await _answer(runtime, parsed, kind, key, request_id)
+        response = await _answer(runtime, parsed, key, request_id, responses)
     except BaseException:
         done.close()
         raise
@@ -264,39 +289,67 @@ async def _releasing(body: AsyncIterable[Any], release: Callable[[], None]) -> A
 
 
 async def _answer(
-    runtime: Runtime, parsed: Any, kind: str, key: str | None, request_id: str
+    runtime: Runtime, parsed: Any, key: str | None, request_id: str,
+    responses: ResponsesRequest | None,
 ) -> Response:
-    """The answer to a parsed request for one of ``runtime``'s models."""
+    """The answer to a parsed request for one of ``runtime``'s models (a Responses request's
+    in its own objects and events)."""
+    chat = isinstance(parsed, protocol.ChatCompletionRequest)
     pipeline_request = PipelineRequest(
-        kind="chat" if kind == "chat" else "completion",
+        kind="chat" if chat else "completion",
         model=parsed.model,
-        messages=parsed.plain_messages() if kind == "chat" else [],
-        prompt=None if kind == "chat" else parsed.prompt_text,
+        messages=parsed.plain_messages() if chat else [],
+        prompt=None if chat else parsed.prompt_text,
         params=parsed.generation_params(),
         request_id=request_id,
     )
     _check_limits(runtime, parsed, pipeline_request)
     policy_name = runtime.config.policy_for(parsed.model, key)
     if parsed.stream:
-        return await _stream_response(runtime.pipeline.answer_stream(pipeline_request, policy_name),
-                                      pipeline_request, parsed)
+        stream = runtime.pipeline.answer_stream(pipeline_request, policy_name)
+        # errors before the first chunk (an upstream failure, a block with on_block: error, a
+        # guard outage) surface here as HTTP status codes; after it, the decision is in the
+        # headers
+        first = await anext(aiter(stream), None)
+        headers = decision_headers(stream.decision, request_id)
+        if responses is not None:
+            events = ResponseEvents(responses, request_id)
+            body = _response_events(first, aiter(stream), events)
+        else:
+            factory = protocol.ChunkFactory(kind=pipeline_request.kind, request_id=request_id,
+                                            model=parsed.model)
+            body = _sse_body(first, aiter(stream), factory, include_usage=parsed.include_usage)
+        return StreamingResponse(body, media_type="text/event-stream", headers=headers)
     reply = await runtime.pipeline.answer(pipeline_request, policy_name)
-    build = protocol.chat_completion if kind == "chat" else protocol.text_completion
-    body = build(request_id=pipeline_request.request_id, model=parsed.model,
-                 choices=reply.choices, usage=reply.usage)
-    return JSONResponse(body, headers=decision_headers(reply.decision, request_id))
+    if responses is not None:
+        choice = reply.choices[0]
+        content = response_object(responses, request_id, int(time.time()),
+                                  output_items(choice), choice.finish_reason, reply.usage)
+    else:
+        build = protocol.chat_completion if chat else protocol.text_completion
+        content = build(request_id=request_id, model=parsed.model, choices=reply.choices,
+                        usage=reply.usage)
+    return JSONResponse(content, headers=decision_headers(reply.decision, request_id))
 
 
-async def _stream_response(
-    stream: AnswerStream, request: PipelineRequest, parsed: Any
-) -> Response:
-    # errors before the first chunk (an upstream failure, a block with on_block: error, a
-    # guard outage) surface here as HTTP status codes; after it, the decision is in the headers
-    first = await anext(aiter(stream), None)
-    headers = decision_headers(stream.decision, request.request_id)
-    factory = protocol.ChunkFactory(kind=request.kind, request_id=request.request_id, model=parsed.model)
-    body = _sse_body(first, aiter(stream), factory, include_usage=parsed.include_usage)
-    return StreamingResponse(body, media_type="text/event-stream", headers=headers)
+async def _response_events(
+    first: Chunk | None, rest: AsyncIterator[Chunk], events: ResponseEvents
+) -> AsyncIterator[bytes]:
+    """A Responses stream: the opening events with the first chunk's, then each chunk's as
+    it comes, then the end (or an ``error`` event for an error after the first byte)."""
+    out, chunk = events.opening(), first
+    try:
+        while chunk is not None:
+            out += events.feed(chunk)
+            if out:
+                yield out
+                out = b""
+            chunk = await anext(rest, None)
+    except ProxyError as exc:
+        log.info("stream ended with %s: %s", type(exc).__name__, redact(exc.message))
+        yield out + events.error(exc, _envelope(exc)["error"]["message"])
+        return
+    yield out + events.end()
 
 
 async def _sse_body(

@@ -52,7 +52,7 @@ ERROR_TYPES = {  # docs/ARCHITECTURE.md, "Errors and status codes"
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance, response_schema_conformance, negative_data_rejection]
 CLIENT_PATHS = {"/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/models/{model}",
-                "/v1/embeddings", "/healthz", "/metrics"}
+                "/v1/embeddings", "/v1/responses", "/healthz", "/metrics"}
 ADMIN_PATHS = {"/admin/forget", "/admin/forget/{policy}/{target_id}", "/admin/retain/remove",
                "/admin/audit"}
 RETAIN = [{"question": f"What is the capital of country {i}?", "answer": f"City {i}."}
