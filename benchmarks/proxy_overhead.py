@@ -5,12 +5,13 @@
 
 Starts a stub upstream (``benchmarks.stub_upstream``, 0 ms latency) and one unlearn-proxy per
 target (:mod:`benchmarks.targets`: no policy; the input policy, detector + classifier, on the
-default ONNX Runtime engine; the same on torch), all real processes on loopback, then sends
+default ONNX Runtime engine, int8; the same at fp32; the same on torch), all real processes on
+loopback, then sends
 rounds of one request direct and one through each proxy with one client, every round a new
 text (no embedding-cache hits), and after each round embeds that text once in this process on
-each engine, one thread, as the proxies' workers do (the *floor*). Added latency is the
-proxied minus the direct time of the same round; its p50 over the floor's p50 says how much of
-what a policy adds is the one embedding. Targets: no policy added p50 <= 1 ms; the input
+each engine (ONNX int8, the default; ONNX fp32; torch), one thread, as the proxies' workers do
+(the *floor*). Added latency is the proxied minus the direct time of the same round; its p50
+over the default engine's floor p50 says how much of what a policy adds is the one embedding. Targets: no policy added p50 <= 1 ms; the input
 policy's <= 6 ms and within 1.5x of one ONNX embedding.
 """
 
@@ -30,9 +31,9 @@ import httpx
 from benchmarks.processes import free_port, proxy_server, python_server
 from benchmarks.provenance import provenance
 
-DEFAULT_TARGETS = ("proxy", "proxy+policy", "proxy+policy+torch")
+DEFAULT_TARGETS = ("proxy", "proxy+policy", "proxy+policy+fp32", "proxy+policy+torch")
 WARMUP = 20
-FLOOR_ENGINES = ("onnx", "torch")
+FLOORS = {"onnx": ("onnx", "int8"), "onnx-fp32": ("onnx", "fp32"), "torch": ("torch", "fp32")}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -56,7 +57,8 @@ def _floor_embedders() -> dict[str, Any]:
     """The floor's embedders, one thread each (torch's pinned, as in the worker)."""
     from filters.embedder import LocalEmbedder, local_embedder
 
-    embedders = {engine: local_embedder(engine=engine) for engine in FLOOR_ENGINES}  # type: ignore[arg-type]
+    embedders = {name: local_embedder(engine=engine, precision=precision)  # type: ignore[arg-type]
+                 for name, (engine, precision) in FLOORS.items()}
     for embedder in embedders.values():
         if isinstance(embedder, LocalEmbedder):
             embedder.pin_threads()

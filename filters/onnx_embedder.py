@@ -49,6 +49,11 @@ class OnnxEmbedder:
 
     ``num_threads`` (default 1) is ONNX Runtime's intra-op thread count (None: its default, all
     cores); the tokenizer runs in the calling thread.
+
+    int8 runs one text per forward pass: its activations are quantised with one scale per
+    tensor (``DynamicQuantizeLinear``), so in a batch a text's row would depend on the texts
+    (and padding) beside it, and a guard's verdict on the traffic it was batched with. Alone,
+    a text's row is the same whatever else is embedded. fp32 rows do not depend on the batch.
     """
 
     def __init__(
@@ -103,7 +108,8 @@ class OnnxEmbedder:
             return np.zeros((0, self.dimension), np.float32)
         ids = [encoding.ids for encoding in self._tokenizer.encode_batch(list(texts))]
         out = np.empty((len(ids), self.dimension), np.float32)
-        for chunk in _chunks_by_length(ids, self.batch_size):
+        batch_size = 1 if self.precision == "int8" else self.batch_size  # see the class docstring
+        for chunk in _chunks_by_length(ids, batch_size):
             out[chunk] = self._run([ids[i] for i in chunk])
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         normalised: np.ndarray = out / np.maximum(norms, 1e-12)
