@@ -39,12 +39,15 @@ _ENTITY = re.compile(r"&(?:#[0-9]{2,7}|#[xX][0-9a-fA-F]{2,6}|[A-Za-z][A-Za-z0-9]
 
 
 def is_texty(text: str) -> bool:
-    """Printable text: no control characters but whitespace, mostly letters and spaces."""
+    """Printable text: no control characters but whitespace, a third letters and spaces once
+    escapes and entities in it are read (``&#66;&#97;`` is text)."""
     if len(text) < 2 or any(unicodedata.category(c) in ("Cc", "Cs", "Co", "Cn")
                             and c not in "\n\t\r" for c in text):
         return False
+    if "&" in text or "%" in text or "\\" in text:
+        text = html.unescape(unquote(_escapes(text) or text))
     letters = sum(c.isalpha() or c.isspace() for c in text)
-    return letters >= 2 and letters >= 0.6 * len(text)
+    return letters >= 2 and letters >= 0.3 * len(text)
 
 
 def _utf8(data: bytes) -> str | None:
@@ -94,12 +97,23 @@ SPAN_DECODERS: tuple[tuple[str, re.Pattern[str], Decoder], ...] = (
 """(name, candidate span pattern, decoder), tried in this order on each span."""
 
 
+_BYTE_ESCAPES = re.compile(r"(?:\\x[0-9a-fA-F]{2})+")
+
+
 def _escapes(text: str) -> str | None:
+    """``\\uXXXX``/``\\UXXXXXXXX`` code points (surrogate pairs joined) and runs of ``\\xXX``
+    as UTF-8 bytes."""
     if not _ESCAPE.search(text):
         return None
-    def one(match: re.Match[str]) -> str:
+
+    def as_bytes(match: re.Match[str]) -> str:
+        data = bytes(int(h, 16) for h in re.findall(r"[0-9a-fA-F]{2}", match.group(0)))
+        return data.decode("utf-8", "replace")
+
+    def code_point(match: re.Match[str]) -> str:
         return chr(int(match.group(0)[2:], 16))
-    out = _ESCAPE.sub(one, text)
+
+    out = _ESCAPE.sub(code_point, _BYTE_ESCAPES.sub(as_bytes, text))
     return out.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
@@ -129,9 +143,9 @@ _LEET_WORD = re.compile(r"[A-Za-z0-9@$]+")
 def _leet_word(match: re.Match[str]) -> str:
     word = match.group(0)
     out = word.translate(_LEET)
-    if any(c.isalpha() for c in word) or out.lower() in lexicon():
+    if any(c.isalpha() for c in word) or (len(word) <= 2 and out.lower() in lexicon()):
         return out
-    return word  # a number ("1991") unless it spells a word ("15" -> "is")
+    return word  # a number ("1991", "105") unless it spells a short word ("15" -> "is")
 
 
 def _leet(text: str) -> str | None:

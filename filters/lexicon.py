@@ -14,7 +14,7 @@ import re
 from functools import lru_cache
 from importlib import resources
 
-__all__ = ["is_plain", "lexicon", "plausibility"]
+__all__ = ["is_plain", "lexicon", "plausibility", "word_count"]
 
 PLAIN = 0.5
 _LATIN_WORD = re.compile(r"[A-Za-z0-9@$]*[A-Za-z][A-Za-z0-9@$]*")
@@ -31,7 +31,7 @@ def lexicon() -> frozenset[str]:
 
 def plausibility(text: str) -> float:
     """The share of the Latin words of ``text`` that are English words (see the module doc)."""
-    words = _LATIN_WORD.findall(text)
+    words = [w for w in _LATIN_WORD.findall(text) if len(w) > 1]
     if not words:
         letters = len(_LETTER.findall(text))
         return 1.0 if letters and not text.isascii() and letters > len(text) // 4 else 0.0
@@ -42,6 +42,11 @@ def plausibility(text: str) -> float:
         if other > sum(map(len, words)):
             return 1.0
     return hits / len(words)
+
+
+def word_count(text: str) -> int:
+    """How many Latin words :func:`plausibility` judges ``text`` by."""
+    return sum(len(w) > 1 for w in _LATIN_WORD.findall(text))
 
 
 def is_plain(text: str) -> bool:

@@ -12,6 +12,7 @@ The digit ``1`` stands for ``i`` or ``l``: a token keeps both readings.
 
 from __future__ import annotations
 
+import codecs
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -28,9 +29,9 @@ _UNSPACED = ("\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff\u3040-\u30ff\u31f0-\u31ff"
              "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f\U00020000-\U0002ffff")
 _UNSPACED_CHAR = re.compile(f"[{_UNSPACED}]")
 _WORD = re.compile(f"(?:[^\\W_{_UNSPACED}]|[@$])+|[{_UNSPACED}]")
-_LEET = str.maketrans(
-    {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"}
-)
+_LEET_LETTERS = {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"}
+_LEET = str.maketrans(_LEET_LETTERS)
+_ROT13_LEET = str.maketrans({k: codecs.encode(v, "rot13") for k, v in _LEET_LETTERS.items()})
 
 
 # Unicode's Default_Ignorable_Code_Point set (DerivedCoreProperties.txt): characters that
@@ -44,14 +45,24 @@ _INVISIBLE = re.compile(
 )
 
 
-def fold(text: str) -> str:
+def unify(text: str) -> str:
     """Invisible characters dropped, NFKC, look-alike letters to Latin
-    (:mod:`filters.confusables`), casefold and accents (combining marks) stripped."""
+    (:mod:`filters.confusables`); case kept."""
+    if text.isascii():
+        return text
+    return deconfuse(unicodedata.normalize("NFKC", _INVISIBLE.sub("", text)))
+
+
+def _caseless(text: str) -> str:
     if text.isascii():
         return text.casefold()
-    folded = deconfuse(unicodedata.normalize("NFKC", _INVISIBLE.sub("", text))).casefold()
-    decomposed = unicodedata.normalize("NFKD", folded)
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
     return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def fold(text: str) -> str:
+    """:func:`unify`, then casefold and accents (combining marks) stripped."""
+    return _caseless(unify(text))
 
 
 def _clean_word(word: str) -> str:
@@ -73,19 +84,20 @@ def transliterate(word: str) -> str | None:
 
 @dataclass(frozen=True)
 class Token:
-    """A normalised word, its ``1 -> l`` reading when it contains the digit 1, and its ASCII
-    transliteration when it is written in another script."""
+    """A normalised word, its ``1 -> l`` reading when it contains the digit 1, and ``extra``
+    readings: its ASCII transliteration when it is written in another script, and its leet
+    digits read as ROT13 letters ("O4o4o" in ROT13 is "B4b4b": ``4`` stands for ``n``)."""
 
     text: str
     alt: str | None = None
-    translit: str | None = None
+    extra: tuple[str, ...] = ()
     is_run: bool = False  # merged from a run of single letters ("J o h n" -> "john")
 
     def readings(self) -> tuple[str, ...]:
         """Every spelling this token may stand for."""
-        if self.alt is None and self.translit is None:
+        if self.alt is None and not self.extra:
             return (self.text,)
-        return tuple(r for r in (self.text, self.alt, self.translit) if r is not None)
+        return (self.text, *(r for r in (self.alt, *self.extra) if r is not None))
 
     @property
     def is_single(self) -> bool:
@@ -93,17 +105,35 @@ class Token:
         return len(self.text) == 1 and self.text.isalpha() and not _UNSPACED_CHAR.match(self.text)
 
 
+# Word boundaries no delimiter marks: a lower-case letter before a capital ("NameSure",
+# "ZorblaxQuintavius"), and a Latin letter or digit next to a letter of another script once
+# look-alikes are folded ("Quenbyпривет"). Both sides of a match are cut the same way, and
+# the alias matcher joins tokens, so a cut never hides a name.
+_CASE_CUT = re.compile(r"(?<=[a-z\u00df-\u00ff])(?=[A-Z\u00c0-\u00de])")
+_SCRIPT_CUT = re.compile(r"(?<=[a-z0-9@$])(?=[^\W\d_])(?=[^\x00-\x7f])|(?<=[^\W\d_])(?<=[^\x00-\x7f])(?=[a-z0-9@$])")
+
+
+def _words(text: str) -> list[str]:
+    unified = unify(text)
+    folded = _caseless(_CASE_CUT.sub(" ", unified) if not unified.islower() else unified)
+    return [part for match in _WORD.finditer(folded)
+            for part in (_SCRIPT_CUT.split(match.group()) if not match.group().isascii()
+                         else (match.group(),))]
+
+
 def raw_tokens(text: str) -> list[Token]:
     """The normalised words of ``text`` before one-letter runs are merged."""
     tokens = []
-    for match in _WORD.finditer(fold(text)):
-        raw = match.group()
+    for raw in _words(text):
         word = _clean_word(raw)
         if not word:
             continue
         has_alt = "1" in raw and any(c.isalpha() for c in raw)
         alt = _clean_word(raw.replace("1", "l")) if has_alt else None
-        tokens.append(Token(word, alt, transliterate(word)))
+        extra = [transliterate(word)]
+        if word != raw and raw.isascii() and any(c.isalpha() for c in raw):
+            extra.append(raw.translate(_ROT13_LEET))
+        tokens.append(Token(word, alt, tuple(r for r in extra if r and r != word)))
     return tokens
 
 

@@ -31,7 +31,7 @@ def test_normalize_table(text: str, expected: str) -> None:
 
 def test_digit_one_keeps_both_readings() -> None:
     (token,) = tokenize("B1ll")
-    assert token.readings() == ("bill", "blll")
+    assert token.readings() == ("bill", "blll", "bvll")  # and 1 as ROT13's "v" (= "i")
     (number,) = tokenize("1991")
     assert number.readings() == ("1991",)
 
