@@ -5,11 +5,11 @@
 
 Starts a stub upstream (``benchmarks.stub_upstream``, 0 ms latency) and one unlearn-proxy per
 target (:mod:`benchmarks.targets`: no policy; the input policy, detector + classifier, on the
-default ONNX Runtime engine, int8; the same at fp32; the same on torch), all real processes on
+default ONNX Runtime engine, fp32; the same at int8; the same on torch), all real processes on
 loopback, then sends
 rounds of one request direct and one through each proxy with one client, every round a new
 text (no embedding-cache hits), and after each round embeds that text once in this process on
-each engine (ONNX int8, the default; ONNX fp32; torch), one thread, as the proxies' workers do
+each engine (ONNX fp32, the default; ONNX int8; torch), one thread, as the proxies' workers do
 (the *floor*). Added latency is the proxied minus the direct time of the same round; its p50
 over the default engine's floor p50 says how much of what a policy adds is the one embedding. Targets: no policy added p50 <= 1 ms; the input
 policy's <= 6 ms and within 1.5x of one ONNX embedding.
@@ -31,9 +31,9 @@ import httpx
 from benchmarks.processes import free_port, proxy_server, python_server
 from benchmarks.provenance import provenance
 
-DEFAULT_TARGETS = ("proxy", "proxy+policy", "proxy+policy+fp32", "proxy+policy+torch")
+DEFAULT_TARGETS = ("proxy", "proxy+policy", "proxy+policy+int8", "proxy+policy+torch")
 WARMUP = 20
-FLOORS = {"onnx": ("onnx", "int8"), "onnx-fp32": ("onnx", "fp32"), "torch": ("torch", "fp32")}
+FLOORS = {"onnx": ("onnx", "fp32"), "onnx-int8": ("onnx", "int8"), "torch": ("torch", "fp32")}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -85,6 +85,8 @@ def _summary(times: dict[str, list[float]], floors: dict[str, list[float]]) -> d
             "proxied_ms": {"p50": percentile(proxied, 50), "p99": percentile(proxied, 99)},
             "added_ms": {"p50": statistics.median(added), "p99": percentile(added, 99)},
             "added_p50_over_onnx_embedding": statistics.median(added) / percentile(floors["onnx"], 50),
+            "added_p50_over_onnx_int8_embedding":
+                statistics.median(added) / percentile(floors["onnx-int8"], 50),
         }
     return out
 

@@ -3,8 +3,7 @@
 A target is named by what it adds to a bare proxy in front of the stub upstream, joined by
 ``+``: ``proxy`` (no policy), ``proxy+policy`` (the input policy: alias + embedding detector +
 classifier on the default embedding engine), then any of ``speculate`` (``speculate: true``),
-``torch`` (``embedder.engine: torch``), ``fp32`` (``embedder.precision: fp32``; the ONNX
-default is int8) and
+``torch`` (``embedder.engine: torch``), ``int8`` (``embedder.precision: int8``) and
 ``output`` (an output filter too). :mod:`benchmarks.load`, :mod:`benchmarks.proxy_overhead`
 and :mod:`benchmarks.gateways` share them, so their figures describe the same proxies.
 """
@@ -33,14 +32,14 @@ POLICY: dict[str, Any] = {
     "retain": ["Who wrote The Lord of the Rings?", "What is the capital of France?"],
     "methods": [{"type": "input_detector"}, {"type": "input_classifier"}],
 }
-OPTIONS = ("speculate", "torch", "fp32", "output")
+OPTIONS = ("speculate", "torch", "int8", "output")
 
 
 def _policy(options: set[str]) -> dict[str, Any]:
     policy: dict[str, Any] = {**POLICY, "speculate": "speculate" in options}
     embedder = {"engine": "torch"} if "torch" in options else {}
-    if "fp32" in options:
-        embedder["precision"] = "fp32"
+    if "int8" in options:
+        embedder["precision"] = "int8"
     if embedder:
         policy["embedder"] = embedder
     if "output" in options:

@@ -25,7 +25,7 @@ from filters.batching import BatchingEmbedder, BatchStats, Unavailable
 from filters.circuit import CircuitBreaker, CircuitOpenError
 from filters.onnx_embedder import OnnxEmbedder
 from proxy.core.embedded import EMBEDDER_NAME, embedder_path
-from proxy.core.config import EmbedderConfig, EmbedderEngine, EmbedderPrecision, default_precision
+from proxy.core.config import EmbedderConfig, EmbedderEngine, EmbedderPrecision
 from proxy.core.errors import ConfigError
 from proxy.core.redaction import register_secret
 
@@ -147,12 +147,10 @@ class LocalEmbedder:
 
 def local_embedder(
     model: str = EMBEDDER_NAME, *, engine: EmbedderEngine = "onnx",
-    precision: EmbedderPrecision | None = None, num_threads: int | None = 1,
+    precision: EmbedderPrecision = "fp32", num_threads: int | None = 1,
 ) -> LocalEmbedder | OnnxEmbedder:
     """The in-process embedder of a local model: ONNX Runtime (the default; exported from the
-    model's weights on first use, see :mod:`filters.onnx_export`; int8 unless ``precision``
-    says fp32) or torch (fp32 only)."""
-    precision = precision or default_precision(engine)
+    model's weights on first use, see :mod:`filters.onnx_export`) or torch (fp32 only)."""
     if engine == "torch":
         if precision != "fp32":
             raise ConfigError("embedder.precision: the torch engine runs fp32 only")

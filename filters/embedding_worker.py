@@ -33,7 +33,7 @@ from filters.batching import DEFAULT_MAX_BATCH, BatchStats, run_groups
 from filters.embedder import (
     EmbedderError, EmbedderUnavailable, LocalEmbedder, local_embedder, local_model_id,
 )
-from proxy.core.config import EmbedderEngine, EmbedderPrecision, default_precision
+from proxy.core.config import EmbedderEngine, EmbedderPrecision
 from proxy.core.errors import ConfigError
 
 __all__ = ["ProcessEmbedder"]
@@ -185,11 +185,9 @@ class ProcessEmbedder:
     torch) in a spawned child process that batches concurrent calls."""
 
     def __init__(
-        self, model: str, *, engine: EmbedderEngine = "onnx",
-        precision: EmbedderPrecision | None = None, num_threads: int | None = 1,
-        max_batch: int = DEFAULT_MAX_BATCH,
+        self, model: str, *, engine: EmbedderEngine = "onnx", precision: EmbedderPrecision = "fp32",
+        num_threads: int | None = 1, max_batch: int = DEFAULT_MAX_BATCH,
     ) -> None:
-        precision = precision or default_precision(engine)
         if engine == "torch" and precision != "fp32":
             raise ConfigError("embedder.precision: the torch engine runs fp32 only")
         self.model = model

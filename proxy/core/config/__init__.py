@@ -15,7 +15,7 @@ from proxy.core.config.loading import (
 )
 from proxy.core.config.methods import (
     EmbedderConfig, EmbedderEngine, EmbedderPrecision, ICULConfig, InputClassifierConfig, InputDetectorConfig, MethodConfig,
-    OutputFilterConfig, PrefixConfig, default_precision,
+    OutputFilterConfig, PrefixConfig,
 )
 from proxy.core.config.models import (
     LlamaCppModelConfig, ModelConfig, OpenAIModelConfig, TransformersModelConfig,
@@ -34,6 +34,6 @@ __all__ = [
     "InputDetectorConfig", "LlamaCppModelConfig", "MethodConfig", "ModelConfig",
     "OpenAIModelConfig", "OutputFilterConfig", "PolicyConfig", "PrefixConfig", "QAExample",
     "RequestDocumentConfig", "RoutingConfig", "ServerConfig", "TransformersModelConfig",
-    "default_precision", "format_validation_error", "load_config", "parse_config", "read_yaml",
-    "resolve_document", "substitute_env", "validate_mapping",
+    "format_validation_error", "load_config", "parse_config", "read_yaml", "resolve_document",
+    "substitute_env", "validate_mapping",
 ]
