@@ -531,11 +531,29 @@ class _GuardedStream:
         self.ended: set[int] = set()
         self.last_extra: dict[int, Extra] = {}  # each choice's last fields, for a block
         self.failed: set[str] = set()  # guards that failed open: not called again
+        self.limits: dict[int, int] = {}  # each choice's release limit, as last judged
         self.blocks = 0
 
     async def _check(self, text: str, final: bool) -> Verdict | None:
         return await in_guard_thread(self.owner.pipeline._check_output, self.policy,
                                      self.request, text, final, self.failed)
+
+    def _judge(self, text: str) -> tuple[Verdict | None, int]:
+        """(In the guard thread.) The output guards' verdict on a stream's text so far, and
+        how much of it may go out. A release limit the guards cannot compute (an outage)
+        holds the rest back: the final check decides on it, under the policy's fail mode."""
+        verdict = self.owner.pipeline._check_output(self.policy, self.request, text, False,
+                                                    self.failed)
+        if verdict is not None:
+            return verdict, 0
+        try:
+            return None, self.policy.release_limit(text)
+        except Exception as exc:
+            if not self.failed:
+                log.warning("policy %s: the stream's release limit failed, holding the rest "
+                            "for the final check: %s", self.policy.name, exc)
+            self.failed.add("release_limit")
+            return None, 0
 
     async def run(self, source: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
         usage: Usage | None = None  # of a chunk without a finish reason: it goes out last
@@ -555,10 +573,12 @@ class _GuardedStream:
             elif chunk.text or extra:
                 before = len(choice.view.text)
                 choice.add(replace(chunk, extra=extra))
-                text = choice.view.text
-                verdict = await self._check(text, False) if len(text) > before else None
+                verdict = None
+                if len(choice.view.text) > before:
+                    verdict, self.limits[index] = await in_guard_thread(
+                        self._judge, choice.view.text)
                 pieces = (self._blocked(choice, verdict) if verdict is not None
-                          else choice.release(self.policy.release_limit(text)))
+                          else choice.release(self.limits.get(index, 0)))
                 for out in pieces:
                     yield out
             if self.blocks and len(self.ended) >= self.request.params.n:
