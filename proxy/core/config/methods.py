@@ -23,6 +23,9 @@ class EmbedderConfig(StrictModel):
         "fp32", description="local onnx: fp32 (the torch engine's rows; the thresholds were tuned"
         " on them) or int8 (weights quantised per channel, one text per pass: about twice as fast"
         ", similarities within ~0.03 of fp32's); torch: fp32 only")
+    base_url: str | None = None
+    api_key_env: str | None = None
+    timeout_s: float = Field(10.0, gt=0)
     num_threads: int | None = Field(
         1, gt=0, description="local: threads of the embedding engine (null: all cores)")
     worker: Literal["process", "thread"] = Field(
