@@ -1,0 +1,157 @@
+"""How the input policy grows with its forget targets: compile time, memory, guard latency, and
+the cost of adding and withdrawing one target at run time, one run.
+
+    python -m benchmarks.scaling [--sizes 10 25 100 1000] [--queries 200]
+                                 [--out benchmarks/results/scaling.json]
+
+For each size, a synthetic policy (:mod:`benchmarks.synthetic_policy`: detector + classifier)
+is compiled cold in a fresh state directory, as ``unlearn-proxy serve`` compiles it (the
+embedding worker process included). Then: the RSS it added (this process and the worker), its
+forget items, the input guards' time on one request (all guards in turn, as the pipeline runs
+them; unique texts, half of them questions about targets, half not), and a run-time forget
+request: the policy compiled again with one new target (what ``POST /admin/forget`` does before
+it swaps the runtime in) and checked to block that target's question, then compiled without it
+(``DELETE``). The guard time is what a policy adds to a request beside the proxy's own
+overhead (:mod:`benchmarks.proxy_overhead`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from benchmarks.provenance import provenance
+from benchmarks.proxy_overhead import percentile
+from benchmarks.synthetic_policy import RETAIN, synthetic_policy, synthetic_target
+from filters.embedder import build_embedder
+from proxy.core.config import EmbedderConfig, ForgetTargetConfig, PolicyConfig
+from proxy.policy import CompiledPolicy, compile_policy
+
+DEFAULT_SIZES = (10, 25, 100, 1000)
+REFERENCE_SIZE = 25  # the issue's reference: added p50 at 10,000 targets <= 2x this size's
+
+
+def _rss_mb() -> float:
+    process = psutil.Process()
+    return sum(p.memory_info().rss for p in [process, *process.children(recursive=True)]) / 2**20
+
+
+def _queries(policy: dict[str, Any], count: int, seed: int) -> list[str]:
+    """Unique request texts: questions about random targets, and questions about nothing."""
+    rng = random.Random(seed)
+    names = [t["name"] for t in policy["forget"]]
+    about = [f"Could you tell me more about {rng.choice(names)} and their work? (#{i})"
+             for i in range(count // 2)]
+    other = [f"{rng.choice(RETAIN)} Please answer briefly. (#{i})" for i in range(count - len(about))]
+    return about + other
+
+
+def guard_ms(compiled: CompiledPolicy, texts: list[str]) -> dict[str, float]:
+    """The input guards' time on each text, in turn as the pipeline runs them (p50/p99, ms)."""
+    times = []
+    for text in texts:
+        messages = [{"role": "user", "content": text}]
+        started = time.perf_counter()
+        for guard in compiled.input_guards:
+            if guard.check_input(messages).is_block:
+                break
+        times.append((time.perf_counter() - started) * 1000)
+    return {"p50": percentile(times, 50), "p99": percentile(times, 99)}
+
+
+def _blocks(compiled: CompiledPolicy, text: str) -> bool:
+    messages = [{"role": "user", "content": text}]
+    return any(guard.check_input(messages).is_block for guard in compiled.input_guards)
+
+
+def measure_size(size: int, queries: int, state_dir: Path) -> dict[str, Any]:
+    """Every figure for a policy of ``size`` synthetic targets."""
+    data = synthetic_policy(size)
+    policy = PolicyConfig.model_validate(data)
+    before = _rss_mb()
+    compiled = compile_policy("synthetic", policy, base_dir=state_dir, state_dir=state_dir,
+                              progress=False)
+    rss = _rss_mb() - before
+    compiled.input_guards[0].check_input([{"role": "user", "content": "warm-up"}])
+    latency = guard_ms(compiled, _queries(data, queries, seed=size))
+    new = ForgetTargetConfig.model_validate(synthetic_target(size + 1_000_000))
+    started = time.perf_counter()
+    added = compile_policy("synthetic", policy, base_dir=state_dir, state_dir=state_dir,
+                           extra_targets=[new], progress=False)
+    add_s = time.perf_counter() - started
+    new_blocked = _blocks(added, new.questions[0].question)
+    started = time.perf_counter()
+    withdrawn = compile_policy("synthetic", policy, base_dir=state_dir, state_dir=state_dir,
+                               progress=False)
+    withdraw_s = time.perf_counter() - started
+    index = next((g.index for g in compiled.input_guards if hasattr(g, "index")), None)
+    items = len(index) if index is not None else None
+    return {
+        "targets": size, "compile_s": compiled.compile_s, "rss_added_mb": rss,
+        "rss_per_target_kb": rss * 1024 / size, "forget_items": items,
+        "guard_ms": latency, "add_one_target_s": add_s, "new_target_blocked": new_blocked,
+        "withdraw_one_target_s": withdraw_s,
+        "withdrawn_target_allowed": not _blocks(withdrawn, new.questions[0].question),
+        "cache_hits": {"add": added.cache_hits, "withdraw": withdrawn.cache_hits},
+    }
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """One table line per size."""
+    results, meta = report["results"], report["provenance"]
+    lines = ["# Scaling with forget targets", "", f"Command: `{meta['command']}`  ",
+             f"Commit {meta['git_commit']}{' (dirty)' if meta['git_dirty'] else ''}, "
+             f"{meta['started_utc']}, {meta['wall_time_s']:.0f} s on {meta['host']['cpus']} CPUs.",
+             "", "Guard ms: the input guards (detector + classifier) on one unique request, "
+             "in process; × ref: its p50 over the "
+             f"{REFERENCE_SIZE}-target policy's. Add / withdraw: compiling the policy with / "
+             "without one more target, as the forget API does before its swap.", "",
+             "| targets | forget items | compile s | RSS added MB | KB per target | guard p50 ms | "
+             "guard p99 ms | × ref | add one s | blocked | withdraw s | allowed again |",
+             "|" + "---|" * 12]
+    reference = next((r for r in results["sizes"] if r["targets"] == REFERENCE_SIZE), None)
+    for row in results["sizes"]:
+        ratio = (f"{row['guard_ms']['p50'] / reference['guard_ms']['p50']:.2f}×"
+                 if reference else "–")
+        lines.append(
+            f"| {row['targets']:,} | {row['forget_items']:,} | {row['compile_s']:.1f} | "
+            f"{row['rss_added_mb']:.0f} | {row['rss_per_target_kb']:.0f} | "
+            f"{row['guard_ms']['p50']:.2f} | {row['guard_ms']['p99']:.2f} | {ratio} | "
+            f"{row['add_one_target_s']:.2f} | {'yes' if row['new_target_blocked'] else 'NO'} | "
+            f"{row['withdraw_one_target_s']:.2f} | "
+            f"{'yes' if row['withdrawn_target_allowed'] else 'NO'} |")
+    return "\n".join([*lines, ""])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="the input policy against its target count")
+    parser.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES))
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--out", default="benchmarks/results/scaling.json")
+    args = parser.parse_args()
+    started = time.time()
+    build_embedder(EmbedderConfig()).warm_up()  # type: ignore[attr-defined]  # the worker's RSS is no size's
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in args.sizes:
+            rows.append(measure_size(size, args.queries, Path(tmp) / str(size)))
+            print(json.dumps(rows[-1]), flush=True)
+    command = (f"python -m benchmarks.scaling --sizes {' '.join(map(str, args.sizes))} "
+               f"--queries {args.queries}")
+    report = {"results": {"sizes": rows}, "provenance": provenance(started, command=command)}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    out.with_suffix(".md").write_text(render_markdown(report), encoding="utf-8")
+    print(render_markdown(report))
+
+
+if __name__ == "__main__":
+    main()
