@@ -1,12 +1,15 @@
 """Input-guard detection quality on TOFU and the latency each guard adds.
 
     python -m benchmarks.guards [--splits forget01 forget05 forget10] [--out benchmarks/results/guards.json]
+    python -m benchmarks.guards --canonical-only
 
 For each TOFU split, a policy forgets the split's fictitious authors (built from the split's
 QA pairs). Positives are the *paraphrased* forget questions (never used to build the policy);
 negatives are held-out retain questions plus the real-authors and world-facts neighbours.
 Reports ROC AUC, TPR at 1 % FPR, and recall / neighbour FPR at each guard's own threshold, and
-the p50/p99 latency of each guard on one request next to one MiniLM embedding of it.
+the p50/p99 latency of each guard on one request next to one MiniLM embedding of it, and the
+cost of the canonicalisation stage (:mod:`filters.canonical`) on a plain 50-word request (target
+<= 0.5 ms p50; ``--canonical-only`` measures just that).
 """
 
 from __future__ import annotations
@@ -103,13 +106,56 @@ def embedding_ms(texts: list[str]) -> float:
     return percentile(times, 50)
 
 
+def fifty_word_requests(questions: list[str], n: int = 200) -> list[str]:
+    """``n`` plain English requests of exactly 50 words, each held-out questions joined."""
+    out, words = [], " ".join(questions).split()
+    for i in range(n):
+        start = (i * 37) % max(1, len(words) - 50)
+        out.append(" ".join(words[start : start + 50]))
+    return out
+
+
+def canonicalisation_ms(texts: list[str]) -> dict[str, float]:
+    """p50/p99 of the canonicalisation stage on one request: its views
+    (:func:`filters.canonical.views`), the tokens of each view and the embedder's text
+    (:func:`filters.normalize.unify`), as the guards compute them."""
+    from filters.canonical import views
+    from filters.normalize import tokenize, unify
+
+    def stage(text: str) -> None:
+        for view in views(text):
+            tokenize(view.text)
+            unify(view.text)
+
+    for text in texts[:20]:
+        stage(text)
+    times = []
+    for text in texts:
+        started = time.perf_counter()
+        stage(text)
+        times.append((time.perf_counter() - started) * 1000)
+    return {"p50": percentile(times, 50), "p99": percentile(times, 99), "n": len(texts)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="input-guard quality and latency on TOFU")
     parser.add_argument("--splits", nargs="+", default=["forget01", "forget05", "forget10"])
     parser.add_argument("--data-dir")
     parser.add_argument("--out", default="benchmarks/results/guards.json")
+    parser.add_argument("--canonical-only", action="store_true",
+                        help="only the canonicalisation cost (writes guards_canonical.json)")
     args = parser.parse_args()
     started = time.time()
+    requests = fifty_word_requests(_policy("forget01", args.data_dir)[2])
+    canonical = canonicalisation_ms(requests)
+    print(f"canonicalisation of a plain 50-word request: p50 {canonical['p50']:.3f} ms, "
+          f"p99 {canonical['p99']:.3f} ms (n={canonical['n']})")
+    if args.canonical_only:
+        out = Path(args.out).with_name("guards_canonical.json")
+        out.write_text(json.dumps({"canonicalisation_ms": canonical,
+                                   "provenance": provenance(started)}, indent=2))
+        print(f"wrote {out}")
+        return
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for split in args.splits:
@@ -127,6 +173,7 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"results": results, "embedding_ms_p50": floor,
+                               "canonicalisation_ms": canonical,
                                "provenance": provenance(started)}, indent=2))
     print(f"wrote {out}")
 

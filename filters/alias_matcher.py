@@ -46,6 +46,18 @@ class AliasEntry:
         return dict(_SPELLINGS)[self.transform]("".join(self.tokens))
 
 
+def _pieces(token: Token, *, at_start: bool) -> tuple[tuple[str, ...], list[str], list[str]]:
+    """How ``token`` may take part in a match: its readings taken whole (a spelled-out run
+    that starts a match may start it part-way), the readings a match may end part-way through
+    (within a run), and its readings less a possessive "s"."""
+    whole = token.readings()
+    if token.is_run and at_start:
+        whole = tuple(token.text[i:] for i in range(len(token.text)))
+    run_ends = [r[:i] for r in whole for i in range(1, len(r))] if token.is_run else []
+    possessive = [r[:-1] for r in whole if len(r) > 2 and r.endswith("s")]
+    return whole, run_ends, possessive
+
+
 class AliasTable:
     """All aliases of a policy in every spelling of :data:`_SPELLINGS`, keyed by their letters.
 
@@ -94,9 +106,12 @@ class AliasTable:
     def _match_at(self, tokens: Sequence[Token], start: int, min_end: int) -> AliasEntry | None:
         partials, best = [""], None
         for end in range(start, len(tokens)):
+            whole, run_ends, possessive = _pieces(tokens[end], at_start=end == start)
             grown = []
             for partial in partials:
-                for reading in tokens[end].readings():
+                if end + 1 > min_end:
+                    best = self._ending(partial, run_ends, possessive) or best
+                for reading in whole:
                     spelled = partial + reading
                     if spelled not in self._prefixes:
                         continue
@@ -107,6 +122,22 @@ class AliasTable:
                 break
             partials = list(dict.fromkeys(grown))[:_MAX_PARTIALS]
         return best
+
+    def _ending(self, partial: str, run_ends: Sequence[str],
+                possessive: Sequence[str]) -> AliasEntry | None:
+        """An alias that ends inside the token: part-way through a spelled-out run, or before
+        the possessive "s" of a name of two words or more ("Stephen Kings fiction")."""
+        if not partial and not run_ends:
+            return None
+        for piece in run_ends:
+            hit = self._by_key.get(partial + piece)
+            if hit is not None:
+                return hit
+        for piece in possessive:
+            hit = self._by_key.get(partial + piece)
+            if hit is not None and len(hit.tokens) > 1:
+                return hit
+        return None
 
     def _inside(self, letters: str) -> AliasEntry | None:
         return next((e for k, e in self._by_key.items() if len(k) >= _MIN_INSIDE and k in letters),

@@ -26,9 +26,9 @@ import re
 from dataclasses import dataclass
 
 from filters.decoders import (
-    SEGMENT_DECODERS, SPAN_DECODERS, TEXT_DECODERS, Decoder, is_texty,
+    CERTAIN_READINGS, SEGMENT_DECODERS, SPAN_DECODERS, TEXT_DECODERS, Decoder, is_texty,
 )
-from filters.lexicon import PLAIN, plausibility, word_count
+from filters.lexicon import PLAIN, known_words, plausibility
 from filters.normalize import TextFeed, Token, settled_end
 
 __all__ = ["MAX_CHARS", "MAX_DEPTH", "PLAIN_VIEW", "View", "combine", "decode_once",
@@ -40,7 +40,8 @@ GAIN = 0.25  # how much better a reading must score than the segment it replaces
 PLAIN_VIEW = "plain"
 _SEGMENTS = re.compile(r"(\n+|:[^\S\n]+)")
 _MIN_SEGMENT_LETTERS = 3
-_MIN_WORDS = 2  # one word is too small a sample to call a reading plain language ("v1" -> "vi")
+_ENOUGH_LETTERS = re.compile(rf"(?:[^\W\d_][\W\d_]*){{{_MIN_SEGMENT_LETTERS}}}")
+_MIN_WORDS = 2  # English words of 3+ letters a reading needs: one is too small a sample
 _CODE_TOKEN = r"(?:[^\sA-Za-z]|[A-Fa-f])*[&#;%\\.\-·•/|](?:[^\sA-Za-z]|[A-Fa-f])*"
 _CODE_RUN = re.compile(rf"(?<!\S){_CODE_TOKEN}(?:[^\S\n]+{_CODE_TOKEN})+(?!\S)|(?<!\S)[^\sA-Za-z]{{8,}}(?!\S)")
 _CODE_READINGS = tuple((n, d) for n, d in SEGMENT_DECODERS if n in ("reversed", "morse"))
@@ -94,8 +95,7 @@ def _unlocks(segment: str, reading: str) -> bool:
 def _read_segment(segment: str, fired: list[str],
                   decoders: tuple[tuple[str, Decoder], ...] = SEGMENT_DECODERS) -> str:
     """The best plain-language reading of a segment that is not plain language, or itself."""
-    letters = sum(c.isalpha() for c in segment)
-    if letters < _MIN_SEGMENT_LETTERS and not any(c in _CODE_MARKS for c in segment):
+    if not _ENOUGH_LETTERS.search(segment) and not any(c in _CODE_MARKS for c in segment):
         return segment
     score = plausibility(segment)
     if score >= PLAIN:
@@ -105,11 +105,11 @@ def _read_segment(segment: str, fired: list[str],
         out = decoder(segment)
         if out is None or out == segment:
             continue
-        if _unlocks(segment, out):  # escapes or entities only this reading reveals
+        if name in CERTAIN_READINGS or _unlocks(segment, out):  # only this code reads so
             best, best_name = out, name
             break
         candidate = plausibility(out)
-        if candidate >= PLAIN and candidate >= best_score and word_count(out) >= _MIN_WORDS:
+        if candidate >= PLAIN and candidate >= best_score and known_words(out) >= _MIN_WORDS:
             best, best_name, best_score = out, name, candidate
     if best_name:
         fired.append(best_name)

@@ -26,7 +26,7 @@ from urllib.parse import unquote
 
 from filters.lexicon import lexicon
 
-__all__ = ["SEGMENT_DECODERS", "SPAN_DECODERS", "TEXT_DECODERS", "Decoder", "is_texty"]
+__all__ = ["CERTAIN_READINGS", "SEGMENT_DECODERS", "SPAN_DECODERS", "TEXT_DECODERS", "Decoder", "is_texty"]
 
 Decoder = Callable[[str], "str | None"]
 
@@ -237,3 +237,6 @@ SEGMENT_DECODERS: tuple[tuple[str, Decoder], ...] = (
     ("morse", _morse),
 )
 """(name, decoder) readings of a whole segment that does not read as plain language."""
+CERTAIN_READINGS = frozenset({"morse"})
+"""Readings that only apply to text written in their code (all dots, dashes and slashes):
+kept without the plain-language test (a Morse name is no English word)."""

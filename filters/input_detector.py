@@ -24,7 +24,7 @@ from proxy.core.messages import other_texts, user_turns
 from filters.embedder import Embedder
 from filters.forget_index import ForgetIndex, ForgetItem, chunk_text
 from filters.canonical import View, views
-from filters.confusables import deconfuse
+from filters.normalize import unify
 from proxy.core.config import InputDetectorConfig
 
 if TYPE_CHECKING:
@@ -45,24 +45,25 @@ def query_views(
     question buried in a long prompt is still seen. Then every other text the model will read
     (:func:`~filters.base.other_texts`: system and tool turns, tool definitions, names...), each
     whole when short and in sentence windows when long, so nothing reaches the model unread.
-    Each text comes first as written (look-alike letters folded), then as each decoded view of
+    Each text comes first as written (invisible characters dropped, NFKC, look-alike letters
+    folded: :func:`filters.normalize.unify`), then as each decoded view of
     it (:func:`filters.canonical.views`: base64, reversed, ROT13, spaced letters...).
     """
     texts: list[str] = []
-    turns = [deconfuse(t).strip() for t in user_turns(messages) if t.strip()]
+    turns = [unify(t).strip() for t in user_turns(messages) if t.strip()]
     if turns:
         joined = "\n".join(turns[-context_turns:])
         texts += [turns[-1], joined]
         if len(joined.split()) > WINDOW_WORDS:
             texts += chunk_text(joined, max_words=WINDOW_WORDS)[-MAX_WINDOWS:]
     for other in other_texts(messages):
-        text = deconfuse(other).strip()
+        text = unify(other).strip()
         short = len(text.split()) <= WINDOW_WORDS
         texts += [text] if short else chunk_text(text, max_words=WINDOW_WORDS)
     out: dict[str, View] = {}
     for text in dict.fromkeys(texts):
         for view in views(text):
-            out.setdefault(deconfuse(view.text).strip(), view)
+            out.setdefault(unify(view.text).strip(), view)
     return [View(view.transform, text) for text, view in out.items() if text]
 
 

@@ -14,7 +14,7 @@ import re
 from functools import lru_cache
 from importlib import resources
 
-__all__ = ["is_plain", "lexicon", "plausibility", "word_count"]
+__all__ = ["is_plain", "known_words", "lexicon", "plausibility"]
 
 PLAIN = 0.5
 _LATIN_WORD = re.compile(r"[A-Za-z0-9@$]*[A-Za-z][A-Za-z0-9@$]*")
@@ -44,9 +44,11 @@ def plausibility(text: str) -> float:
     return hits / len(words)
 
 
-def word_count(text: str) -> int:
-    """How many Latin words :func:`plausibility` judges ``text`` by."""
-    return sum(len(w) > 1 for w in _LATIN_WORD.findall(text))
+def known_words(text: str, *, min_chars: int = 3) -> int:
+    """How many English words of ``min_chars`` or more ``text`` holds (two-letter ones, "it",
+    "es", "bo", turn up in any string of hex digits read as leetspeak)."""
+    known = lexicon()
+    return sum(len(w) >= min_chars and w.lower() in known for w in _LATIN_WORD.findall(text))
 
 
 def is_plain(text: str) -> bool:

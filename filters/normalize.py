@@ -121,20 +121,25 @@ def _words(text: str) -> list[str]:
                          else (match.group(),))]
 
 
+@lru_cache(maxsize=65536)
+def _token(raw: str) -> Token | None:
+    """The token of one folded word (tokens are immutable: one instance per word)."""
+    if raw.isascii() and raw.isalpha():
+        return Token(raw)
+    word = _clean_word(raw)
+    if not word:
+        return None
+    has_alt = "1" in raw and any(c.isalpha() for c in raw)
+    alt = _clean_word(raw.replace("1", "l")) if has_alt else None
+    extra = [transliterate(word)]
+    if word != raw and raw.isascii() and any(c.isalpha() for c in raw):
+        extra.append(raw.translate(_ROT13_LEET))
+    return Token(word, alt, tuple(r for r in extra if r and r != word))
+
+
 def raw_tokens(text: str) -> list[Token]:
     """The normalised words of ``text`` before one-letter runs are merged."""
-    tokens = []
-    for raw in _words(text):
-        word = _clean_word(raw)
-        if not word:
-            continue
-        has_alt = "1" in raw and any(c.isalpha() for c in raw)
-        alt = _clean_word(raw.replace("1", "l")) if has_alt else None
-        extra = [transliterate(word)]
-        if word != raw and raw.isascii() and any(c.isalpha() for c in raw):
-            extra.append(raw.translate(_ROT13_LEET))
-        tokens.append(Token(word, alt, tuple(r for r in extra if r and r != word)))
-    return tokens
+    return [token for token in map(_token, _words(text)) if token is not None]
 
 
 class TokenStream:

@@ -74,7 +74,7 @@ def test_encodings_round_trip() -> None:
     assert Attack((), "base64").encode_answer("Basil") == to_base64("Basil")
     assert Attack(()).encode_answer("Basil") == "Basil"
     with pytest.raises(ValueError, match="unknown encoding"):
-        encoded_answer_request(QUESTION, "rot13")
+        encoded_answer_request(QUESTION, "klingon")
 
 
 def test_prompt_injection_wraps_the_question() -> None:
