@@ -4,6 +4,11 @@ A method turns a ``{"forget": Batch, "retain": Batch | None}`` batch into a loss
 ``trainer.py`` does the rest. Most methods only define :meth:`ForgetLossMethod.forget_losses`, a
 per-sample forget loss: the base averages it over the samples still below the optional forget-NLL
 ceiling (Wang et al. 2024, *Unlearning with Control*) and adds ``retain_weight`` x retain NLL.
+
+Under data parallelism a method sees one rank's shard of the batch, and its loss and every
+metric are that shard's *share*: normalised by batch-wide totals from
+:func:`~benchmarks.baselines.distributed.sum_over_ranks`, so the shares add up over the ranks
+to the single-process values (in one process, share = value).
 """
 
 from __future__ import annotations
@@ -13,10 +18,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
+import torch
 from torch import Tensor, nn
 
 from benchmarks.baselines.config import TrainConfig
 from benchmarks.baselines.data import Batch, Example, Item, Tokenizer, encode_items
+from benchmarks.baselines.distributed import sum_over_ranks
 from benchmarks.baselines.errors import BaselineConfigError
 from benchmarks.baselines.losses import token_mean_nll
 
@@ -64,7 +71,8 @@ class UnlearningMethod(ABC):
 
     @abstractmethod
     def compute_loss(self, model: nn.Module, batch: Batch) -> LossOutput:
-        """The loss of one micro-batch ``{"forget": Batch, "retain": Batch | None}``."""
+        """The loss of one micro-batch ``{"forget": Batch, "retain": Batch | None}`` (a shard's
+        share of it under data parallelism, metrics too)."""
 
 
 class ForgetLossMethod(UnlearningMethod):
@@ -95,7 +103,7 @@ class ForgetLossMethod(UnlearningMethod):
         loss = self.forget_weight * forget_loss
         metrics = {
             "forget_loss": forget_loss.item(),
-            "forget_nll": mean_nll.mean().item(),
+            "forget_nll": (mean_nll.sum() / _rows(mean_nll)).item(),
             "active_fraction": active,
         }
         if self.retain_weight:
@@ -108,12 +116,18 @@ class ForgetLossMethod(UnlearningMethod):
         """Mean of ``per_sample`` over samples whose NLL is within the ceiling; and their fraction.
 
         With no sample left the result is a zero that still depends on the graph, so the step
-        back-propagates zero gradients instead of failing.
+        back-propagates zero gradients instead of failing. Counts are batch-wide (all ranks).
         """
         ceiling = self.config.forget_nll_ceiling
+        rows = float(_rows(per_sample))
         if ceiling is None:
-            return per_sample.mean(), 1.0
+            return per_sample.sum() / rows, len(per_sample) / rows
         active = mean_nll.detach() <= ceiling
         kept = per_sample.where(active, per_sample.new_zeros(()))
-        count = int(active.sum())
-        return kept.sum() / max(count, 1), count / len(active)
+        count = int(sum_over_ranks(active.sum()))
+        return kept.sum() / max(count, 1), int(active.sum()) / rows
+
+
+def _rows(values: Tensor) -> Tensor:
+    """The number of rows of the whole batch (all ranks) that ``values`` has a shard of."""
+    return sum_over_ranks(values.new_tensor(len(values), dtype=torch.float32))

@@ -1,4 +1,9 @@
-"""Forward-pass helpers shared by the methods: sequence NLL, reference NLL, layer activations."""
+"""Forward-pass helpers shared by the methods: sequence NLL, reference NLL, layer activations.
+
+The batch means (:func:`token_mean_nll`, :func:`masked_mse`) divide by totals summed over the
+data-parallel ranks, so on a rank's shard they give its share of the global batch's mean (see
+``distributed.py``); in one process, the plain mean.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from benchmarks.baselines.data import IGNORE_INDEX, Batch, Example, collate, to_device
+from benchmarks.baselines.distributed import sum_over_ranks
 from benchmarks.baselines.errors import BaselineError
 
 
@@ -31,7 +37,7 @@ def sequence_nll(model: nn.Module, batch: Batch) -> tuple[Tensor, Tensor]:
 def token_mean_nll(model: nn.Module, batch: Batch) -> Tensor:
     """NLL averaged over all labelled tokens of the batch (what ``model(**batch).loss`` gives)."""
     nll, count = sequence_nll(model, batch)
-    return nll.sum() / count.sum().clamp(min=1)
+    return nll.sum() / sum_over_ranks(count.sum()).clamp(min=1)
 
 
 @torch.no_grad()
@@ -82,7 +88,7 @@ def masked_mse(activations: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     """Mean over hidden dims of the squared error, averaged over masked tokens, then over rows."""
     per_token = (activations.float() - target.float()).pow(2).mean(dim=-1)
     per_row = (per_token * mask).sum(dim=-1) / mask.sum(dim=-1).clamp(min=1)
-    return per_row.mean()
+    return per_row.sum() / sum_over_ranks(per_row.new_tensor(len(per_row)))
 
 
 def text_config(model: nn.Module) -> Any:

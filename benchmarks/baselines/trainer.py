@@ -4,6 +4,11 @@ AdamW (no decay on 1-D tensors) with linear warm-up then a constant rate, gradie
 clipping, seeded shuffling, a per-step loss log (``loss_log.jsonl``) and checkpoints of the trained
 parameters every ``save_every`` steps. CUDA when available with bf16 autocast when supported (fp32
 master weights), else CPU fp32.
+
+Under ``torchrun`` / ``accelerate launch`` (``WORLD_SIZE`` > 1) the same loop runs data parallel
+(``distributed.py``): each rank takes a slice of every global batch, the method's loss runs
+inside one DDP forward, and the update equals the single-process one within float tolerance.
+Only rank 0 writes the loss log and checkpoints and shows progress.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import os
 import re
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +31,14 @@ from benchmarks.baselines.base import UnlearningMethod
 from benchmarks.baselines.checkpoints import capture_state, save_checkpoint
 from benchmarks.baselines.config import TrainConfig
 from benchmarks.baselines.data import Batch, Example, iterate_batches, to_device
+from benchmarks.baselines.distributed import (
+    DataParallel,
+    check_shardable,
+    setup_data_parallel,
+    shard_batch,
+    sum_over_ranks,
+    wrap_ddp,
+)
 from benchmarks.baselines.errors import BaselineConfigError, BaselineDataError, BaselineError
 from benchmarks.baselines.losses import text_config
 from proxy.backends.hf_loader import default_dtype, resolve_device
@@ -48,6 +61,7 @@ class UnlearnResult:
     final_state: dict[str, Tensor]
     loss_log: list[dict[str, float]] = field(default_factory=list)
     checkpoints: list[Path] = field(default_factory=list)
+    world_size: int = 1
 
     @property
     def seconds_per_step(self) -> float:
@@ -57,7 +71,8 @@ class UnlearnResult:
     def __repr__(self) -> str:
         return (
             f"UnlearnResult(method={self.method!r}, steps={self.steps}, device={self.device!r}, "
-            f"dtype={self.dtype!r}, wall_time_s={self.wall_time_s:.2f}, "
+            f"dtype={self.dtype!r}, world_size={self.world_size}, "
+            f"wall_time_s={self.wall_time_s:.2f}, "
             f"trained_parameters={len(self.trained_parameters)}, "
             f"checkpoints={len(self.checkpoints)})"
         )
@@ -108,7 +123,10 @@ def train(
     """Run ``method`` on tokenised examples, updating ``model`` in place (moved to device, fp32).
 
     Returns the result; ``requires_grad`` flags and train/eval mode are restored afterwards.
-    Raises :class:`BaselineDataError` on missing data, :class:`BaselineError` on a non-finite loss.
+    Launched data parallel, every rank calls this with the same model, data and config, and
+    only rank 0 writes to ``output_dir``. Raises :class:`BaselineDataError` on missing data,
+    :class:`BaselineConfigError` on batches too small to give every rank a row,
+    :class:`BaselineError` on a non-finite loss.
     """
     config = method.config
     if not forget or (method.uses_retain and not retain):
@@ -119,6 +137,13 @@ def train(
         raise BaselineConfigError("save_every needs an output_dir for the checkpoints")
     started = time.perf_counter()
     resolved, dtype = resolve_compute(device, config.dtype)
+    parallel, resolved = setup_data_parallel(resolved)
+    if parallel is not None:
+        check_shardable(len(forget), config.batch_size, parallel.world_size, "forget")
+        if method.uses_retain:
+            check_shardable(len(retain), config.batch_size, parallel.world_size, "retain")
+        if not parallel.is_main:
+            output_dir, progress = None, False
     model.to(device=resolved, dtype=torch.float32)
     torch.manual_seed(config.seed)
     flags = {name: p.requires_grad for name, p in model.named_parameters()}
@@ -129,7 +154,7 @@ def train(
         with _autocast(resolved, dtype):
             method.prepare(model, forget, pad_id=pad_id)
         model.train()
-        run = _Run(model, method, names, resolved, dtype, output_dir)
+        run = _Run(model, method, names, resolved, dtype, output_dir, parallel)
         run.loop(_batches(method, forget, retain, pad_id=pad_id, device=resolved), progress)
     finally:
         for name, param in model.named_parameters():
@@ -147,6 +172,7 @@ def train(
         final_state=capture_state(model, names),
         loss_log=run.log,
         checkpoints=run.checkpoints,
+        world_size=1 if parallel is None else parallel.world_size,
     )
 
 
@@ -186,6 +212,20 @@ def _batches(
         }
 
 
+class _Objective(nn.Module):
+    """The method's loss as one module call, so DDP sees one forward per micro-batch however many
+    model passes, hooks or weight swaps the method makes inside it."""
+
+    def __init__(self, model: nn.Module, method: UnlearningMethod) -> None:
+        super().__init__()
+        self.model = model
+        self.method = method
+
+    def forward(self, batch: Batch) -> tuple[Tensor, dict[str, float]]:
+        output = self.method.compute_loss(self.model, batch)
+        return output.loss, output.metrics
+
+
 class _Run:
     """Optimiser, schedule, loss log and checkpoints of one ``train`` call."""
 
@@ -197,9 +237,12 @@ class _Run:
         device: torch.device,
         dtype: torch.dtype,
         output_dir: str | os.PathLike[str] | None,
+        parallel: DataParallel | None,
     ) -> None:
         self.model, self.method, self.names, self.config = model, method, names, method.config
-        self.device, self.dtype = device, dtype
+        self.device, self.dtype, self.parallel = device, dtype, parallel
+        objective = _Objective(model, method)
+        self.objective: nn.Module = objective if parallel is None else wrap_ddp(objective, device)
         self.output_dir = None if output_dir is None else Path(output_dir)
         params = dict(model.named_parameters())
         self.params = [params[name] for name in names]
@@ -246,14 +289,18 @@ class _Run:
         """One optimiser step over ``grad_accum_steps`` micro-batches; returns the log entry."""
         started = time.perf_counter()
         accum = self.config.grad_accum_steps
+        world = 1 if self.parallel is None else self.parallel.world_size
         totals: dict[str, float] = {}
-        for _ in range(accum):
-            with _autocast(self.device, self.dtype):
-                output = self.method.compute_loss(self.model, next(batches))
-            if not torch.isfinite(output.loss):
-                raise BaselineError(f"non-finite {self.method.name} loss at step {step}")
-            (output.loss / accum).backward()
-            for key, value in {"loss": output.loss.item(), **output.metrics}.items():
+        for micro in range(accum):
+            batch = shard_batch(next(batches), self.parallel)
+            with self._sync_gradients(micro == accum - 1):
+                with _autocast(self.device, self.dtype):
+                    loss, metrics = self.objective(batch)
+                values = self._batch_values(loss, metrics)
+                if not math.isfinite(values["loss"]):
+                    raise BaselineError(f"non-finite {self.method.name} loss at step {step}")
+                (loss * world / accum).backward()
+            for key, value in values.items():
                 totals[key] = totals.get(key, 0.0) + value / accum
         grad_norm = torch.nn.utils.clip_grad_norm_(
             self.params, self.config.max_grad_norm or math.inf
@@ -270,3 +317,18 @@ class _Run:
             "lr": lr,
             "step_time_s": elapsed,
         }
+
+    def _sync_gradients(self, sync: bool) -> AbstractContextManager[None]:
+        """DDP's ``no_sync`` unless ``sync``: micro-batches accumulate locally, the last reduces."""
+        if sync or self.parallel is None:
+            return nullcontext()
+        context: AbstractContextManager[None] = self.objective.no_sync()  # type: ignore[operator]
+        return context
+
+    def _batch_values(self, loss: Tensor, metrics: dict[str, float]) -> dict[str, float]:
+        """The loss and metrics of the global micro-batch: the ranks' shares summed."""
+        keys = ["loss", *metrics]
+        shares = torch.tensor(
+            [loss.item(), *metrics.values()], dtype=torch.float64, device=self.device
+        )
+        return dict(zip(keys, sum_over_ranks(shares).tolist(), strict=True))
