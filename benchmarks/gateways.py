@@ -74,13 +74,16 @@ def _body(text: str, stream: bool) -> bytes:
 
 @contextmanager
 def litellm_server(command: str, upstream: str, directory: Path) -> Iterator[str]:
-    """LiteLLM's proxy (one worker, defaults, no database) in front of ``upstream``."""
+    """LiteLLM's proxy (one worker, defaults, no database, no master key) in front of
+    ``upstream``."""
     config = directory / "litellm.yaml"
     config.write_text(yaml.safe_dump({"model_list": [{"model_name": "stub", "litellm_params": {
         "model": "openai/stub", "api_base": f"{upstream}/v1", "api_key": "sk-stub"}}]}))
     port = free_port()
+    # no client keys on either side (unlearn-proxy runs without api_keys here too): LiteLLM
+    # refuses to start without a master key unless told this is intended
     env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False",
-           "DISABLE_ADMIN_UI": "True"}
+           "DISABLE_ADMIN_UI": "True", "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true"}
     log = tempfile.TemporaryFile()
     process = subprocess.Popen([command, "--config", str(config), "--port", str(port),
                                 "--num_workers", "1"], env=env, stdout=log, stderr=subprocess.STDOUT)
