@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from filters.base import Match, Message, Verdict
 from proxy.core.messages import other_texts, user_turns
 from filters.canonical import PLAIN_VIEW, combine, settled_views, views
-from filters.normalize import TextFeed, Token, release_limit, tokenize
+from filters.normalize import TextFeed, Token, release_limit, tokenize, transliterate
 from proxy.core.config import ForgetTargetConfig
 
 
@@ -25,8 +25,12 @@ _SPELLINGS: tuple[tuple[str, Callable[[str], str]], ...] = (
     ("plain", lambda key: key),
     ("reversed", lambda key: key[::-1]),
     ("rot13", lambda key: codecs.encode(key, "rot13")),
+    ("transliterated", lambda key: transliterate(key) or key),
 )
-"""How an alias may be written: as it is, backwards, in ROT13 (its letters, words joined)."""
+"""How an alias may be written: as it is, backwards, in ROT13, and in ASCII letters when it is
+written in another script ("Марисол Кенби" as "Marisol Kenbi", "罗琳" as "Luo Lin") — its
+letters, words joined. A text in another script is read transliterated too
+(:class:`filters.normalize.Token` readings), so a Latin alias matches "Марисол" as "marisol"."""
 _MAX_PARTIALS = 16
 _MIN_INSIDE = 4  # shorter keys are not looked for inside a spelled-out run ("al" in "h a l")
 
@@ -104,37 +108,48 @@ class AliasTable:
         return None
 
     def _match_at(self, tokens: Sequence[Token], start: int, min_end: int) -> AliasEntry | None:
-        partials, best = [""], None
+        # (letters so far, whether they started part-way through a spelled-out run)
+        partials: list[tuple[str, bool]] = [("", False)]
+        best = None
         for end in range(start, len(tokens)):
-            whole, run_ends, possessive = _pieces(tokens[end], at_start=end == start)
-            grown = []
-            for partial in partials:
-                if end + 1 > min_end:
-                    best = self._ending(partial, run_ends, possessive) or best
+            token = tokens[end]
+            whole, run_ends, possessive = _pieces(token, at_start=end == start)
+            grown, found = [], None  # the first spelling found at this end wins
+            for partial, partway in partials:
                 for reading in whole:
                     spelled = partial + reading
                     if spelled not in self._prefixes:
                         continue
-                    grown.append(spelled)
-                    if end + 1 > min_end and spelled in self._by_key:
-                        best = self._by_key[spelled]
+                    inside = partway or (token.is_run and end == start and reading != token.text)
+                    grown.append((spelled, inside))
+                    if found is None and end + 1 > min_end:
+                        found = self._accept(self._by_key.get(spelled), inside)
+                if found is None and end + 1 > min_end:
+                    found = self._ending(partial, partway, run_ends, possessive)
+            best = found or best
             if not grown:
                 break
             partials = list(dict.fromkeys(grown))[:_MAX_PARTIALS]
         return best
 
-    def _ending(self, partial: str, run_ends: Sequence[str],
+    @staticmethod
+    def _accept(entry: AliasEntry | None, partway: bool) -> AliasEntry | None:
+        """``entry``, unless the match starts or ends part-way through a spelled-out run and
+        the alias is too short to tell from chance letters ("ann" in "a n n u a l")."""
+        if entry is None or (partway and len(entry.key) < _MIN_INSIDE):
+            return None
+        return entry
+
+    def _ending(self, partial: str, partway: bool, run_ends: Sequence[str],
                 possessive: Sequence[str]) -> AliasEntry | None:
         """An alias that ends inside the token: part-way through a spelled-out run, or before
         the possessive "s" of a name of two words or more ("Stephen Kings fiction")."""
-        if not partial and not run_ends:
-            return None
         for piece in run_ends:
-            hit = self._by_key.get(partial + piece)
+            hit = self._accept(self._by_key.get(partial + piece), True)
             if hit is not None:
                 return hit
         for piece in possessive:
-            hit = self._by_key.get(partial + piece)
+            hit = self._accept(self._by_key.get(partial + piece), partway)
             if hit is not None and len(hit.tokens) > 1:
                 return hit
         return None

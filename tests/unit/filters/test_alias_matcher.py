@@ -248,3 +248,40 @@ def test_invisible_characters_inside_a_name_hide_nothing_on_the_way_in(guard: Al
     for char in ("\u200b", "\u00ad", "\u2060", "\ufeff"):
         verdict = guard.check_input([{"role": "user", "content": f"What did Ga{char}bo write?"}])
         assert verdict.match is not None and verdict.match.target_id == "marquez"
+
+
+@pytest.mark.parametrize(
+    ("alias", "text", "transform"),
+    [
+        ("Zorblax Quintavius", "the author Zor-blax Quin/tavius", "plain"),
+        ("Zorblax Quintavius", "Zor<!-- -->blax Quin\\tavius", "plain"),
+        ("Zorblax Quintavius", "Z o r b l a x  Q u i n t a v i u s", "plain"),
+        ("Zorblax Quintavius", "ZorblaxQuintavius wrote it", "plain"),
+        ("Zorblax Quintavius", "suivatniuQ xalbroZ", "reversed"),
+        ("Zorblax Quintavius", "Mbeoynk Dhvagnivhf", "rot13"),
+        ("Zorblax Quintavius", "M0eoy4k Dh1a74i1h5", "rot13"),  # leet digits inside ROT13
+        ("Stephen King", "name a film from Ste-phen Kin-g's fiction", "plain"),
+        ("Stephen King", "stephen kings fiction (Morse drops the apostrophe)", "plain"),
+        ("Марисол Кенби", "Who is Marisol Kenbi?", "transliterated"),
+        ("Marisol Kenbi", "Кто такая Марисол Кенби?", "plain"),  # Cyrillic read as Latin
+        ("罗琳", "Luo Lin wrote it", "transliterated"),
+        ("罗琳", "作者是罗琳。", "plain"),
+    ],
+)
+def test_spellings_separators_and_scripts(alias: str, text: str, transform: str) -> None:
+    hit = AliasTable([("t", alias)]).find(tokenize(text))
+    assert hit is not None and hit.transform == transform
+
+
+@pytest.mark.parametrize(
+    ("alias", "text"),
+    [
+        ("Ann", "the anns of the county"),  # no possessive s on a one-word alias
+        ("Ann", "a n n u a l report"),  # a short alias is not looked for inside a run
+        ("Stephen King", "Stephen Kingsley"),
+        ("Zorblax Quintavius", "Zorblax Quint"),
+        ("Марисол Кенби", "Marisol Quenby"),  # transliteration is letters, not sound
+    ],
+)
+def test_spellings_do_not_overreach(alias: str, text: str) -> None:
+    assert AliasTable([("t", alias)]).find(tokenize(text)) is None

@@ -117,11 +117,11 @@ def answers(draw: st.DrawFn) -> tuple[str, str, str]:
     return name, text, f"{form}/{sentence_form}"
 
 
-def _guard(name: str) -> OutputFilter:
+def _guard(name: str, embedding_threshold: float | None = None) -> OutputFilter:
     targets = [ForgetTargetConfig(id="t", name=name)]
     index = ForgetIndex.build(collect_items(targets, base_dir=None), build_embedder(EMBEDDER))
     return OutputFilter(index, build_embedder(EMBEDDER), aliases=AliasTable.from_targets(targets),
-                        ngram_n=6, embedding_threshold=None)
+                        ngram_n=6, embedding_threshold=embedding_threshold)
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -129,8 +129,20 @@ def _guard(name: str) -> OutputFilter:
 def test_an_obfuscated_name_never_reaches_the_client(
     case: tuple[str, str, str], seed: int, longest: int
 ) -> None:
+    _check_stream(_guard(case[0]), case, seed, longest)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(answers(), st.integers(0, 2**32), st.integers(1, 8))
+def test_with_sentence_embeddings_on_too(case: tuple[str, str, str], seed: int,
+                                         longest: int) -> None:
+    """The release rule then also stops at the sentence units judged so far."""
+    _check_stream(_guard(case[0], embedding_threshold=0.75), case, seed, longest)
+
+
+def _check_stream(guard: OutputFilter, case: tuple[str, str, str], seed: int,
+                  longest: int) -> None:
     name, text, how = case
-    guard = _guard(name)
     table = AliasTable([("t", name)])
     non_stream = guard.check_output([], text, final=True)
     assert non_stream.is_block, (how, text)
