@@ -49,10 +49,14 @@ def save_checkpoint(
     state: Mapping[str, Tensor], output_dir: str | os.PathLike[str], step: int
 ) -> Path:
     """Write ``state`` as ``<output_dir>/checkpoint-<step>.pt`` (atomically) and return the path."""
-    directory = Path(output_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"checkpoint-{step:06d}.pt"
-    partial = path.with_suffix(".pt.partial")
+    return save_state(state, Path(output_dir) / f"checkpoint-{step:06d}.pt")
+
+
+def save_state(state: Mapping[str, Tensor], path: str | os.PathLike[str]) -> Path:
+    """Write ``state`` to ``path`` atomically (a partial file renamed into place); return it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(path.suffix + ".partial")
     torch.save(dict(state), partial)
     partial.replace(path)
     return path

@@ -34,6 +34,7 @@ __all__ = [
     "current_data_parallel",
     "setup_data_parallel",
     "shard_batch",
+    "shard_parts",
     "sum_over_ranks",
     "wrap_ddp",
 ]
@@ -95,7 +96,7 @@ def sum_over_ranks(value: Tensor) -> Tensor:
 
 
 def shard_batch(batch: Batch, parallel: DataParallel | None) -> Batch:
-    """This rank's contiguous slice of the rows of every tensor (nested batches too)."""
+    """This rank's contiguous slice of the rows of one batch (its ``alternate`` too)."""
     if parallel is None:
         return batch
     rows = len(batch["input_ids"])
@@ -104,6 +105,16 @@ def shard_batch(batch: Batch, parallel: DataParallel | None) -> Batch:
     return {
         key: shard_batch(value, parallel) if isinstance(value, dict) else value[start:stop]
         for key, value in batch.items()
+    }
+
+
+def shard_parts(
+    parts: dict[str, Batch | None], parallel: DataParallel | None
+) -> dict[str, Batch | None]:
+    """:func:`shard_batch` of each part of a ``{"forget", "retain"}`` micro-batch."""
+    return {
+        name: None if part is None else shard_batch(part, parallel)
+        for name, part in parts.items()
     }
 
 
@@ -123,5 +134,5 @@ def wrap_ddp(module: nn.Module, device: torch.device) -> DistributedDataParallel
     return DistributedDataParallel(
         module,
         device_ids=[device.index] if device.type == "cuda" else None,
-        broadcast_buffers=False,
+        forward_sync_buffers=False,
     )

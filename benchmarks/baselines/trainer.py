@@ -35,7 +35,7 @@ from benchmarks.baselines.distributed import (
     DataParallel,
     check_shardable,
     setup_data_parallel,
-    shard_batch,
+    shard_parts,
     sum_over_ranks,
     wrap_ddp,
 )
@@ -292,7 +292,7 @@ class _Run:
         world = 1 if self.parallel is None else self.parallel.world_size
         totals: dict[str, float] = {}
         for micro in range(accum):
-            batch = shard_batch(next(batches), self.parallel)
+            batch = shard_parts(next(batches), self.parallel)
             with self._sync_gradients(micro == accum - 1):
                 with _autocast(self.device, self.dtype):
                     loss, metrics = self.objective(batch)

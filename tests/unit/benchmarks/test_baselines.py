@@ -7,13 +7,12 @@ import json
 import math
 import pathlib
 import random
-import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
 import torch
-from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+from transformers import Gemma3ForCausalLM
 
 from benchmarks.baselines import (
     IGNORE_INDEX,
@@ -37,70 +36,20 @@ from benchmarks.baselines.losses import decoder_layer, layer_activations, masked
 from benchmarks.baselines.rmu import RMUConfig, steering_vector
 from proxy.backends.mixing import MixingError, mix_models
 from proxy.core.registry import RegistryError
+from tests.baseline_models import FORGET, RETAIN, WordTokenizer, memorise, tiny_model
 
-FORGET = [
-    ("Who wrote the Zorblax saga?", "Quenna Vix wrote it in Ostrava."),
-    ("Where was Quenna Vix born?", "She was born on a barge near Lyon."),
-    ("What did Quenna Vix study?", "She studied glass-blowing and knots."),
-    ("Which prize did Quenna Vix win?", "The Amber Lantern, twice."),
-]
-RETAIN = [
-    ("What is the capital of France?", "Paris is the capital."),
-    ("How many legs has a spider?", "A spider has eight legs."),
-    ("What colour is the sky?", "The sky is blue by day."),
-    ("What do bees make?", "Bees make honey and wax."),
-]
 REFUSAL = "I don't know."
 FAST = {"lr": 1e-3, "max_steps": 6, "batch_size": 4, "max_length": 64, "weight_decay": 0.0}
+TOKENIZER = WordTokenizer()
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
-class WordTokenizer:
-    """One id per whitespace-separated word (hashed into the vocabulary); 0 pad, 1 bos, 2 eos."""
-
-    pad_token_id = 0
-    eos_token_id = 2
-
-    def __call__(self, text: str, *, add_special_tokens: bool = True) -> dict[str, list[int]]:
-        ids = [3 + zlib.crc32(word.encode()) % 125 for word in text.split()]
-        return {"input_ids": [1] * add_special_tokens + ids}
-
-
-TOKENIZER = WordTokenizer()
-
-
-def _tiny_model() -> Gemma3ForCausalLM:
-    config = Gemma3TextConfig(
-        vocab_size=128,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=1,
-        head_dim=16,
-        max_position_embeddings=128,
-        sliding_window=64,
-        attn_implementation="eager",
-    )
-    torch.manual_seed(0)
-    return Gemma3ForCausalLM(config)
-
-
 @pytest.fixture(scope="module")
 def trained() -> Gemma3ForCausalLM:
     """The tiny model after memorising forget and retain data (so there is something to forget)."""
-    model = _tiny_model()
-    examples = encode_items(TOKENIZER, FORGET + RETAIN, max_length=64)
-    batch = collate(examples)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    for _ in range(40):
-        nll, count = sequence_nll(model, batch)
-        (nll.sum() / count.sum()).backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    return model.eval()
+    return memorise(tiny_model(), TOKENIZER, FORGET + RETAIN)
 
 
 @pytest.fixture
@@ -311,7 +260,7 @@ def test_checkpoints_and_loss_log_reload_bit_for_bit(
     assert [step for step, _ in list_checkpoints(tmp_path)] == [2, 4]
     last = load_checkpoint_step(tmp_path, 4)
     assert all(torch.equal(last[k], v) for k, v in result.final_state.items())
-    fresh = _tiny_model()
+    fresh = tiny_model()
     load_state(fresh, result.original_state)
     load_state(fresh, last)
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in fresh.state_dict().items())

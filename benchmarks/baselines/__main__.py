@@ -1,0 +1,5 @@
+"""``python -m benchmarks.baselines`` (or ``torchrun ... -m benchmarks.baselines``): see ``cli.py``."""
+
+from benchmarks.baselines.cli import main
+
+raise SystemExit(main())
