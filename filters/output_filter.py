@@ -12,12 +12,17 @@ Three checks, cheapest first, on a text that grows while it streams:
 * **embedding similarity** — each completed sentence (or ``UNIT_CHARS`` piece of a long one)
   whose nearest forget item is at least ``embedding_threshold`` similar.
 
+All three also run on the decoded views of the settled text (:mod:`filters.canonical`: an
+answer written in base64, reversed, ROT13, spaced out...); a match names its view.
+
 Every check only looks at *settled* text (tokens followed by a delimiter, completed sentences),
 so the decision is prefix-monotone: a text is blocked iff some prefix of it is blocked, and the
 stream decision equals the non-stream one. ``final=True`` marks the complete text and also
-settles its tail. ``hold_back_chars`` is what a stream must withhold behind the settled text
-(:meth:`OutputFilter.release_limit`) so that the text completing a blocked alias, n-gram or
-sentence is never sent.
+settles its tail. A stream releases (:meth:`OutputFilter.release_limit`) the settled text less
+``hold_back_chars`` (the widest alias or n-gram), and no further than the last sentence judged,
+the first n-gram of any forget item, or the first character a decoded view changed
+(:meth:`OutputScanner.releasable`), so the text completing a blocked alias, n-gram or sentence
+is never sent, while a sentence that matches nothing goes out as soon as it is judged.
 """
 
 from __future__ import annotations
