@@ -26,7 +26,7 @@ import numpy as np
 
 from benchmarks.guards import _policy, _quality
 from benchmarks.proxy_overhead import percentile
-from benchmarks.provenance import provenance
+from benchmarks.provenance import provenance, write_report
 from filters.embedder import local_embedder
 from proxy.core.config import EmbedderConfig
 from proxy.policy import compile_policy
@@ -160,11 +160,7 @@ def main() -> None:
     report = {"results": results, "provenance": provenance(
         started, split=args.split, engines=names,
         command=f"python -m benchmarks.embedder_engines --split {args.split} --engines {' '.join(names)}")}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    out.with_suffix(".md").write_text(render_markdown(report), encoding="utf-8")
-    print(render_markdown(report))
+    write_report(args.out, report, render_markdown(report))
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -35,13 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import uvloop
 import yaml
 
 from benchmarks.load_client import LoadConnection, LoadRun, drive_load
-from benchmarks.processes import free_port, proxy_server, python_server
-from benchmarks.provenance import provenance
+from benchmarks.processes import command_server, free_port, proxy_server, python_server
+from benchmarks.provenance import provenance, write_report
 from benchmarks.proxy_overhead import percentile
 from benchmarks.targets import proxy_config, request_text
 
@@ -82,38 +80,12 @@ def litellm_server(command: str, upstream: str, directory: Path) -> Iterator[str
     port = free_port()
     # no client keys on either side (unlearn-proxy runs without api_keys here too): LiteLLM
     # refuses to start without a master key unless told this is intended
-    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False",
+    env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False",
            "DISABLE_ADMIN_UI": "True", "LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true"}
-    log = tempfile.TemporaryFile()
-    process = subprocess.Popen([command, "--config", str(config), "--port", str(port),
-                                "--num_workers", "1"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_ready(url, process, log)
+    with command_server([command, "--config", str(config), "--port", str(port), "--num_workers",
+                         "1"], port=port, env=env, timeout_s=300.0,
+                        health_path="/health/liveliness") as (url, _):
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Any, timeout_s: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            log.seek(0)
-            raise RuntimeError(f"litellm exited with {process.returncode}:\n{log.read()[-3000:]!r}")
-        try:
-            if httpx.get(f"{url}/health/liveliness", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise TimeoutError(f"litellm at {url} did not start within {timeout_s:.0f} s")
 
 
 async def _sequential(urls: dict[str, str], rows: list[Row], requests: int) -> dict[str, list[float]]:
@@ -288,8 +260,6 @@ def main() -> None:
     args = parser.parse_args()
     started = time.time()
     rows = run(args.requests, args.concurrency, args.seconds, args.litellm)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     meta = provenance(
         started, requests=args.requests, concurrency=args.concurrency, seconds=args.seconds,
         litellm_version=_litellm_version(args.litellm) if args.litellm else None,
@@ -297,10 +267,8 @@ def main() -> None:
                 f"{args.concurrency} --seconds {args.seconds:g}"
                 + (" --litellm PATH" if args.litellm else ""))
     report = {"results": {"rows": rows, "ratios": ratios(rows)}, "provenance": meta}
-    out.write_text(json.dumps(report, indent=2))
-    out.with_suffix(".md").write_text(render_markdown(report), encoding="utf-8")
-    plot(report, out.with_suffix(".png"))
-    print(render_markdown(report))
+    write_report(args.out, report, render_markdown(report))
+    plot(report, Path(args.out).with_suffix(".png"))
 
 
 if __name__ == "__main__":

@@ -34,16 +34,17 @@ def process_output(process: subprocess.Popen[bytes]) -> str:
 
 
 def wait_healthy(
-    url: str, *, timeout_s: float = 120.0, process: subprocess.Popen[bytes] | None = None
+    url: str, *, timeout_s: float = 120.0, process: subprocess.Popen[bytes] | None = None,
+    health_path: str = "/healthz",
 ) -> None:
-    """Poll ``url``/healthz until it answers; fail fast if ``process`` died."""
+    """Poll ``url`` + ``health_path`` until it answers; fail fast if ``process`` died."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             out = process_output(process)
             raise RuntimeError(f"server exited with {process.returncode}:\n{out[-4000:]}")
         try:
-            if httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200:
+            if httpx.get(f"{url}{health_path}", timeout=1.0).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
@@ -56,16 +57,26 @@ def python_server(
     module_args: list[str], *, port: int, env: dict[str, str] | None = None, timeout_s: float = 120.0
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """Run ``python -m <module_args>`` (which must listen on ``port``); yields (URL, process)."""
+    with command_server([sys.executable, "-m", *module_args], port=port, env=env,
+                        timeout_s=timeout_s) as served:
+        yield served
+
+
+@contextmanager
+def command_server(
+    command: list[str], *, port: int, env: dict[str, str] | None = None, timeout_s: float = 120.0,
+    health_path: str = "/healthz",
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Run ``command`` (a server that must listen on ``port`` and answer ``health_path``) from
+    the repository root; yields (URL, process), then terminates it (kills it after 15 s)."""
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     log_file = tempfile.TemporaryFile()
-    process = subprocess.Popen(
-        [sys.executable, "-m", *module_args], cwd=REPO, env=full_env,
-        stdout=log_file, stderr=subprocess.STDOUT,
-    )
+    process = subprocess.Popen(command, cwd=REPO, env=full_env,
+                               stdout=log_file, stderr=subprocess.STDOUT)
     process.log_file = log_file  # type: ignore[attr-defined]
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_healthy(url, process=process, timeout_s=timeout_s)
+        wait_healthy(url, process=process, timeout_s=timeout_s, health_path=health_path)
         yield url, process
     finally:
         if process.poll() is None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import platform
 import subprocess
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from benchmarks.processes import REPO
@@ -58,3 +60,13 @@ def provenance(started: float, **extra: Any) -> dict[str, Any]:
         "packages": {name: _version(name) for name in PACKAGES},
         **extra,
     }
+
+
+def write_report(out: str | os.PathLike[str], report: dict[str, Any], markdown: str) -> None:
+    """Write ``report`` as JSON to ``out`` and ``markdown`` beside it (``.md``), then print the
+    Markdown."""
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    path.with_suffix(".md").write_text(markdown, encoding="utf-8")
+    print(markdown)

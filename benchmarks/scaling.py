@@ -27,7 +27,7 @@ from typing import Any
 
 import psutil
 
-from benchmarks.provenance import provenance
+from benchmarks.provenance import provenance, write_report
 from benchmarks.proxy_overhead import percentile
 from benchmarks.synthetic_policy import RETAIN, synthetic_policy, synthetic_target
 from filters.embedder import build_embedder
@@ -146,11 +146,7 @@ def main() -> None:
     command = (f"python -m benchmarks.scaling --sizes {' '.join(map(str, args.sizes))} "
                f"--queries {args.queries}")
     report = {"results": {"sizes": rows}, "provenance": provenance(started, command=command)}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    out.with_suffix(".md").write_text(render_markdown(report), encoding="utf-8")
-    print(render_markdown(report))
+    write_report(args.out, report, render_markdown(report))
 
 
 if __name__ == "__main__":
