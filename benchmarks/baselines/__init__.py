@@ -6,7 +6,9 @@ Usage::
     result = unlearn(model, tokenizer, "ga", forget_passages, retain_passages,
                      config={"max_steps": 5, "lr": 1e-5}, output_dir="runs/ga")
 
-Method classes load lazily through :data:`METHODS` (``METHODS.get("npo")``).
+Method classes load lazily through :data:`METHODS` (``METHODS.get("npo")``). The command line
+``python -m benchmarks.baselines --help`` runs them in one process, or data parallel under
+``torchrun`` / ``accelerate launch`` with the same results (``distributed.py``).
 """
 
 from __future__ import annotations

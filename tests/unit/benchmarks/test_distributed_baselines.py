@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -57,7 +58,17 @@ def _write_jsonl(path: Path, items: list[tuple[str, str]]) -> Path:
 
 
 @pytest.fixture(scope="module")
-def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def one_thread() -> Iterator[None]:
+    """As ``torch_one_thread``, for the module's fixtures: a tiny model on a busy 2-core machine
+    trains several times faster on one torch thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory, one_thread: None) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("distributed")
     return {
         "model": save_tiny_checkpoint(root / "model", FORGET_ITEMS + RETAIN_ITEMS),
@@ -68,21 +79,16 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def single(inputs: dict[str, Path]) -> Iterator[tuple[Path, list[UnlearnResult]]]:
+def single(inputs: dict[str, Path], one_thread: None) -> tuple[Path, list[UnlearnResult]]:
     """One process, in this one: the command line's ``run_methods`` on the saved checkpoint."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        model, tokenizer, _ = load_causal_lm(str(inputs["model"]), device="cpu")
-        out = inputs["root"] / "single"
-        results = run_methods(
-            model, tokenizer, [(m, {**SHARED, **c}) for m, c in RUNS.items()],
-            read_items(inputs["forget"]), read_items(inputs["retain"]),
-            output_dir=out, device="cpu", progress=False,
-        )
-        yield out, results
-    finally:
-        torch.set_num_threads(threads)
+    model, tokenizer, _ = load_causal_lm(str(inputs["model"]), device="cpu")
+    out = inputs["root"] / "single"
+    results = run_methods(
+        model, tokenizer, [(m, {**SHARED, **c}) for m, c in RUNS.items()],
+        read_items(inputs["forget"]), read_items(inputs["retain"]),
+        output_dir=out, device="cpu", progress=False,
+    )
+    return out, results
 
 
 @pytest.fixture(scope="module")
@@ -101,9 +107,15 @@ def distributed(inputs: dict[str, Path]) -> Path:
            "TOKENIZERS_PARALLELISM": "false"}
     if Path("/sys/class/net/lo").exists():
         env.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=TIMEOUT_S)
-    assert done.returncode == 0, f"torchrun exited {done.returncode}:\n{done.stderr[-6000:]}"
+    # its own session, so a hung run is killed with both workers, not just the launcher
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        output, _ = process.communicate()
+    assert process.returncode == 0, f"torchrun exited {process.returncode}:\n{output[-6000:]}"
     return out
 
 
