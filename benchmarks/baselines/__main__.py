@@ -1,4 +1,4 @@
-"""``python -m benchmarks.baselines`` (or ``torchrun ... -m benchmarks.baselines``): see ``cli.py``."""
+"""``python -m benchmarks.baselines`` or ``torchrun ... -m benchmarks.baselines``: ``cli.py``."""
 
 from benchmarks.baselines.cli import main
 

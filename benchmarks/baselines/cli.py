@@ -4,10 +4,11 @@
         --method ga --method 'npo={"beta": 0.2}' --config '{"max_steps": 10}' --output-dir runs/b
     torchrun --nproc_per_node 2 -m benchmarks.baselines ...     # or: accelerate launch -m ...
 
-Each JSONL line is a passage (a JSON string or ``{"text": ...}``) or a ``{"question": ...,
-"answer": ...}`` pair. Every method starts from the loaded weights and writes, from rank 0
-only, ``<output-dir>/<method>/``: ``loss_log.jsonl``, ``unlearned.pt`` (the trained parameters)
-and ``summary.json`` (config, timing, world size, model and data hashes, provenance).
+Each JSONL line is a passage (a JSON string or ``{"text": ...}``) or a question/answer pair
+(``{"question": ..., "answer": ...}`` or ``[question, answer]``). Every method starts from the
+loaded weights and writes, from rank 0 only, ``<output-dir>/<method>/``: ``loss_log.jsonl``,
+``unlearned.pt`` (the trained parameters) and ``summary.json`` (config, timing, world size,
+model and data hashes, provenance).
 """
 
 from __future__ import annotations
@@ -25,31 +26,40 @@ import torch.distributed as dist
 from torch import nn
 
 from benchmarks.baselines.checkpoints import load_state, save_state
-from benchmarks.baselines.data import Item, Tokenizer
+from benchmarks.baselines.data import Item, Tokenizer, qa_pair
 from benchmarks.baselines.distributed import current_data_parallel
 from benchmarks.baselines.errors import BaselineDataError
 from benchmarks.baselines.runner import unlearn
 from benchmarks.baselines.trainer import UnlearnResult
+from benchmarks.provenance import provenance
+from proxy.backends.hf_loader import load_causal_lm
+from proxy.core.files import file_sha256
 
 STATE_FILE = "unlearned.pt"
 SUMMARY_FILE = "summary.json"
 
 
 def read_items(path: str | os.PathLike[str]) -> list[Item]:
-    """Items of a JSONL file: passages (strings or ``{"text"}``) and question/answer pairs."""
+    """Items of a JSONL file: passages and question/answer pairs (blank lines skipped).
+
+    Raises :class:`BaselineDataError` naming the line of anything else.
+    """
     items: list[Item] = []
     for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        value = json.loads(line)
-        if isinstance(value, dict) and isinstance(value.get("text"), str):
-            value = value["text"]
-        elif isinstance(value, dict) and {"question", "answer"} <= value.keys():
-            value = (value["question"], value["answer"])
-        if not isinstance(value, str | tuple):
-            raise BaselineDataError(f"{path}:{number}: expected a passage or a QA pair")
-        items.append(value)
+        if line.strip():
+            try:
+                items.append(_item(json.loads(line)))
+            except (ValueError, KeyError) as exc:
+                raise BaselineDataError(
+                    f"{path}:{number}: expected a passage or a question/answer pair ({exc})"
+                ) from None
     return items
+
+
+def _item(value: Any) -> Item:
+    if isinstance(value, dict):
+        value = value["text"] if "text" in value else [value["question"], value["answer"]]
+    return value if isinstance(value, str) else qa_pair(value)
 
 
 def run_methods(
@@ -86,8 +96,6 @@ def run_methods(
 def _write_summary(
     path: Path, result: UnlearnResult, started: float, extra: dict[str, Any]
 ) -> None:
-    from benchmarks.provenance import provenance
-
     summary = provenance(
         started,
         method=result.method,
@@ -105,12 +113,14 @@ def _write_summary(
     path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
 
 
-def _method_spec(text: str) -> tuple[str, dict[str, Any]]:
+def method_spec(text: str) -> tuple[str, dict[str, Any]]:
+    """``NAME`` or ``NAME=JSON`` (a ``--method`` argument) -> ``(name, config)``."""
     name, _, config = text.partition("=")
     return name, json.loads(config) if config else {}
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of :func:`main`."""
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.baselines",
         description="Weight-based unlearning baselines; data parallel under torchrun or "
@@ -119,8 +129,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", help="HF model dir or .gguf (default: the embedded Gemma)")
     parser.add_argument("--forget", required=True, help="JSONL of forget items")
     parser.add_argument("--retain", help="JSONL of retain items")
-    parser.add_argument("--method", action="append", type=_method_spec, required=True,
-                        metavar="NAME[=JSON]", help="a method alias, with its own config; repeat")
+    parser.add_argument("--method", action="append", type=method_spec, required=True,
+                        metavar="NAME[=JSON]",
+                        help="a method alias, optionally with config fields of its own; repeat")
     parser.add_argument("--config", type=json.loads, default={}, metavar="JSON",
                         help="config fields shared by every method")
     parser.add_argument("--output-dir", required=True)
@@ -131,10 +142,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command line (see the module docstring); returns the exit status."""
-    from proxy.backends.hf_loader import load_causal_lm
-    from proxy.core.files import file_sha256
-
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     names = [name for name, _ in args.method]
     if len(set(names)) != len(names):
         raise SystemExit(f"each method may be given once, got {names}")

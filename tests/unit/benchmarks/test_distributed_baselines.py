@@ -139,7 +139,8 @@ def test_per_step_losses_match_one_process(
     assert set(one[0]) == set(two[0])
     for a, b in zip(one, two, strict=True):
         for key in a.keys() - {"step_time_s"}:
-            assert b[key] == pytest.approx(a[key], rel=RTOL, abs=LOSS_ATOL), (method, a["step"], key)
+            expected = pytest.approx(a[key], rel=RTOL, abs=LOSS_ATOL)
+            assert b[key] == expected, (method, a["step"], key)
 
 
 @pytest.mark.slow
