@@ -94,8 +94,10 @@ async def _sequential(urls: dict[str, str], rows: list[Row], requests: int) -> d
     times: dict[str, list[float]] = {row.name: [] for row in rows}
     try:
         for i in range(requests + WARMUP):
-            text = request_text(i, "gateways")
-            for row in rows:
+            for number, row in enumerate(rows):
+                # a text of its own per row (one gateway serves two rows: no embedding-cache
+                # hits), of the same length for every row
+                text = request_text(i, f"gateways-{number:02d}")
                 started = time.perf_counter()
                 answer = await connections[row.gateway].post_json(
                     "/v1/chat/completions", _body(text, row.stream), timeout_s=60)
@@ -125,9 +127,9 @@ def _concurrent(urls: dict[str, str], rows: list[Row], *, concurrency: int,
     runs = {row.name: LoadRun([], 0, 0, 0.0) for row in rows}
     busy: dict[str, list[float]] = {row.name: [] for row in rows}
     for round_ in range(ROUNDS):
-        for row in rows:
+        for number, row in enumerate(rows):
             run, share = _drive(urls[row.gateway], row, concurrency=concurrency,
-                                seconds=seconds / ROUNDS, tag=f"c{concurrency}-{round_}")
+                                seconds=seconds / ROUNDS, tag=f"c{concurrency}-{round_}-{number:02d}")
             runs[row.name] += run
             busy[row.name].append(share)
     return {name: {"rps": run.rps, "p50_ms": percentile(run.latencies_ms, 50),
