@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import logging
 import math
 import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 from fastapi import Request
 
-from proxy.core.errors import AuthenticationError, PermissionDeniedError, RateLimitError
+from proxy.core.errors import (
+    AuthenticationError, PermissionDeniedError, RateLimitError, StoreUnavailableError,
+)
 from proxy.core.redaction import register_secret
+
+log = logging.getLogger("unlearn_proxy.auth")
 
 
 def _bearer(request: Request) -> str | None:
@@ -86,6 +93,16 @@ def rate_limit_identity(request: Request, key: str | None) -> str:
 WINDOW_S = 60.0
 
 
+async def check_rate(request: Request, key: str | None, per_minute: int | None) -> None:
+    """Count one request of the client in the app's rate limiter (429 when over the limit)."""
+    limiter = request.app.state.rate_limiter
+    identity = rate_limit_identity(request, key)
+    if getattr(limiter, "blocking", False):
+        await asyncio.to_thread(limiter.check, identity, per_minute)
+    else:
+        limiter.check(identity, per_minute)
+
+
 class RateLimiter:
     """A sliding one-minute window per client identity (see :func:`rate_limit_identity`).
 
@@ -118,14 +135,50 @@ class RateLimiter:
             while hits and now - hits[0] >= WINDOW_S:
                 hits.popleft()
             if len(hits) >= per_minute:
-                wait = max(1, math.ceil(WINDOW_S - (now - hits[0])))
-                raise RateLimitError(
-                    f"rate limit of {per_minute} requests per minute exceeded",
-                    code="rate_limit_exceeded",
-                    headers={"retry-after": str(wait)},
-                )
+                raise rate_limited(per_minute, max(1, math.ceil(WINDOW_S - (now - hits[0]))))
             hits.append(now)
 
     def _sweep(self, now: float) -> None:
         self._hits = {k: h for k, h in self._hits.items() if h and now - h[-1] < WINDOW_S}
         self._swept = now
+
+
+def rate_limited(per_minute: int, wait_s: int) -> RateLimitError:
+    """The 429 of a full window, with ``retry-after``."""
+    return RateLimitError(f"rate limit of {per_minute} requests per minute exceeded",
+                          code="rate_limit_exceeded", headers={"retry-after": str(wait_s)})
+
+
+class SharedWindow(Protocol):
+    """A rate window every replica shares (:meth:`proxy.store_postgres.PostgresStore.rate_check`)."""
+
+    def rate_check(self, identity: str, per_minute: int) -> int | None: ...
+
+
+class SharedRateLimiter:
+    """:class:`RateLimiter`'s windows kept in a store every replica shares, so N replicas let
+    the limit through, not N times it. While the store is unreachable, each replica counts on
+    its own (logged once per outage), and goes back to the shared windows when it returns."""
+
+    blocking = True  # each check is a database round trip: run it off the event loop
+
+    def __init__(self, shared: SharedWindow) -> None:
+        self._shared = shared
+        self._local = RateLimiter()
+        self._degraded = False
+
+    def check(self, identity: str, per_minute: int | None) -> None:
+        if per_minute is None:
+            return
+        try:
+            wait = self._shared.rate_check(identity, per_minute)
+        except StoreUnavailableError as exc:
+            if not self._degraded:
+                log.warning("rate limits are per replica until the store is back: %s",
+                            exc.message)
+            self._degraded = True
+            self._local.check(identity, per_minute)
+            return
+        self._degraded = False
+        if wait is not None:
+            raise rate_limited(per_minute, wait)

@@ -34,7 +34,7 @@ from pydantic import (
     field_validator,
 )
 
-from proxy.auth import client_key, key_fingerprint, rate_limit_identity
+from proxy.auth import check_rate, client_key, key_fingerprint
 from proxy.backends.embeddings import local_embeddings, upstream_embeddings
 from proxy.backends.openai_compat import OpenAICompatBackend
 from proxy.core.config import OpenAIModelConfig
@@ -118,8 +118,7 @@ async def _serve(request: Request) -> Response:
     key = client_key(request, admin=False)
     runtime: Runtime = request.app.state.holder.current
     server = runtime.config.server
-    identity = rate_limit_identity(request, key)
-    request.app.state.rate_limiter.check(identity, server.rate_limit_per_minute)
+    await check_rate(request, key, server.rate_limit_per_minute)
     data = await read_json(request)
     parsed = parse_body(EmbeddingRequest, data)
     cfg = runtime.config.models.get(parsed.model)

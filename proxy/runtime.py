@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -193,6 +193,23 @@ class RuntimeHolder:
                 runtime = _with_policies(runtime, policies, store, store_version=version)
             self.current = runtime
 
+    def refresh(self, store: Store, names: Collection[str] | None = None) -> None:
+        """Recompile policies ``names`` (None: every policy) from ``store`` as it is now, and
+        swap them in: what another replica changed in a shared store. Raises ConfigError (and
+        swaps nothing) when that compile fails."""
+        with self._lock:
+            current = self.current
+            version = store.version
+            wanted = [n for n in (names or current.config.policies) if n in current.config.policies]
+            fresh: dict[str, PolicyRuntime] = {}
+            with _starting():
+                for name in wanted:
+                    fresh.update(build_policies(current.config, base_dir=current.base_dir,
+                                                store=store, only=name))
+            self.current = _with_policies(current, {**current.policies, **fresh}, store,
+                                          store_version=version if names is None
+                                          else max(version, current.store_version))
+
     def withdraw_forget(self, name: str, target_id: str, store: Store) -> None:
         """Compile policy ``name`` without the forget request for ``target_id``, then withdraw
         it in the store and swap the policy in: a compile failure raises and changes nothing.
@@ -203,8 +220,9 @@ class RuntimeHolder:
             current = self.current
             fresh = build_policies(
                 current.config, base_dir=current.base_dir, store=store, only=name, without=target_id)
+            before = store.version
             store.withdraw_forget(name, target_id)
-            self._install(fresh, store)
+            self._install(fresh, store, before)
 
     def remove_retain(self, name: str, question: str, store: Store) -> list[bool]:
         """Record the removal of retain example ``question`` from policy ``name``, then delete it
@@ -221,13 +239,18 @@ class RuntimeHolder:
     def add_forget(self, name: str, target: ForgetTargetConfig, store: Store) -> ForgetRequest:
         """Compile policy ``name`` with ``target`` added, then store the request and swap the
         policy in: a target that fails to compile raises and is neither stored nor live, and
-        of concurrent requests for one id only the first is stored (the others get a 400)."""
+        of concurrent requests for one id only the first is stored (the others get a 400). A
+        request identical to an active one is that one (a retry is safe)."""
         with self._lock:
             current = self.current
             policy = current.config.policies.get(name)
             if policy is None:
                 raise NotFoundError(f"unknown policy {name!r}", param="policy")
-            taken = {t.id for t in policy.forget} | {r.target_id for r in store.forget_requests(name)}
+            stored_rows = store.forget_requests(name)
+            for row in stored_rows:  # the same request again (a retry): acknowledged again
+                if row.target_id == target.id and row.target == target.model_dump():
+                    return row
+            taken = {t.id for t in policy.forget} | {r.target_id for r in stored_rows}
             if target.id in taken:
                 raise InvalidRequestError(
                     f"forget target {target.id!r} already exists in policy {name!r}",
@@ -235,12 +258,21 @@ class RuntimeHolder:
                 )
             fresh = build_policies(
                 current.config, base_dir=current.base_dir, store=store, only=name, adding=[target])
+            before = store.version
             stored = store.add_forget(name, target.model_dump())
-            self._install(fresh, store)
+            self._install(fresh, store, before)
         return stored
 
-    def _install(self, fresh: dict[str, PolicyRuntime], store: Store | None) -> None:
-        self.current = _with_policies(self.current, {**self.current.policies, **fresh}, store)
+    def _install(self, fresh: dict[str, PolicyRuntime], store: Store | None,
+                 before: int | None = None) -> None:
+        """Swap ``fresh`` in after one change to ``store``; when the runtime was current at
+        ``before`` (the store's version before that change), it is current after it too."""
+        changes: dict[str, int] = {}
+        if store is not None and before is not None and self.current.store_version == before \
+                and store.version == before + 1:
+            changes["store_version"] = store.version
+        self.current = _with_policies(self.current, {**self.current.policies, **fresh}, store,
+                                      **changes)
 
 
 def _with_policies(

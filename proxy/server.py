@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -20,9 +21,10 @@ from proxy import protocol
 from proxy.admin import admin_router
 from proxy.auth import (
     RateLimiter,
+    SharedRateLimiter,
+    check_rate,
     client_key,
     key_fingerprint,
-    rate_limit_identity,
     require_reader,
 )
 from proxy.core.types import NO_EXTRA, Chunk, Usage
@@ -46,7 +48,9 @@ from proxy.request_body import body_schema, parse_body, read_json, validation_er
 from proxy.runtime import Runtime, RuntimeHolder, build_runtime
 from proxy.server_faults import ServerFaultMiddleware
 from proxy.sse import DONE, SLOT, EventTemplate, event
-from proxy.store import Store
+from proxy.store import Store, open_store
+from proxy.store_postgres import PostgresStore
+from proxy.store_watch import StoreWatcher
 
 log = logging.getLogger("unlearn_proxy.server")
 
@@ -57,17 +61,24 @@ def create_app(config: Config, *, config_path: Path | None = None, watch: bool =
     install_log_redaction()
     base_dir = config_path.parent if config_path else Path.cwd()
     metrics = Metrics()
-    store = Store(Path(config.server.state_dir) / "unlearn.sqlite3")
+    store = open_store(config.server.store, config.server.state_dir)
     holder = RuntimeHolder(build_runtime(config, base_dir=base_dir, metrics=metrics, store=store))
     reloader = ConfigReloader(config_path, holder, metrics=metrics, store=store) if config_path else None
+    watcher = None
+    if isinstance(store, PostgresStore):  # other replicas' changes, applied here
+        watcher = StoreWatcher(store, holder, reconcile_s=config.server.store.reconcile_s)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if reloader is not None:
             reloader.start(watch=watch)
+        if watcher is not None:
+            watcher.start()
         try:
             yield
         finally:
+            if watcher is not None:
+                await asyncio.to_thread(watcher.stop)
             if reloader is not None:
                 await reloader.stop()
             for backend in set(holder.current.backends.values()):
@@ -79,7 +90,9 @@ def create_app(config: Config, *, config_path: Path | None = None, watch: bool =
     app.state.holder = holder
     app.state.metrics = metrics
     app.state.store = store
-    app.state.rate_limiter = RateLimiter()
+    app.state.rate_limiter = (SharedRateLimiter(store) if isinstance(store, PostgresStore)
+                              else RateLimiter())
+    app.state.watcher = watcher
     app.state.reloader = reloader
     _install_error_handlers(app)
     _install_routes(app)
@@ -221,6 +234,18 @@ def _install_routes(app: FastAPI) -> None:
         return {"status": status, "models": runtime.model_names,
                 "policies": sorted(runtime.policies), "embedder_circuits": circuits}
 
+    @app.get("/readyz")
+    async def readyz(request: Request) -> JSONResponse:
+        """Readiness: 200 once the policies are compiled, the store answers and (with a shared
+        store) this replica has caught up with it; else 503 with the reasons."""
+        store: Store = request.app.state.store
+        watcher: StoreWatcher | None = request.app.state.watcher
+        reasons = [why for why in (await asyncio.to_thread(store.ready),
+                                   watcher.not_ready() if watcher is not None else None) if why]
+        if reasons:
+            return JSONResponse({"status": "not_ready", "reasons": reasons}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
     @app.get("/metrics", response_class=PlainTextResponse)
     async def metrics(request: Request) -> Response:
         if request.app.state.holder.current.config.server.protect_metrics:
@@ -246,8 +271,7 @@ _ID_PREFIX = {"chat": "chatcmpl", "completion": "cmpl", "responses": "resp"}
 async def _serve(request: Request, kind: str) -> Response:
     key = client_key(request, admin=False)
     runtime: Runtime = request.app.state.holder.current
-    request.app.state.rate_limiter.check(
-        rate_limit_identity(request, key), runtime.config.server.rate_limit_per_minute)
+    await check_rate(request, key, runtime.config.server.rate_limit_per_minute)
     data = await read_json(request)
     responses: ResponsesRequest | None = None
     if kind == "responses":  # answered as the chat request it translates into

@@ -12,7 +12,8 @@
     ├── RateLimitError            429 rate_limit_error (with retry-after)
     ├── UpstreamError             502 server_error
     ├── UpstreamTimeoutError      504 server_error
-    └── GuardFailedError          503 server_error (a guard failed under fail_mode: closed)
+    ├── GuardFailedError          503 server_error (a guard failed under fail_mode: closed)
+    └── StoreUnavailableError     503 server_error (the shared store is down; nothing stored)
     ConfigError                   a bad config file (not an HTTP error)
 """
 
@@ -117,3 +118,13 @@ class UpstreamTimeoutError(ProxyError):
 class GuardFailedError(ProxyError):
     status_code = 503
     error_type = "server_error"
+
+
+class StoreUnavailableError(ProxyError):
+    """The shared store (PostgreSQL) cannot be reached: nothing was stored; retry."""
+
+    status_code = 503
+    error_type = "server_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"x-should-retry": "true"})

@@ -27,7 +27,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from benchmarks.stub_upstream import build_app as build_stub
 from proxy.core.config import parse_config
 from proxy.server import create_app
-from proxy.store import Store
+from proxy.store import SqliteStore
 from tests.servers import (
     bag_of_words, fake_embedder, fake_upstream, process_output, process_server, thread_server,
     write_config,
@@ -153,7 +153,7 @@ def test_a_stored_document_path_is_kept_flagged_and_never_read(
     without its paths is left out whole."""
     secret = tmp_path / "server-file.txt"
     secret.write_text("SERVER-FILE-MARKER-5521 is in here", encoding="utf-8")
-    store = Store(tmp_path / "unlearn.sqlite3")
+    store = SqliteStore(tmp_path / "unlearn.sqlite3")
     store.add_forget("p", {"id": "old-dir", "name": "Old Person", "documents": [{"path": "/etc"}]})
     store.add_forget("p", {"id": "old-file", "name": "Older Person",
                            "documents": [{"text": "inline"}, {"path": str(secret)}]})

@@ -25,7 +25,7 @@ from proxy.core.config.policy import (
     PolicyConfig, QAExample, RequestDocumentConfig,
 )
 from proxy.core.config.root import Config, RoutingConfig
-from proxy.core.config.server import ServerConfig
+from proxy.core.config.server import ServerConfig, StoreConfig
 
 __all__ = [
     "MAX_REQUEST_DOCUMENT_CHARS", "Config", "DocumentConfig", "EmbedderConfig",
@@ -33,7 +33,7 @@ __all__ = [
     "ICULConfig", "InputClassifierConfig",
     "InputDetectorConfig", "LlamaCppModelConfig", "MethodConfig", "ModelConfig",
     "OpenAIModelConfig", "OutputFilterConfig", "PolicyConfig", "PrefixConfig", "QAExample",
-    "RequestDocumentConfig", "RoutingConfig", "ServerConfig", "TransformersModelConfig",
+    "RequestDocumentConfig", "RoutingConfig", "ServerConfig", "StoreConfig", "TransformersModelConfig",
     "format_validation_error", "load_config", "parse_config", "read_yaml", "resolve_document",
     "substitute_env", "validate_mapping",
 ]

@@ -2,9 +2,32 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from typing import Literal
+
+from pydantic import Field, model_validator
 
 from proxy.core.config.base import StrictModel
+
+
+class StoreConfig(StrictModel):
+    """Where forget requests, withdrawals, retain removals and the audit log live."""
+
+    backend: Literal["sqlite", "postgres"] = Field(
+        "sqlite", description="sqlite: one file in state_dir (one replica); postgres: shared "
+        "by every replica, changes propagated to all of them")
+    dsn: str | None = Field(
+        None, description="postgres: the connection string, e.g. ${DATABASE_URL}")
+    pool_size: int = Field(4, ge=1, description="postgres: connections per replica")
+    connect_timeout_s: float = Field(5.0, gt=0, description="postgres: per connection attempt")
+    reconcile_s: float = Field(
+        0.5, gt=0, description="postgres: how often a replica compares its state's version "
+        "with the database's (the fallback for a missed change notification)")
+
+    @model_validator(mode="after")
+    def _postgres_needs_dsn(self) -> StoreConfig:
+        if self.backend == "postgres" and not self.dsn:
+            raise ValueError("a 'postgres' store needs 'dsn'")
+        return self
 
 
 class ServerConfig(StrictModel):
@@ -23,6 +46,7 @@ class ServerConfig(StrictModel):
     max_tokens_limit: int = Field(8192, gt=0, description="largest max_tokens a client may ask")
     rate_limit_per_minute: int | None = Field(None, gt=0, description="per client key")
     state_dir: str = Field(".unlearn-proxy", description="SQLite store and compiled artefacts")
+    store: StoreConfig = Field(default_factory=StoreConfig)
     protect_metrics: bool = Field(
         False, description="/metrics, and /healthz's model and policy lists, need a client key "
         "from api_keys or the admin key")

@@ -25,7 +25,7 @@ from proxy.core.config import ForgetTargetConfig, PolicyConfig
 from proxy.core.errors import GuardFailedError, PolicyBlockedError
 from proxy.metrics import Metrics
 from proxy.pipeline import Decision, Pipeline, PolicyRuntime, Request, Speculation, block_answer
-from proxy.store import Store
+from proxy.store import SqliteStore, Store
 
 SECRET = "Zorblax"
 ANSWER = f"The inventor was {SECRET} of Vell, long ago."
@@ -226,7 +226,7 @@ def test_no_policy_admits_unchanged() -> None:
 def test_first_input_block_wins_and_is_audited(tmp_path: Path) -> None:
     first, second = WordGuard(SECRET, "first"), WordGuard(SECRET, "second")
     runtime = Runtime(policy(audit_prompts=True), input_guards=[first, second])
-    store = Store(tmp_path / "s.sqlite3")
+    store = SqliteStore(tmp_path / "s.sqlite3")
     pipeline, _, metrics = make(runtime, store=store)
     decision, sent = run(pipeline.admit(chat(f"Who is {SECRET}?"), "p"))
     assert decision.blocking is not None and decision.blocking.guard == "first"
@@ -243,7 +243,7 @@ def test_first_input_block_wins_and_is_audited(tmp_path: Path) -> None:
 
 
 def test_prompts_are_audited_only_when_asked(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.sqlite3")
+    store = SqliteStore(tmp_path / "s.sqlite3")
     pipeline, _, _ = make(Runtime(policy(), input_guards=[WordGuard(SECRET)]), store=store)
     run(pipeline.admit(chat(SECRET), "p"))
     assert [r["prompt"] for r in store.audit()] == [None]
@@ -277,7 +277,7 @@ def test_nothing_detected_when_no_guard_rewrites() -> None:
 def test_a_failing_guard_follows_fail_mode(mode: str, as_: str, action: str, tmp_path: Path) -> None:
     runtime = Runtime(policy(fail_mode=mode, fail_closed_as=as_),
                       input_guards=[WordGuard(SECRET, fails=True)])
-    store = Store(tmp_path / "s.sqlite3")
+    store = SqliteStore(tmp_path / "s.sqlite3")
     pipeline, _, metrics = make(runtime, store=store)
     decision, _ = run(pipeline.admit(chat(), "p"))
     verdict = "block" if mode == "closed" else "allow"
@@ -291,7 +291,7 @@ def test_a_failing_guard_follows_fail_mode(mode: str, as_: str, action: str, tmp
 
 
 def test_a_failing_guard_under_fail_closed_is_a_retryable_503(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.sqlite3")
+    store = SqliteStore(tmp_path / "s.sqlite3")
     pipeline, backend, metrics = make(
         Runtime(policy(), input_guards=[WordGuard(SECRET, fails=True)]), store=store)
     with pytest.raises(GuardFailedError, match="words of policy p is unavailable") as raised:
@@ -396,7 +396,7 @@ def test_generate_without_output_guards_returns_the_answer(kind: str) -> None:
 def test_generate_replaces_a_blocked_answer(tmp_path: Path, on_block: str, text: str,
                                             finish: str) -> None:
     guard = WordGuard(SECRET, "out", only_final=True)
-    store = Store(tmp_path / "s.sqlite3")
+    store = SqliteStore(tmp_path / "s.sqlite3")
     pipeline, _, metrics = make(Runtime(policy(on_block=on_block), output_guards=[guard]),
                                 store=store)
     answer = run(pipeline.answer(chat(), "p"))
@@ -447,7 +447,7 @@ def test_a_failing_output_guard_follows_fail_mode() -> None:
 
 def test_a_stream_stops_calling_an_output_guard_that_failed_open(tmp_path: Path) -> None:
     broken, working = WordGuard("x", "broken", fails=True), WordGuard("nothing", "working")
-    store = Store(tmp_path / "s.sqlite3")
+    store = SqliteStore(tmp_path / "s.sqlite3")
     pipeline, _, metrics = make(
         Runtime(policy(fail_mode="open"), output_guards=[broken, working]),
         Backend(pieces=letters()), store=store)
@@ -502,7 +502,7 @@ def test_hold_back_keeps_the_name_from_the_client() -> None:
 
 def test_the_final_check_blocks_what_only_the_whole_text_shows(tmp_path: Path) -> None:
     guard = WordGuard(SECRET, "end", only_final=True)
-    store = Store(tmp_path / "s.sqlite3")
+    store = SqliteStore(tmp_path / "s.sqlite3")
     pipeline, _, _ = make(Runtime(policy(), output_guards=[guard]),
                           Backend(pieces=("The inventor was ", SECRET, ".")), store)
     stream = pipeline.answer_stream(chat(), "p")
@@ -624,7 +624,7 @@ def test_output_guards_see_the_conversation_in_a_guard_thread() -> None:
 
 
 def test_output_guard_time_and_failures_are_recorded_by_guard(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.sqlite3")
+    store = SqliteStore(tmp_path / "s.sqlite3")
     failing = WordGuard("x", "broken", fails=True)
     pipeline, _, metrics = make(
         Runtime(policy(audit_prompts=True, fail_closed_as="block"), output_guards=[failing]),
@@ -646,7 +646,7 @@ def test_output_guard_time_and_failures_are_recorded_by_guard(tmp_path: Path) ->
 
 
 def test_audited_prompts_join_the_turns_by_lines(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.sqlite3")
+    store = SqliteStore(tmp_path / "s.sqlite3")
     pipeline, _, _ = make(Runtime(policy(audit_prompts=True), input_guards=[WordGuard(SECRET)]),
                           store=store)
     turns = [{"role": "user", "content": "Hello."}, {"role": "user", "content": SECRET}]

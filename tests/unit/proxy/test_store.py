@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from proxy.store import AuditRecord, Store
+from proxy.store import AuditRecord, SqliteStore
 
 
 def test_forget_requests_round_trip_and_withdraw(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.sqlite3")
+    store = SqliteStore(tmp_path / "s.sqlite3")
     store.add_forget("p", {"id": "a", "name": "Alice"})
     store.add_forget("p", {"id": "b", "name": "Bob"})
     store.add_forget("q", {"id": "a", "name": "Alice"})
@@ -19,7 +19,7 @@ def test_forget_requests_round_trip_and_withdraw(tmp_path: Path) -> None:
     assert store.withdraw_forget("p", "a") == 1
     assert store.withdraw_forget("p", "a") == 0
     store.close()
-    reopened = Store(tmp_path / "s.sqlite3")
+    reopened = SqliteStore(tmp_path / "s.sqlite3")
     assert [r.target_id for r in reopened.forget_requests("p")] == ["b"]
     everything = reopened.forget_requests("p", active_only=False)
     assert [(r.target_id, r.withdrawn_at is not None) for r in everything] == [("a", True), ("b", False)]
@@ -27,7 +27,7 @@ def test_forget_requests_round_trip_and_withdraw(tmp_path: Path) -> None:
 
 
 def test_version_counts_changes_to_forget_requests_and_retain_removals(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.sqlite3")
+    store = SqliteStore(tmp_path / "s.sqlite3")
     assert store.version == 0
     store.add_forget("p", {"id": "a", "name": "Alice"})
     store.withdraw_forget("p", "a")
@@ -39,7 +39,7 @@ def test_version_counts_changes_to_forget_requests_and_retain_removals(tmp_path:
 
 
 def test_records_of_a_noted_request_carry_its_origin(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.sqlite3")
+    store = SqliteStore(tmp_path / "s.sqlite3")
     forget = store.note_origin("r1", actor="sha256:ab", model="m")
     store.append_audit(AuditRecord(request_id="r1", action="block"))
     store.append_audit(AuditRecord(request_id="r1", action="block", actor="sha256:cd"))
@@ -51,7 +51,7 @@ def test_records_of_a_noted_request_carry_its_origin(tmp_path: Path) -> None:
 
 
 def test_audit_is_append_only(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.sqlite3")
+    store = SqliteStore(tmp_path / "s.sqlite3")
     store.append_audit(AuditRecord(request_id="r1", action="block", policy="p", method="alias",
                                    target_id="a", item="Alice", score=1.0))
     store.append_audit(AuditRecord(request_id="r2", action="block"))
@@ -68,6 +68,6 @@ def test_audit_is_append_only(tmp_path: Path) -> None:
 
 
 def test_wal_mode(tmp_path: Path) -> None:
-    Store(tmp_path / "s.sqlite3")
+    SqliteStore(tmp_path / "s.sqlite3")
     mode = sqlite3.connect(tmp_path / "s.sqlite3").execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
