@@ -10,8 +10,8 @@ embedding worker process included). Then: the RSS it added (this process and the
 forget items, the input guards' time on one request (all guards in turn, as the pipeline runs
 them; unique texts, half of them questions about targets, half not), and a run-time forget
 request: the policy compiled again with one new target (what ``POST /admin/forget`` does before
-it swaps the runtime in) and checked to block that target's question, then compiled without it
-(``DELETE``). The guard time is what a policy adds to a request beside the proxy's own
+it swaps the runtime in) and checked to block that target's question in its name, then compiled
+without it (``DELETE``) and checked no longer to name it. The guard time is what a policy adds to a request beside the proxy's own
 overhead (:mod:`benchmarks.proxy_overhead`).
 """
 
@@ -66,9 +66,13 @@ def guard_ms(compiled: CompiledPolicy, texts: list[str]) -> dict[str, float]:
     return {"p50": percentile(times, 50), "p99": percentile(times, 99)}
 
 
-def _blocks(compiled: CompiledPolicy, text: str) -> bool:
+def _blocked_as(compiled: CompiledPolicy, text: str, target_id: str) -> bool:
+    """Whether a guard blocks ``text`` naming ``target_id`` (a question about a withdrawn
+    target may still be blocked as like the others, but never in its name)."""
     messages = [{"role": "user", "content": text}]
-    return any(guard.check_input(messages).is_block for guard in compiled.input_guards)
+    verdicts = [guard.check_input(messages) for guard in compiled.input_guards]
+    return any(v.is_block and v.match is not None and v.match.target_id == target_id
+               for v in verdicts)
 
 
 def measure_size(size: int, queries: int, state_dir: Path) -> dict[str, Any]:
@@ -86,7 +90,7 @@ def measure_size(size: int, queries: int, state_dir: Path) -> dict[str, Any]:
     added = compile_policy("synthetic", policy, base_dir=state_dir, state_dir=state_dir,
                            extra_targets=[new], progress=False)
     add_s = time.perf_counter() - started
-    new_blocked = _blocks(added, new.questions[0].question)
+    new_blocked = _blocked_as(added, new.questions[0].question, new.id)
     started = time.perf_counter()
     withdrawn = compile_policy("synthetic", policy, base_dir=state_dir, state_dir=state_dir,
                                progress=False)
@@ -98,7 +102,7 @@ def measure_size(size: int, queries: int, state_dir: Path) -> dict[str, Any]:
         "rss_per_target_kb": rss * 1024 / size, "forget_items": items,
         "guard_ms": latency, "add_one_target_s": add_s, "new_target_blocked": new_blocked,
         "withdraw_one_target_s": withdraw_s,
-        "withdrawn_target_allowed": not _blocks(withdrawn, new.questions[0].question),
+        "withdrawn_target_unnamed": not _blocked_as(withdrawn, new.questions[0].question, new.id),
         "cache_hits": {"add": added.cache_hits, "withdraw": withdrawn.cache_hits},
     }
 
@@ -114,7 +118,7 @@ def render_markdown(report: dict[str, Any]) -> str:
              f"{REFERENCE_SIZE}-target policy's. Add / withdraw: compiling the policy with / "
              "without one more target, as the forget API does before its swap.", "",
              "| targets | forget items | compile s | RSS added MB | KB per target | guard p50 ms | "
-             "guard p99 ms | × ref | add one s | blocked | withdraw s | allowed again |",
+             "guard p99 ms | × ref | add one s | blocked as it | withdraw s | no longer named |",
              "|" + "---|" * 12]
     reference = next((r for r in results["sizes"] if r["targets"] == REFERENCE_SIZE), None)
     for row in results["sizes"]:
@@ -126,7 +130,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"{row['guard_ms']['p50']:.2f} | {row['guard_ms']['p99']:.2f} | {ratio} | "
             f"{row['add_one_target_s']:.2f} | {'yes' if row['new_target_blocked'] else 'NO'} | "
             f"{row['withdraw_one_target_s']:.2f} | "
-            f"{'yes' if row['withdrawn_target_allowed'] else 'NO'} |")
+            f"{'yes' if row['withdrawn_target_unnamed'] else 'NO'} |")
     return "\n".join([*lines, ""])
 
 
