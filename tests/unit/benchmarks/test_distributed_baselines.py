@@ -4,7 +4,8 @@ Both run the real command line (``python -m benchmarks.baselines``; in one proce
 ``run_methods``) on the same tiny Gemma 3 checkpoint, seed and data: 5 forget and 5 retain QA
 pairs in batches of 3, so ranks get uneven shards (2 + 1 rows, then 1 + 1) with different
 token counts, where a mean of per-rank means would be wrong. Every registered method runs 3
-steps; GA accumulates 2 micro-batches (DDP ``no_sync``), NPO masks samples past an NLL ceiling.
+steps; GA accumulates 2 micro-batches (DDP ``no_sync``), NPO masks samples past an NLL ceiling,
+GradDiff saves a checkpoint (from rank 0).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ SHARED = {"max_steps": 3, "batch_size": 3, "lr": 1e-3, "max_length": 64, "weight
 NPO_CEILING = 0.05  # between the memorised forget samples' NLLs: some are masked, some not
 RUNS: dict[str, dict[str, Any]] = {
     "ga": {"grad_accum_steps": 2},
-    "grad_diff": {},
+    "grad_diff": {"save_every": 3},
     "npo": {"forget_nll_ceiling": NPO_CEILING},
     "simnpo": {},
     "idk_dpo": {},
@@ -155,6 +156,9 @@ def test_final_weights_match_one_process(
     assert moved > 100 * WEIGHT_ATOL  # the tolerance is under 1 % of the update
     for name, value in saved.items():
         torch.testing.assert_close(value, result.final_state[name], rtol=RTOL, atol=WEIGHT_ATOL)
+    for path in (distributed / method).glob("checkpoint-*.pt"):  # step 3 = the last
+        checkpoint = torch.load(path, weights_only=True)
+        assert all(torch.equal(checkpoint[k], saved[k]) for k in saved)
 
 
 @pytest.mark.slow
@@ -162,7 +166,8 @@ def test_rank_zero_writes_one_folder_a_method(distributed: Path) -> None:
     assert sorted(p.name for p in distributed.iterdir()) == sorted(RUNS)
     for method in RUNS:
         files = sorted(p.name for p in (distributed / method).iterdir())
-        assert files == sorted([LOSS_LOG, STATE_FILE, SUMMARY_FILE])
+        checkpoints = ["checkpoint-000003.pt"] * (method == "grad_diff")
+        assert files == sorted([LOSS_LOG, STATE_FILE, SUMMARY_FILE, *checkpoints])
         summary = json.loads((distributed / method / SUMMARY_FILE).read_text())
         assert (summary["method"], summary["world_size"], summary["device"]) == (method, 2, "cpu")
         assert summary["config"]["seed"] == 0 and summary["final"]["step"] == 3
