@@ -5,8 +5,9 @@ the cost of adding and withdrawing one target at run time, one run.
                                  [--out benchmarks/results/scaling.json]
 
 For each size, a synthetic policy (:mod:`benchmarks.synthetic_policy`: detector + classifier)
-is compiled cold in a fresh state directory, as ``unlearn-proxy serve`` compiles it (the
-embedding worker process included). Then: the RSS it added (this process and the worker), its
+is compiled cold (a fresh state directory, the embedder's cache of recent texts emptied), as
+``unlearn-proxy serve`` compiles it (the embedding worker process included). The run-time
+add and withdraw below find that cache as a running server would: holding the policy's texts. Then: the RSS it added (this process and the worker), its
 forget items, the input guards' time on one request (all guards in turn, as the pipeline runs
 them; unique texts, half of them questions about targets, half not), and a run-time forget
 request: the policy compiled again with one new target (what ``POST /admin/forget`` does before
@@ -79,6 +80,7 @@ def measure_size(size: int, queries: int, state_dir: Path) -> dict[str, Any]:
     """Every figure for a policy of ``size`` synthetic targets."""
     data = synthetic_policy(size)
     policy = PolicyConfig.model_validate(data)
+    build_embedder(policy.embedder).clear()  # type: ignore[attr-defined]  # a cold compile
     before = _rss_mb()
     compiled = compile_policy("synthetic", policy, base_dir=state_dir, state_dir=state_dir,
                               progress=False)
@@ -141,7 +143,7 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/scaling.json")
     args = parser.parse_args()
     started = time.time()
-    build_embedder(EmbedderConfig()).warm_up()  # type: ignore[attr-defined]  # the worker's RSS is no size's
+    build_embedder(EmbedderConfig()).warm_up()  # type: ignore[attr-defined]  # the worker is no size's
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:

@@ -259,6 +259,11 @@ class CachingEmbedder:
             return self.inner.embed(list(texts))
         return np.stack(found)
 
+    def clear(self) -> None:
+        """Forget every cached row (the next calls embed again)."""
+        with self._lock:
+            self._cache.clear()
+
     def __repr__(self) -> str:
         return f"CachingEmbedder({self.inner!r})"
 

@@ -52,6 +52,9 @@ def test_caching_embedder_reuses_rows() -> None:
     second = cache.embed(["bb", "ccc", "a"])
     assert calls == [["a", "bb"], ["ccc"]]
     np.testing.assert_array_equal(second[[2, 0]], first)
+    cache.clear()
+    cache.embed(["a", "ccc"])
+    assert calls[-1] == ["a", "ccc"]
 
 
 def test_local_embedder_rejects_unknown_model() -> None:
