@@ -7,7 +7,7 @@ CONFIG ?=
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install dev serve test test-fast bench bench-smoke bench-weights mutation clean
+.PHONY: install dev serve test test-fast bench bench-smoke bench-weights mutation clean postgres
 
 # llama-cpp-python compiles llama.cpp. A native build (-march=native) emits AMX tile
 # instructions on hosts whose CPU lists AMX, and a VM that does not grant AMX state kills the
@@ -46,7 +46,13 @@ serve: $(VENV)/.installed
 # tests wait on servers and subprocesses, so two workers on two cores finish well ahead of one.
 TEST_WORKERS ?= 2
 
-test: $(VENV)/.dev-installed
+# The replica tests start a real PostgreSQL server from Debian's package (benchmarks/postgres_server.py).
+postgres:
+	@command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  { echo "installing Debian's postgresql package for the replica tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
+
+test: $(VENV)/.dev-installed postgres
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: $(VENV)/.dev-installed
