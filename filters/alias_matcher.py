@@ -108,23 +108,27 @@ class AliasTable:
         return None
 
     def _match_at(self, tokens: Sequence[Token], start: int, min_end: int) -> AliasEntry | None:
-        # (letters so far, whether they started part-way through a spelled-out run)
-        partials: list[tuple[str, bool]] = [("", False)]
+        # (letters so far, whether they started part-way through a spelled-out run, whether a
+        # token is read as written: a number read as leet alone never spells a name, "1515")
+        partials: list[tuple[str, bool, bool]] = [("", False, False)]
         best = None
         for end in range(start, len(tokens)):
             token = tokens[end]
             whole, run_ends, possessive = _pieces(token, at_start=end == start)
+            number = token.text.isdigit()
             grown, found = [], None  # the first spelling found at this end wins
-            for partial, partway in partials:
+            for partial, partway, had_letters in partials:
+                with_letters = had_letters or not number
                 for reading in whole:
                     spelled = partial + reading
                     if spelled not in self._prefixes:
                         continue
+                    with_letters = had_letters or not number or reading == token.text
                     inside = partway or (token.is_run and end == start and reading != token.text)
-                    grown.append((spelled, inside))
-                    if found is None and end + 1 > min_end:
+                    grown.append((spelled, inside, with_letters))
+                    if found is None and end + 1 > min_end and with_letters:
                         found = self._accept(self._by_key.get(spelled), inside)
-                if found is None and end + 1 > min_end:
+                if found is None and end + 1 > min_end and with_letters:
                     found = self._ending(partial, partway, run_ends, possessive)
             best = found or best
             if not grown:

@@ -134,6 +134,10 @@ def _token(raw: str) -> Token | None:
     extra = [transliterate(word)]
     if word != raw and raw.isascii() and any(c.isalpha() for c in raw):
         extra.append(raw.translate(_ROT13_LEET))
+    elif raw.isdigit() and raw.isascii() and all(c in _LEET_LETTERS for c in raw):
+        # a number that leetspeak can spell ("743" for "tae"): the number stays the token,
+        # its letters are readings an alias may use, in plain and in ROT13
+        extra += [raw.translate(_LEET), raw.translate(_ROT13_LEET)]
     return Token(word, alt, tuple(r for r in extra if r and r != word))
 
 

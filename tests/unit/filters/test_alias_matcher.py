@@ -261,6 +261,7 @@ def test_invisible_characters_inside_a_name_hide_nothing_on_the_way_in(guard: Al
         ("Zorblax Quintavius", "Mbeoynk Dhvagnivhf", "rot13"),
         ("Zorblax Quintavius", "M0eoy4k Dh1a74i1h5", "rot13"),  # leet digits inside ROT13
         ("Stephen King", "name a film from Ste-phen Kin-g's fiction", "plain"),
+        ("Tae-ho Park", "743-h0 P4rk h45 b33n h0n0r3d", "plain"),  # a leet word of digits only
         ("Stephen King", "stephen kings fiction (Morse drops the apostrophe)", "plain"),
         ("Марисол Кенби", "Who is Marisol Kenbi?", "transliterated"),
         ("Marisol Kenbi", "Кто такая Марисол Кенби?", "plain"),  # Cyrillic read as Latin
@@ -279,6 +280,7 @@ def test_spellings_separators_and_scripts(alias: str, text: str, transform: str)
         ("Ann", "the anns of the county"),  # no possessive s on a one-word alias
         ("Ann", "a n n u a l report"),  # a short alias is not looked for inside a run
         ("Stephen King", "Stephen Kingsley"),
+        ("Tess", "in 7355 BC"),  # a number alone never spells a name
         ("Zorblax Quintavius", "Zorblax Quint"),
         ("Марисол Кенби", "Marisol Quenby"),  # transliteration is letters, not sound
     ],

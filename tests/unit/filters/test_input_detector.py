@@ -236,4 +236,4 @@ def test_build_input_detector_follows_the_config(artifacts: PolicyArtifacts) -> 
     )
     cfg = InputDetectorConfig(type="input_detector", aliases=False)
     assert build_input_detector(cfg, artifacts).aliases is None
-    assert repr(detector) == "EmbeddingDetector(ForgetIndex(5 items, dim=384), threshold=0.7)"
+    assert repr(detector) == f"EmbeddingDetector({artifacts.index!r}, threshold=0.7)"
