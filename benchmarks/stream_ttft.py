@@ -1,10 +1,10 @@
 """Time to first token through a proxy with an output filter, and whether any stream leaks.
 
-    python -m benchmarks.stream_ttft [--rounds 60] [--event-delay-ms 2]
+    python -m benchmarks.stream_ttft [--rounds 40] [--event-delay-ms 0 1 2]
                                      [--out benchmarks/results/stream_ttft.json]
 
 Starts a fast stub upstream (``benchmarks.stub_upstream --echo``: the answer is the request's
-text, streamed in pieces of at most five characters, ``--event-delay-ms`` apart) and one
+text, streamed in pieces of at most five characters, ``--event-delay-ms`` apart; one stub per pace) and one
 unlearn-proxy whose policy forgets J. K. Rowling with an ``output_filter`` only (aliases,
 n-grams and sentence embeddings at their defaults), both real processes on loopback. Each round
 streams one benign multi-sentence answer direct and through the proxy and records the time to
@@ -128,19 +128,24 @@ def run(rounds: int, event_delay_ms: float) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--rounds", type=int, default=60)
-    parser.add_argument("--event-delay-ms", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument("--event-delay-ms", type=float, nargs="+", default=[0.0, 1.0, 2.0])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/stream_ttft.json"))
     args = parser.parse_args()
     started = time.time()
-    result = run(args.rounds, args.event_delay_ms)
-    command = f"python -m benchmarks.stream_ttft --rounds {args.rounds} " \
-              f"--event-delay-ms {args.event_delay_ms}"
-    report = {"result": result, "policy": POLICY,
+    results = [run(args.rounds, delay) for delay in args.event_delay_ms]
+    paces = " ".join(f"{d:g}" for d in args.event_delay_ms)
+    command = f"python -m benchmarks.stream_ttft --rounds {args.rounds} --event-delay-ms {paces}"
+    report = {"results": results, "policy": POLICY,
               "provenance": provenance(started, command=command)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    print(json.dumps(result, indent=1, ensure_ascii=False))
+    for result in results:
+        print(f"pace {result['event_delay_ms']:g} ms/event: added TTFT p50 "
+              f"{result['added_ttft_ms']['p50']:.1f} ms (p99 {result['added_ttft_ms']['p99']:.1f}), "
+              f"direct {result['direct_ttft_ms']['p50']:.1f} ms; leaks {len(result['leaks'])} of "
+              f"{result['leak_streams']} obfuscated streams ({result['leak_streams_blocked']} "
+              f"blocked); benign answers blocked or changed {result['benign_blocked_or_changed']}")
 
 
 if __name__ == "__main__":
