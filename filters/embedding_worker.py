@@ -1,10 +1,10 @@
 """The local embedder in a child process, which also does the micro-batching.
 
 The child runs ONNX Runtime (the default engine; it never imports torch, see
-:mod:`filters.onnx_embedder`) or torch. A torch forward pass of MiniLM hands the GIL back and forth about a hundred times; in a process
-whose event loop is busy with requests, every hand-back waits for the loop's thread, and a batch
-measured at 56 ms alone took 1.3 s beside one busy Python thread. In a child process the model
-has an interpreter to itself.
+:mod:`filters.onnx_embedder`) or torch. A torch forward pass of MiniLM hands the GIL back and
+forth about a hundred times; in a process whose event loop is busy with requests, every
+hand-back waits for the loop's thread, and a batch measured at 56 ms alone took 1.3 s beside one
+busy Python thread. In a child process the model has an interpreter to itself.
 
 Callers send their texts as they come; the child embeds everything waiting in its pipe (up to
 ``max_batch`` texts) in one call, so it starts the next batch the moment one ends instead of
