@@ -1,7 +1,8 @@
 """One dataset of a bench run: select probes, deploy the variants, ask, score.
 
-The no-defence variant answers every candidate first; with ``known_min_rouge`` only the probes
-it answers are scored (RWKU on a small model: docs/ARCHITECTURE.md, "Scoring known probes"),
+Neighbour/retain candidates that name a forget target are left out first
+(:mod:`benchmarks.harness.hygiene`). The no-defence variant answers every remaining candidate;
+with ``known_min_rouge`` only the probes it answers are scored (RWKU on a small model: docs/ARCHITECTURE.md, "Scoring known probes"),
 and those counts are reported. Then every variant answers the scored probes through the same
 request path, with Extraction Strength and tier L metrics where the config asks for them.
 """
@@ -20,6 +21,7 @@ from benchmarks.datasets import Benchmark, Probe, ProbeKind, load_benchmark
 from benchmarks.harness.backends import OracleBackend, RecordingBackend
 from benchmarks.harness.cache import ResultCache, fingerprint
 from benchmarks.harness.config import BenchConfig, DatasetSpec
+from benchmarks.harness.hygiene import Exclusion, exclude_naming_targets
 from benchmarks.harness.likelihood import likelihood_metrics
 from benchmarks.harness.methods import METHOD_KINDS, Variant
 from benchmarks.harness.policies import KINDS, ProbeSplit, base_policy, split_probes
@@ -50,13 +52,15 @@ class BenchContext:
 
 @dataclass
 class DatasetResult:
-    """A scored dataset: the probes used, the rows, and what the answers were."""
+    """A scored dataset: the probes used, the rows, and what the answers were; ``exclusion``
+    holds the candidates left out for naming a target."""
 
     spec: DatasetSpec
     benchmark: Benchmark
     split: ProbeSplit
     scored: dict[ProbeKind, list[Probe]]
     rows: list[Row]
+    exclusion: Exclusion | None = None
     items: list[dict[str, Any]] = field(default_factory=list)
     cache_files: list[str] = field(default_factory=list)
     wall_s: float = 0.0
@@ -140,11 +144,11 @@ def _oracle(benchmark: str, split: ProbeSplit, ctx: BenchContext) -> dict[str, s
                                  seed=config.seed)]}
 
 
-def _select(spec: DatasetSpec, split: ProbeSplit,
+def _select(spec: DatasetSpec, candidates: Mapping[ProbeKind, Sequence[Probe]],
             reference: Mapping[str, Outcome]) -> dict[ProbeKind, list[Probe]]:
     scored: dict[ProbeKind, list[Probe]] = {}
     for kind in KINDS:
-        probes = list(split.candidates[kind])
+        probes = list(candidates[kind])
         if kind != "utility" and spec.mode == "generate":
             probes = known_probes(probes, reference, spec.known_min_rouge)
         scored[kind] = probes[: spec.max_scored] if spec.max_scored else probes
@@ -184,12 +188,13 @@ def evaluate_dataset(ctx: BenchContext, spec: DatasetSpec) -> DatasetResult:
                 for v in METHOD_KINDS.get(m.kind)(m, base, benchmark)]
     reference = next(v for v in variants if v.method == config.reference.name)
     oracle = _oracle(benchmark.name, split, ctx) if spec.mode == "detect" else None
-    result = DatasetResult(spec, benchmark, split, {}, [])
+    exclusion = exclude_naming_targets(split.candidates, benchmark.targets)
+    result = DatasetResult(spec, benchmark, split, {}, [], exclusion=exclusion)
     with _deploy(ctx, variants, oracle, spec) as deployment:
         ref_asking = _Asking(ctx, spec, deployment, reference, benchmark.name)
-        candidates = [p for kind in KINDS for p in split.candidates[kind]]
+        candidates = [p for kind in KINDS for p in exclusion.kept[kind]]
         reference_outcomes = ref_asking.answers(candidates, " (all candidates)")
-        result.scored = _select(spec, split, reference_outcomes)
+        result.scored = _select(spec, exclusion.kept, reference_outcomes)
         for variant in variants:
             asking = _Asking(ctx, spec, deployment, variant, benchmark.name)
             row, outcomes = _score(asking, spec, result.scored, reference_outcomes)

@@ -1,0 +1,65 @@
+"""Must-answer probes that name a forget target are left out of scoring, and counted."""
+
+from __future__ import annotations
+
+from benchmarks.datasets import ForgetTarget, Probe, ProbeKind, load_benchmark
+from benchmarks.harness.hygiene import TargetNames, exclude_naming_targets
+
+LEE = ForgetTarget(id="lee", name="Bruce Lee")
+NORRIS = ForgetTarget(id="norris", name="Chuck Norris", aliases=("Carlos Ray Norris",))
+
+
+def _probe(pid: str, question: str, answer: str = "x", kind: ProbeKind = "neighbour") -> Probe:
+    return Probe(id=pid, question=question, answer=answer, kind=kind, target_id="lee")
+
+
+def test_names_match_as_normalised_whole_words() -> None:
+    names = TargetNames([LEE, NORRIS])
+    assert names.named_in("Which film did CHUCK NORRIS shoot in Rome?") == ["norris"]
+    assert names.named_in("Where was Carlos-Ray   Norris born?") == ["norris"]  # an alias
+    assert names.named_in("Brúce Lée met chuck.norris") == ["lee", "norris"]  # accents, dots
+    assert names.named_in("Carlos Ray 'Chuck' Norris was born in ___") == ["norris"]
+    # whole words only: a longer word or half a name is not the target
+    assert names.named_in("Bruce Leeds and Chuckie Norris") == []
+    assert names.named_in("Lee and Norris") == []
+
+
+def test_exclusion_checks_question_and_answer_of_must_answer_kinds_only() -> None:
+    candidates: dict[ProbeKind, tuple[Probe, ...]] = {
+        "forget": (_probe("f", "Who was Bruce Lee?", kind="forget"),),
+        "neighbour": (_probe("n1", "Which style did Chuck Norris found?"),
+                      _probe("n2", "Who directed Enter the Dragon?"),
+                      _probe("n3", "Who fought in the Colosseum scene?", answer="Chuck Norris"),
+                      _probe("n4", "Who played Kato?", answer="bruce lee")),
+        "retain": (_probe("r1", "Carlos Ray Norris won which title?", kind="retain"),
+                   _probe("r2", "Who wrote Dune?", kind="retain")),
+        "utility": (_probe("u", "Bruce Lee? 2 + 2 = ?", kind="utility"),),
+    }
+    exclusion = exclude_naming_targets(candidates, [LEE, NORRIS])
+    assert {k: [p.id for p in v] for k, v in exclusion.kept.items()} == {
+        "forget": ["f"], "neighbour": ["n2"], "retain": ["r2"], "utility": ["u"]}
+    assert {k: [(p.id, hits) for p, hits in v] for k, v in exclusion.excluded.items()} == {
+        "neighbour": [("n1", ("norris",)), ("n3", ("norris",)), ("n4", ("lee",))],
+        "retain": [("r1", ("norris",))]}
+    assert exclusion.counts() == {"neighbour": {"candidates": 4, "excluded": 3},
+                                  "retain": {"candidates": 2, "excluded": 1}}
+
+
+def test_without_other_targets_nothing_is_excluded() -> None:
+    candidates: dict[ProbeKind, tuple[Probe, ...]] = {
+        "neighbour": (_probe("n1", "Which style did Chuck Norris found?"),)}
+    exclusion = exclude_naming_targets(candidates, [LEE])
+    assert exclusion.counts() == {"neighbour": {"candidates": 1, "excluded": 0}}
+
+
+def test_rwku_neighbours_naming_another_target_are_excluded() -> None:
+    # Chuck Norris (a target) appears among Bruce Lee's neighbours in RWKU
+    rwku = load_benchmark("rwku", target_ids=list(range(1, 41)))
+    by_name = {t.name: t.id for t in rwku.targets}
+    exclusion = exclude_naming_targets({"neighbour": rwku.neighbour_probes}, rwku.targets)
+    excluded = exclusion.excluded["neighbour"]
+    assert excluded and len(excluded) < len(rwku.neighbour_probes) / 10
+    assert any(p.target_id == by_name["Bruce Lee"] and by_name["Chuck Norris"] in hits
+               for p, hits in excluded)
+    names = TargetNames(rwku.targets)
+    assert all(not names.named_by(p) for p in exclusion.kept["neighbour"])
