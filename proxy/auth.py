@@ -95,6 +95,8 @@ WINDOW_S = 60.0
 
 async def check_rate(request: Request, key: str | None, per_minute: int | None) -> None:
     """Count one request of the client in the app's rate limiter (429 when over the limit)."""
+    if per_minute is None:
+        return
     limiter = request.app.state.rate_limiter
     identity = rate_limit_identity(request, key)
     if getattr(limiter, "blocking", False):
