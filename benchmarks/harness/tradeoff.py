@@ -3,9 +3,21 @@
 Wang et al. 2024 (*Unlearning with Control*; *Towards Effective Evaluations and Comparisons for
 LLM Unlearning Methods*): a method that trades away utility can look strong on forgetting, so
 each method is calibrated, by its knob, to keep utility within ``points`` of the original
-model, and forget efficacy is compared there. Generate mode: utility = mean neighbour/retain
-ROUGE-L, efficacy = 1 - forget ROUGE-L (MCQ forget sets: 1 - accuracy). Detect mode: utility = 1 - flag rate on
-neighbour/retain probes, efficacy = detection rate on forget probes.
+model, and forget efficacy is compared there.
+
+Utility counts over-refusal against a method, not only answer quality: it is the mean of
+
+- the **ROUGE utility**, mean neighbour/retain ROUGE-L recall (generate mode), and
+- the **answer rate**, 1 - the mean neighbour/retain refusal rate (generate mode: over-refusal
+  of the answer text; detect mode: the share blocked or flagged),
+
+each where the row has it (detect mode has no ROUGE: utility is the answer rate). ROUGE alone
+does not see a refusal of a probe the model got wrong anyway, so a row that refuses a third of
+the neighbours could tie with one that refuses none and win on efficacy; with the answer rate
+in the mean it loses 1/6 of utility (16.7 points) for that, however little the model knows.
+
+Efficacy: generate mode 1 - forget ROUGE-L (MCQ forget sets: 1 - accuracy); detect mode the
+detection rate on forget probes.
 """
 
 from __future__ import annotations
@@ -16,19 +28,30 @@ from dataclasses import dataclass
 from benchmarks.harness.scoring import Row
 from benchmarks.metrics.base import mean
 
-__all__ = ["Matched", "efficacy", "match_utility", "utility"]
+__all__ = ["Matched", "answer_rate", "efficacy", "match_utility", "rouge_utility", "utility"]
 
 _UTILITY = ("neighbour_rouge_l", "retain_rouge_l")
-_FLAGGED = ("neighbour_blocked", "retain_blocked")
+_FLAGGED = ("neighbour_over_refusal", "retain_over_refusal", "neighbour_blocked",
+            "retain_blocked")
+
+
+def rouge_utility(row: Row) -> float | None:
+    """Mean neighbour/retain ROUGE-L recall, or None without it."""
+    kept = [row.metrics[name] for name in _UTILITY if name in row.metrics]
+    return mean(kept) if kept else None
+
+
+def answer_rate(row: Row) -> float | None:
+    """1 - the mean neighbour/retain refusal, block or flag rate, or None without them."""
+    flagged = [row.metrics[name] for name in _FLAGGED if name in row.metrics]
+    return 1.0 - mean(flagged) if flagged else None
 
 
 def utility(row: Row) -> float | None:
-    """Utility in [0, 1] (see the module docstring), or None without the metrics."""
-    kept = [row.metrics[name] for name in _UTILITY if name in row.metrics]
-    if kept:
-        return mean(kept)
-    flagged = [row.metrics[name] for name in _FLAGGED if name in row.metrics]
-    return 1.0 - mean(flagged) if flagged else None
+    """Utility in [0, 1]: the mean of the ROUGE utility and the answer rate, each where the
+    row has it (see the module docstring); None without either."""
+    parts = [part for part in (rouge_utility(row), answer_rate(row)) if part is not None]
+    return mean(parts) if parts else None
 
 
 def efficacy(row: Row) -> float | None:

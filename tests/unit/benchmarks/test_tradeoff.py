@@ -11,7 +11,9 @@ from collections.abc import Mapping
 import pytest
 
 from benchmarks.harness.scoring import Row
-from benchmarks.harness.tradeoff import Matched, efficacy, match_utility, utility
+from benchmarks.harness.tradeoff import (
+    Matched, answer_rate, efficacy, match_utility, rouge_utility, utility,
+)
 
 
 def _row(method: str, label: str | None = None, **metrics: float) -> Row:
@@ -32,13 +34,26 @@ def _generate(method: str, label: str, *, forget: float, neighbour: float) -> Ro
     ({"retain_rouge_l": 0.375}, 0.375),
     ({"neighbour_blocked": 0.25, "retain_blocked": 0.0}, 0.875),  # 1 - (0.25 + 0) / 2
     ({"retain_blocked": 0.125}, 0.875),  # 1 - 0.125
-    ({"neighbour_rouge_l": 0.5, "neighbour_blocked": 0.25}, 0.5),  # ROUGE wins over flags
+    # both sides: the mean of ROUGE utility 0.5 and answer rate 1 - 0.25
+    ({"neighbour_rouge_l": 0.5, "neighbour_blocked": 0.25}, 0.625),
+    # generate mode: ROUGE (0.5 + 0.75) / 2 = 0.625, answer rate 1 - (0.25 + 0) / 2 = 0.875
+    ({"neighbour_rouge_l": 0.5, "retain_rouge_l": 0.75, "neighbour_over_refusal": 0.25,
+      "retain_over_refusal": 0.0}, 0.75),
+    ({"neighbour_over_refusal": 0.5}, 0.5),  # only the answer rate
     ({"neighbour_blocked": 0.0}, 1.0),  # nothing flagged: full utility
     ({"forget_rouge_l": 0.25, "utility_mcq": 0.5}, None),  # no neighbour/retain metric
     ({}, None),
 ])
 def test_utility(metrics: dict[str, float], expected: float | None) -> None:
     assert utility(_row("m", **metrics)) == expected
+
+
+def test_utility_parts() -> None:
+    row = _row("m", neighbour_rouge_l=0.5, retain_rouge_l=0.25, neighbour_over_refusal=0.125,
+               forget_rouge_l=0.0, forget_refusal=1.0)  # forget metrics play no part
+    assert (rouge_utility(row), answer_rate(row), utility(row)) == (0.375, 0.875, 0.625)
+    assert rouge_utility(_row("m", neighbour_blocked=0.5)) is None
+    assert answer_rate(_row("m", neighbour_rouge_l=0.5)) is None
 
 
 @pytest.mark.parametrize(("metrics", "expected"), [
@@ -172,3 +187,25 @@ def test_match_utility_without_reference_metrics_marks_nothing() -> None:
 def test_match_utility_keeps_first_seen_method_order() -> None:
     rows = [_generate(m, m, forget=0.5, neighbour=0.5) for m in ("b", "none", "a", "b")]
     assert [m.method for m in match_utility(rows, "none", POINTS)] == ["b", "none", "a"]
+
+
+def test_over_refusal_counts_against_utility_in_the_choice() -> None:
+    """Issue 17: a row that refuses a third of the neighbours must not win over one that
+    refuses none just because their ROUGE utility is equal."""
+    rows = [_row("none", forget_rouge_l=0.875, neighbour_rouge_l=0.25, neighbour_over_refusal=0.0),
+            # refuses a third of the neighbours, which the model had wrong anyway: ROUGE 0.25 too
+            _row("det", "det@refusing", forget_rouge_l=0.0, neighbour_rouge_l=0.25,
+                 neighbour_over_refusal=1 / 3),
+            _row("det", "det@answering", forget_rouge_l=0.5, neighbour_rouge_l=0.25,
+                 neighbour_over_refusal=0.0)]
+    refusing, answering = rows[1], rows[2]
+    # the old rule (utility = ROUGE only): both rows at the reference's 0.25, so both are in
+    # any band and the higher efficacy (1 - 0 against 1 - 0.5) picks the refusing row
+    assert rouge_utility(refusing) == rouge_utility(answering) == rouge_utility(rows[0])
+    old = max([refusing, answering], key=lambda r: (efficacy(r) or 0.0, rouge_utility(r) or 0.0))
+    assert old is refusing
+    # the rule now: utility (0.25 + 2/3) / 2 is 16.7 points below the reference's (0.25 + 1) / 2
+    chosen = _choose(rows, points=2.0)["det"]
+    assert chosen == Matched("det", "det@answering", True, 0.625, 0.5)
+    assert utility(refusing) == pytest.approx(0.625 - 1 / 6)
+    assert [r.matched for r in rows] == [True, False, True]
