@@ -19,6 +19,7 @@ from typing import Any
 
 from benchmarks.datasets import Benchmark, Probe, ProbeKind, load_benchmark
 from benchmarks.harness.backends import OracleBackend, RecordingBackend
+from benchmarks.harness.breakdown import group_rows
 from benchmarks.harness.cache import ResultCache, fingerprint
 from benchmarks.harness.config import BenchConfig, DatasetSpec
 from benchmarks.harness.hygiene import Exclusion, exclude_naming_targets
@@ -53,7 +54,8 @@ class BenchContext:
 @dataclass
 class DatasetResult:
     """A scored dataset: the probes used, the rows, and what the answers were; ``exclusion``
-    holds the candidates left out for naming a target."""
+    holds the candidates left out for naming a target, ``groups`` the rows per level and
+    attack type (:mod:`benchmarks.harness.breakdown`)."""
 
     spec: DatasetSpec
     benchmark: Benchmark
@@ -61,6 +63,7 @@ class DatasetResult:
     scored: dict[ProbeKind, list[Probe]]
     rows: list[Row]
     exclusion: Exclusion | None = None
+    groups: list[Row] = field(default_factory=list)
     items: list[dict[str, Any]] = field(default_factory=list)
     cache_files: list[str] = field(default_factory=list)
     wall_s: float = 0.0
@@ -155,6 +158,10 @@ def _select(spec: DatasetSpec, candidates: Mapping[ProbeKind, Sequence[Probe]],
     return scored
 
 
+def _refusal(variant: Variant) -> str:
+    return variant.policy.refusal_text if variant.policy else DEFAULT_REFUSAL
+
+
 def _score(asking: _Asking, spec: DatasetSpec, scored: Mapping[ProbeKind, list[Probe]],
            reference: Mapping[str, Outcome]) -> tuple[Row, dict[str, Outcome]]:
     variant = asking.variant
@@ -162,8 +169,8 @@ def _score(asking: _Asking, spec: DatasetSpec, scored: Mapping[ProbeKind, list[P
               training=variant.training)
     probes = [p for kind in KINDS for p in scored[kind]]
     outcomes = asking.answers(probes)
-    refusal = variant.policy.refusal_text if variant.policy else DEFAULT_REFUSAL
-    score_outcomes(row, scored, outcomes, detect=spec.mode == "detect", refusal_text=refusal)
+    score_outcomes(row, scored, outcomes, detect=spec.mode == "detect",
+                   refusal_text=_refusal(variant))
     open_forget = [p for p in scored["forget"] if not is_asked_as_mcq(p)]
     if spec.extraction_strength and spec.mode == "generate" and open_forget:
         row.add("forget_es", asking.extraction(open_forget))
@@ -199,6 +206,9 @@ def evaluate_dataset(ctx: BenchContext, spec: DatasetSpec) -> DatasetResult:
             asking = _Asking(ctx, spec, deployment, variant, benchmark.name)
             row, outcomes = _score(asking, spec, result.scored, reference_outcomes)
             result.rows.append(row)
+            result.groups += group_rows(row, result.scored, outcomes,
+                                        detect=spec.mode == "detect",
+                                        refusal_text=_refusal(variant))
             result.cache_files.append(str(asking.cache.path))
             result.items += [{"dataset": spec.name, "variant": variant.label, "probe_id": p.id,
                               "kind": p.kind, "prompt": _prompt_text(asking.task(p)),

@@ -2,7 +2,9 @@
 
 The metric functions (``benchmarks.metrics``) report "knowledge kept" (higher ROUGE/ES/MCQ =
 more known); :data:`METRIC_INFO` states for each row metric whether lower or higher is better
-for an unlearning method, so forget-set knowledge is read the right way round.
+for an unlearning method, so forget-set knowledge is read the right way round, and whether it
+is a *rate* (a share of probes, each 0 or 1), which the report gives with its Wilson 95 %
+interval.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any, Literal
 
 from benchmarks.datasets import Probe, ProbeKind
 from benchmarks.metrics.base import MetricResult, Tier, mean
+from benchmarks.metrics.interval import proportion_interval
 from benchmarks.metrics.mcq import mcq_accuracy
 from benchmarks.metrics.refusal import over_refusal_rate, refusal_rate
 from benchmarks.metrics.rouge import rouge_l_recall
@@ -27,33 +30,34 @@ Better = Literal["lower", "higher"]
 
 @dataclass(frozen=True)
 class MetricInfo:
-    """How a row metric is labelled: title, tier, direction and unit."""
+    """How a row metric is labelled: title, tier, direction, unit, and whether it is a rate."""
 
     title: str
     tier: Tier
     better: Better
     unit: Literal["%", "ms", "tokens"] = "%"
+    rate: bool = False
 
 
 METRIC_INFO: dict[str, MetricInfo] = {
     "forget_rouge_l": MetricInfo("Forget ROUGE-L", "T", "lower"),
-    "forget_refusal": MetricInfo("Forget refusal", "T", "higher"),
+    "forget_refusal": MetricInfo("Forget refusal", "T", "higher", rate=True),
     "forget_es": MetricInfo("Forget ES", "T", "lower"),
-    "forget_mcq": MetricInfo("Forget MCQ accuracy", "T", "lower"),
+    "forget_mcq": MetricInfo("Forget MCQ accuracy", "T", "lower", rate=True),
     "neighbour_rouge_l": MetricInfo("Neighbour ROUGE-L", "T", "higher"),
-    "neighbour_over_refusal": MetricInfo("Neighbour over-refusal", "T", "lower"),
+    "neighbour_over_refusal": MetricInfo("Neighbour over-refusal", "T", "lower", rate=True),
     "retain_rouge_l": MetricInfo("Retain ROUGE-L", "T", "higher"),
-    "retain_over_refusal": MetricInfo("Retain over-refusal", "T", "lower"),
-    "utility_mcq": MetricInfo("Utility MCQ accuracy", "T", "higher"),
-    "forget_blocked": MetricInfo("Forget detected", "T", "higher"),
-    "neighbour_blocked": MetricInfo("Neighbour flagged", "T", "lower"),
-    "retain_blocked": MetricInfo("Retain flagged", "T", "lower"),
+    "retain_over_refusal": MetricInfo("Retain over-refusal", "T", "lower", rate=True),
+    "utility_mcq": MetricInfo("Utility MCQ accuracy", "T", "higher", rate=True),
+    "forget_blocked": MetricInfo("Forget detected", "T", "higher", rate=True),
+    "neighbour_blocked": MetricInfo("Neighbour flagged", "T", "lower", rate=True),
+    "retain_blocked": MetricInfo("Retain flagged", "T", "lower", rate=True),
     "forget_probability": MetricInfo("Forget probability", "L", "lower"),
     "forget_truth_ratio": MetricInfo("Forget truth ratio", "L", "higher"),
     "retain_probability": MetricInfo("Retain probability", "L", "higher"),
     "retain_truth_ratio": MetricInfo("Retain truth ratio", "L", "higher"),
     "model_utility": MetricInfo("Model utility", "L", "higher"),
-    "blocked_share": MetricInfo("Blocked requests", "T", "lower"),
+    "blocked_share": MetricInfo("Blocked requests", "T", "lower", rate=True),
     "added_ms": MetricInfo("Added latency", "T", "lower", "ms"),
     "prompt_tokens": MetricInfo("Prompt tokens/request", "T", "lower", "tokens"),
     "added_prompt_tokens": MetricInfo("Added prompt tokens", "T", "lower", "tokens"),
@@ -62,7 +66,8 @@ METRIC_INFO: dict[str, MetricInfo] = {
 
 @dataclass
 class Row:
-    """One variant on one dataset: metric values, their sample sizes and per-item scores."""
+    """One variant on one dataset (``group``: on one group of its probes, e.g. a level):
+    metric values, their sample sizes and per-item scores."""
 
     dataset: str
     method: str
@@ -75,6 +80,7 @@ class Row:
     wall_s: float = 0.0
     matched: bool | None = None
     training: dict[str, Any] | None = None
+    group: str | None = None
 
     def add(self, name: str, result: MetricResult) -> None:
         """Record ``result`` under the row metric ``name`` (must be in METRIC_INFO)."""
@@ -84,14 +90,23 @@ class Row:
         self.n[name] = len(result.per_item)
         self.items[name] = list(result.per_item)
 
+    def interval(self, name: str) -> tuple[float, float] | None:
+        """The Wilson 95 % interval of a rate metric, or None (not a rate, or not recorded)."""
+        if name not in self.metrics or not METRIC_INFO[name].rate:
+            return None
+        return proportion_interval(self.items.get(name, ()))
+
     def to_dict(self) -> dict[str, object]:
-        """A JSON-ready dict with each metric's tier and direction."""
+        """A JSON-ready dict with each metric's tier, direction and (rates) 95 % interval."""
         metrics = {name: {"value": value, "n": self.n.get(name), "tier": METRIC_INFO[name].tier,
-                          "better": METRIC_INFO[name].better, "unit": METRIC_INFO[name].unit}
+                          "better": METRIC_INFO[name].better, "unit": METRIC_INFO[name].unit,
+                          "ci95": self.interval(name)}
                    for name, value in self.metrics.items()}
-        return {"dataset": self.dataset, "method": self.method, "label": self.label,
-                "knob": self.knob, "value": self.value, "matched_utility": self.matched,
-                "wall_s": round(self.wall_s, 3), "training": self.training, "metrics": metrics}
+        out: dict[str, object] = {
+            "dataset": self.dataset, "method": self.method, "label": self.label,
+            "knob": self.knob, "value": self.value, "matched_utility": self.matched,
+            "wall_s": round(self.wall_s, 3), "training": self.training, "metrics": metrics}
+        return out | ({"group": self.group} if self.group is not None else {})
 
 
 def _texts(probes: Sequence[Probe], outcomes: Mapping[str, Outcome]) -> list[str]:

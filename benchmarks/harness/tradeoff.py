@@ -28,9 +28,11 @@ from dataclasses import dataclass
 from benchmarks.harness.scoring import Row
 from benchmarks.metrics.base import mean
 
-__all__ = ["Matched", "answer_rate", "efficacy", "match_utility", "rouge_utility", "utility"]
+__all__ = ["Matched", "answer_rate", "efficacy", "efficacy_source", "match_utility",
+           "rouge_utility", "utility"]
 
 _UTILITY = ("neighbour_rouge_l", "retain_rouge_l")
+_EFFICACY = (("forget_rouge_l", True), ("forget_mcq", True), ("forget_blocked", False))
 _FLAGGED = ("neighbour_over_refusal", "retain_over_refusal", "neighbour_blocked",
             "retain_blocked")
 
@@ -54,12 +56,18 @@ def utility(row: Row) -> float | None:
     return mean(parts) if parts else None
 
 
+def efficacy_source(row: Row) -> tuple[str, bool] | None:
+    """The metric forget efficacy is read from and whether it is inverted (1 - value)."""
+    return next(((name, inverted) for name, inverted in _EFFICACY if name in row.metrics), None)
+
+
 def efficacy(row: Row) -> float | None:
     """Forget efficacy in [0, 1], higher = more forgotten, or None without the metrics."""
-    for name in ("forget_rouge_l", "forget_mcq"):
-        if name in row.metrics:
-            return 1.0 - row.metrics[name]
-    return row.metrics.get("forget_blocked")
+    source = efficacy_source(row)
+    if source is None:
+        return None
+    name, inverted = source
+    return 1.0 - row.metrics[name] if inverted else row.metrics[name]
 
 
 @dataclass(frozen=True)
