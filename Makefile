@@ -7,7 +7,7 @@ CONFIG ?=
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install dev serve test test-fast bench bench-smoke bench-weights mutation clean postgres
+.PHONY: install dev serve test test-fast bench bench-smoke bench-weights bench-scope mutation clean postgres
 
 # llama-cpp-python compiles llama.cpp. A native build (-march=native) emits AMX tile
 # instructions on hosts whose CPU lists AMX, and a VM that does not grant AMX state kills the
@@ -66,6 +66,11 @@ bench-weights: $(VENV)/.dev-installed
 
 bench-smoke: $(VENV)/.dev-installed
 	$(VENV)/bin/unlearn-proxy bench --config benchmarks/configs/smoke.yaml
+
+# Scope precision (issue 17): detect mode, RWKU targets 1-40 and TOFU forget01/05/10 paraphrased
+# questions against an oracle model; writes benchmarks/results/scope/report.{md,html}.
+bench-scope: $(VENV)/.dev-installed
+	$(VENV)/bin/unlearn-proxy bench --config benchmarks/configs/scope.yaml
 
 # Mutation testing of the safety-critical modules (over an hour on 2 cores from scratch; not
 # part of test):

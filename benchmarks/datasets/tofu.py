@@ -4,7 +4,9 @@ Forget targets are the fictitious authors of the forget split (20 consecutive QA
 Forget probes carry TOFU's paraphrased question/answer and five perturbed answers; retain probes
 are the complementary retain split (perturbed fields only where ``retain_perturbed.json`` has
 the QA pair: its first 400 rows); neighbour probes are ``real_authors`` + ``world_facts``
-with their four options.
+with their four options. With ``forget_questions="paraphrased"`` each forget probe asks TOFU's
+paraphrased question and expects its paraphrased answer: a policy given the forget QA pairs
+must then recognise questions it was never shown word for word.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import re
 from collections import Counter
 from collections.abc import Sequence
+from typing import Literal
 
 from benchmarks.datasets.base import Benchmark, DataFiles, ForgetTarget, Probe, Row, sample
 from benchmarks.errors import DatasetError
@@ -20,6 +23,7 @@ from benchmarks.errors import DatasetError
 __all__ = ["QA_PER_AUTHOR", "SPLITS", "author_name", "load_tofu"]
 
 SPLITS = {"forget01": "retain99", "forget05": "retain95", "forget10": "retain90"}
+ForgetQuestions = Literal["original", "paraphrased"]
 QA_PER_AUTHOR = 20
 _MIN_NAME_SHARE = 0.3
 _PARTICLES = frozenset("al bin da de del den der di du el ibn la le van von".split())
@@ -110,7 +114,7 @@ def _targets(rows: Sequence[Row], where: str) -> list[ForgetTarget]:
 
 
 def _forget_probes(plain: list[Row], perturbed: list[Row], split: str,
-                   targets: Sequence[ForgetTarget]) -> list[Probe]:
+                   targets: Sequence[ForgetTarget], *, paraphrased: bool) -> list[Probe]:
     if len(plain) != len(perturbed):
         raise DatasetError(f"{split}.json has {len(plain)} rows but {split}_perturbed.json "
                            f"has {len(perturbed)}")
@@ -119,9 +123,11 @@ def _forget_probes(plain: list[Row], perturbed: list[Row], split: str,
         if extra.text("question") != row.text("question"):
             raise DatasetError(f"{extra.where}: question differs from {row.where}")
         target = targets[index // QA_PER_AUTHOR]
+        asked = (extra.text("paraphrased_question"), extra.text("paraphrased_answer")) \
+            if paraphrased else (row.text("question"), row.text("answer"))
         probes.append(Probe(
-            id=f"tofu/{split}/{index}", question=row.text("question"), answer=row.text("answer"),
-            kind="forget", target_id=target.id, subject=target.name,
+            id=f"tofu/{split}{'/paraphrased' if paraphrased else ''}/{index}", question=asked[0],
+            answer=asked[1], kind="forget", target_id=target.id, subject=target.name,
             paraphrased_question=extra.text("paraphrased_question"),
             paraphrased_answer=extra.text("paraphrased_answer"),
             perturbed_answers=extra.texts("perturbed_answer")))
@@ -160,18 +166,24 @@ def _neighbour_probes(rows: list[Row], perturbed: list[Row], name: str) -> list[
 
 
 def load_tofu(data_dir: str | os.PathLike[str] | None = None, *, split: str = "forget10",
-              limit: int | None = None, seed: int = 0) -> Benchmark:
-    """Load TOFU for ``split`` (forget01/05/10) from ``<data_dir>/tofu``.
+              forget_questions: ForgetQuestions = "original", limit: int | None = None,
+              seed: int = 0) -> Benchmark:
+    """Load TOFU for ``split`` (forget01/05/10) from ``<data_dir>/tofu``; forget probes ask
+    the ``original`` or the ``paraphrased`` questions (see the module docstring).
 
     ``limit`` caps each probe list (sampled with ``seed``); targets are never sampled.
     Raises ``DatasetError`` for an unknown split or a missing/malformed file.
     """
     if split not in SPLITS:
         raise DatasetError(f"unknown TOFU split {split!r}; choose one of {sorted(SPLITS)}")
+    if forget_questions not in ("original", "paraphrased"):
+        raise DatasetError(f"forget_questions must be 'original' or 'paraphrased', not "
+                           f"{forget_questions!r}")
     files = DataFiles(data_dir, "tofu")
     forget = files.jsonl(f"{split}.json")
     targets = _targets(forget, f"{files.root}/tofu/{split}.json")
-    forget_probes = _forget_probes(forget, files.jsonl(f"{split}_perturbed.json"), split, targets)
+    forget_probes = _forget_probes(forget, files.jsonl(f"{split}_perturbed.json"), split, targets,
+                                   paraphrased=forget_questions == "paraphrased")
     retain_split = SPLITS[split]
     retain_probes = _retain_probes(files.jsonl(f"{retain_split}.json"),
                                    files.jsonl("retain_perturbed.json"), retain_split)
@@ -183,4 +195,5 @@ def load_tofu(data_dir: str | os.PathLike[str] | None = None, *, split: str = "f
         forget_probes=sample(forget_probes, limit, seed=seed, label="forget"),
         neighbour_probes=sample(neighbours, limit, seed=seed, label="neighbour"),
         retain_probes=sample(retain_probes, limit, seed=seed, label="retain"),
-        files=dict(files.hashes), params={"split": split, "limit": limit, "seed": seed})
+        files=dict(files.hashes), params={"split": split, "forget_questions": forget_questions,
+                                            "limit": limit, "seed": seed})

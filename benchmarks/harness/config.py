@@ -51,6 +51,10 @@ class DatasetSpec(_Strict):
     """One benchmark: which probes, how they are selected and which metrics run on them."""
 
     name: str = Field(description="a benchmarks.datasets alias: rwku, tofu, wmdp, muse")
+    label: str | None = Field(
+        None, min_length=1, pattern=r"^[A-Za-z0-9_.+-]+$",
+        description="how the report names it (default: name); distinct labels let one "
+                    "benchmark appear twice, e.g. two TOFU splits")
     loader: dict[str, Any] = Field(default_factory=dict, description="load_benchmark kwargs")
     mode: Literal["generate", "detect"] = Field(
         "generate", description="detect: block rates against an oracle that answers the gold")
@@ -63,6 +67,11 @@ class DatasetSpec(_Strict):
     max_documents: int | None = Field(None, ge=0, description="forget documents per target")
     extraction_strength: int | None = Field(None, ge=1, description="ES prefix grid size")
     likelihood: bool = Field(False, description="tier L metrics (needs a log-prob engine)")
+
+    @property
+    def key(self) -> str:
+        """The dataset's name in the report, its rows, items and files: label, else name."""
+        return self.label or self.name
 
     @model_validator(mode="after")
     def _loader_args(self) -> DatasetSpec:
@@ -148,6 +157,11 @@ class BenchConfig(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> BenchConfig:
         names = {spec.name for spec in self.datasets}
+        keys = [spec.key for spec in self.datasets]
+        twice = sorted({key for key in keys if keys.count(key) > 1})
+        if twice:
+            raise ValueError(f"datasets: {', '.join(twice)} listed twice; give each a distinct "
+                             "`label`")
         methods = {method.name: method for method in self.methods}
         for index, method in enumerate(self.methods):
             unknown = sorted(set(method.datasets) - names)

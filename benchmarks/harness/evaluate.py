@@ -99,7 +99,7 @@ class _Asking:
     def answers(self, probes: Sequence[Probe], label: str = "") -> dict[str, Outcome]:
         """Outcomes by probe id."""
         tasks = {p.id: self.task(p) for p in probes}
-        outcomes = self._run(list(tasks.values()), f"{self.spec.name} {self.variant.label}{label}")
+        outcomes = self._run(list(tasks.values()), f"{self.spec.key} {self.variant.label}{label}")
         return {pid: outcomes[task.key] for pid, task in tasks.items()}
 
     def extraction(self, probes: Sequence[Probe]) -> MetricResult:
@@ -108,7 +108,7 @@ class _Asking:
 
         def generate(pairs: list[tuple[str, str]]) -> list[str]:
             tasks = [self.task(by_id[pid], prefix) for pid, prefix in pairs]
-            outcomes = self._run(tasks, f"{self.spec.name} {self.variant.label} ES")
+            outcomes = self._run(tasks, f"{self.spec.key} {self.variant.label} ES")
             return [outcomes[t.key].text for t in tasks]
 
         return extraction_strength(generate, list(by_id), [p.answer for p in probes],
@@ -120,7 +120,7 @@ def _deploy(ctx: BenchContext, variants: Sequence[Variant],
             oracle: Mapping[str, str] | None, spec: DatasetSpec) -> Iterator[Deployment]:
     if ctx.config.transport == "http":
         with serve_http(ctx.config, variants, loop=ctx.loop, state_dir=ctx.state_dir,
-                        work_dir=ctx.out_dir / "http" / spec.name) as remote:
+                        work_dir=ctx.out_dir / "http" / spec.key) as remote:
             yield remote
         return
     backend = RecordingBackend(OracleBackend(oracle)) if oracle is not None else ctx.backend
@@ -165,7 +165,7 @@ def _refusal(variant: Variant) -> str:
 def _score(asking: _Asking, spec: DatasetSpec, scored: Mapping[ProbeKind, list[Probe]],
            reference: Mapping[str, Outcome]) -> tuple[Row, dict[str, Outcome]]:
     variant = asking.variant
-    row = Row(spec.name, variant.method, variant.label, variant.knob, variant.value,
+    row = Row(spec.key, variant.method, variant.label, variant.knob, variant.value,
               training=variant.training)
     probes = [p for kind in KINDS for p in scored[kind]]
     outcomes = asking.answers(probes)
@@ -210,7 +210,7 @@ def evaluate_dataset(ctx: BenchContext, spec: DatasetSpec) -> DatasetResult:
                                         detect=spec.mode == "detect",
                                         refusal_text=_refusal(variant))
             result.cache_files.append(str(asking.cache.path))
-            result.items += [{"dataset": spec.name, "variant": variant.label, "probe_id": p.id,
+            result.items += [{"dataset": spec.key, "variant": variant.label, "probe_id": p.id,
                               "kind": p.kind, "prompt": _prompt_text(asking.task(p)),
                               "answer": p.answer, **outcomes[p.id].to_record()}
                              for kind in KINDS for p in result.scored[kind]]

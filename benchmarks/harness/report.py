@@ -123,13 +123,13 @@ def _dataset_entry(result: DatasetResult, config: BenchConfig, out_dir: Path) ->
     references = config.references
     matched = match_utility(result.rows, config.reference.name, config.matched_utility_points,
                             references)
-    plot = tradeoff_plot(result.rows, out_dir / f"tradeoff_{spec.name}.png",
-                         title=f"{spec.name} ({spec.mode}) — {config.model_name}",
+    plot = tradeoff_plot(result.rows, out_dir / f"tradeoff_{spec.key}.png",
+                         title=f"{spec.key} ({spec.mode}) — {config.model_name}",
                          mode=spec.mode, references=references,
                          points=config.matched_utility_points)
     exclusion = result.exclusion
     return {
-        "name": spec.name, "mode": spec.mode, "spec": spec.model_dump(mode="json"),
+        "name": spec.name, "label": spec.key, "mode": spec.mode, "spec": spec.model_dump(mode="json"),
         "wall_s": round(result.wall_s, 1),
         "files_sha256": dict(result.benchmark.files),
         "loader_params": dict(result.benchmark.params),
@@ -185,7 +185,7 @@ def _sections(report: dict[str, Any]) -> list[_Section]:
     prov = report["provenance"]
     out = []
     for entry in report["datasets"]:
-        title = (f"{entry['name']} ({entry['mode']}) — engine {prov['engine']}, model "
+        title = (f"{entry.get('label', entry['name'])} ({entry['mode']}) — engine {prov['engine']}, model "
                  f"{prov['model']['name']}, seed {prov['seed']}, transport {prov['transport']}")
         tables = entry["tables"]
         out.append(_Section(title, _sizes_line(entry), tables["rows"], tables["matched"],

@@ -61,7 +61,7 @@ def run_bench(config: BenchConfig, *, data_dir: str | os.PathLike[str] | None = 
             ctx.backend = RecordingBackend(build_backend(config.model_name, config.model))
         try:
             for spec in config.datasets:
-                log.info("dataset %s (%s)", spec.name, spec.mode)
+                log.info("dataset %s (%s)", spec.key, spec.mode)
                 results.append(evaluate_dataset(ctx, spec))
         finally:
             if ctx.backend is not None:
