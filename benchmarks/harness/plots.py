@@ -25,7 +25,7 @@ _MARKERS = "osD^vP<>Xhdp"
 _COLOURS = plt.get_cmap("tab20").colors
 _AXES = {
     "generate": ("Forget efficacy: 1 - forget ROUGE-L (higher = forgotten)",
-                 "Utility: neighbour/retain ROUGE-L"),
+                 "Utility: mean of neighbour/retain ROUGE-L and answer rate"),
     "detect": ("Forget detection rate (oracle answers)", "1 - flag rate on neighbour/retain"),
 }
 
