@@ -109,6 +109,53 @@ def measure_size(size: int, queries: int, state_dir: Path) -> dict[str, Any]:
     }
 
 
+def index_search(items: int, queries: int = 200, seed: int = 0) -> dict[str, Any]:
+    """Exact and HNSW search over ``items`` clustered unit vectors (nine per cluster, like a
+    target's items; random, not MiniLM's): build s, ms per query, top-1 recall of the graph."""
+    import numpy as np
+
+    from filters.forget_index import ForgetIndex, ForgetItem
+
+    rng = np.random.default_rng(seed)
+    unit = lambda rows: (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)  # noqa: E731
+    centres = rng.normal(size=(max(items // 9, 1), 384))
+    vectors = unit(centres[rng.integers(0, len(centres), items)] + 0.4 * rng.normal(size=(items, 384)))
+    rows = [ForgetItem(f"t{i}/chunk/1", f"t{i}", "chunk", "") for i in range(items)]
+    probes = unit(vectors[rng.choice(items, queries)] + 0.03 * rng.normal(size=(queries, 384)))
+    out: dict[str, Any] = {"items": items}
+    top: dict[str, list[str]] = {}
+    for kind in ("flat", "hnsw"):
+        started = time.perf_counter()
+        index = ForgetIndex(rows, vectors, kind=kind)  # type: ignore[arg-type]
+        out[f"{kind}_build_s"] = time.perf_counter() - started
+        started = time.perf_counter()
+        top[kind] = [index.search(probe[None])[0][0][1].id for probe in probes]
+        out[f"{kind}_ms_per_query"] = (time.perf_counter() - started) / queries * 1000
+    out["hnsw_recall_at_1"] = float(np.mean([a == b for a, b in zip(top["flat"], top["hnsw"], strict=True)]))
+    return out
+
+
+def alias_lookup(sizes: list[int], texts: int = 200) -> list[dict[str, Any]]:
+    """The alias table's build time and lookup cost per request text, per target count."""
+    from filters.alias_matcher import AliasTable, find_in_views
+
+    out = []
+    for size in sizes:
+        targets = [ForgetTargetConfig.model_validate(synthetic_target(i)) for i in range(size)]
+        started = time.perf_counter()
+        table = AliasTable.from_targets(targets)
+        build_s = time.perf_counter() - started
+        requests = [f"Where did the author of book number {i} grow up, and what did they study?"
+                    for i in range(texts)]
+        started = time.perf_counter()
+        for text in requests:
+            find_in_views(table, text)
+        out.append({"targets": size, "build_s": build_s,
+                    "ms_per_request": (time.perf_counter() - started) / texts * 1000,
+                    "finds_a_name": find_in_views(table, f"Where was {targets[-1].name} born?") is not None})
+    return out
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """One table line per size."""
     results, meta = report["results"], report["provenance"]
@@ -133,25 +180,45 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"{row['add_one_target_s']:.2f} | {'yes' if row['new_target_blocked'] else 'NO'} | "
             f"{row['withdraw_one_target_s']:.2f} | "
             f"{'yes' if row['withdrawn_target_unnamed'] else 'NO'} |")
+    index = results.get("index_search")
+    if index:
+        lines += ["", f"Index over {index['items']:,} clustered random vectors: exact "
+                  f"{index['flat_ms_per_query']:.2f} ms a query (built in {index['flat_build_s']:.1f} s),"
+                  f" HNSW {index['hnsw_ms_per_query']:.2f} ms (built in {index['hnsw_build_s']:.0f} s), "
+                  f"top-1 recall {index['hnsw_recall_at_1']:.3f} against exact."]
+    for row in results.get("alias_lookup", []):
+        lines.append(f"Aliases of {row['targets']:,} targets: table built in {row['build_s']:.2f} s,"
+                     f" {row['ms_per_request']:.3f} ms a request.")
     return "\n".join([*lines, ""])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="the input policy against its target count")
-    parser.add_argument("--sizes", type=int, nargs="+", default=list(DEFAULT_SIZES))
+    parser.add_argument("--sizes", type=int, nargs="*", default=list(DEFAULT_SIZES))
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--index-items", type=int, default=0,
+                        help="also time exact vs HNSW search over this many vectors")
+    parser.add_argument("--alias-sizes", type=int, nargs="*", default=[],
+                        help="also time the alias table at these target counts")
     parser.add_argument("--out", default="benchmarks/results/scaling.json")
     args = parser.parse_args()
     started = time.time()
-    build_embedder(EmbedderConfig()).warm_up()  # type: ignore[attr-defined]  # the worker is no size's
+    if args.sizes:
+        build_embedder(EmbedderConfig()).warm_up()  # type: ignore[attr-defined]  # no size's RSS
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
             rows.append(measure_size(size, args.queries, Path(tmp) / str(size)))
             print(json.dumps(rows[-1]), flush=True)
+    results: dict[str, Any] = {"sizes": rows}
+    if args.index_items:
+        results["index_search"] = index_search(args.index_items)
+    if args.alias_sizes:
+        results["alias_lookup"] = alias_lookup(args.alias_sizes)
     command = (f"python -m benchmarks.scaling --sizes {' '.join(map(str, args.sizes))} "
-               f"--queries {args.queries}")
-    report = {"results": {"sizes": rows}, "provenance": provenance(started, command=command)}
+               f"--queries {args.queries} --index-items {args.index_items} --alias-sizes "
+               f"{' '.join(map(str, args.alias_sizes))}")
+    report = {"results": results, "provenance": provenance(started, command=command)}
     write_report(args.out, report, render_markdown(report))
 
 

@@ -36,3 +36,12 @@ def test_the_scaling_table_compares_with_the_25_target_policy() -> None:
                              "host": {"cpus": 2}}}
     markdown = render_markdown(report)
     assert "| 1,000 | 9,000 | 1.0 | 100 | 102 | 3.00 | 6.00 | 1.50× | 0.50 | yes | 0.10 | NO |" in markdown
+
+
+def test_the_component_timings_check_the_graph_and_the_aliases() -> None:
+    from benchmarks.scaling import alias_lookup, index_search
+
+    search = index_search(1000, queries=40)
+    assert search["items"] == 1000 and search["hnsw_recall_at_1"] >= 0.99
+    (row,) = alias_lookup([30], texts=5)
+    assert row["targets"] == 30 and row["finds_a_name"]
