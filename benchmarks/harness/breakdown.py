@@ -18,7 +18,7 @@ from benchmarks.harness.policies import KINDS
 from benchmarks.harness.runner import Outcome
 from benchmarks.harness.scoring import Row, score_outcomes
 
-__all__ = ["group_rows", "probe_groups"]
+__all__ = ["Groups", "group_rows", "probe_groups"]
 
 _SEP = " · "
 
@@ -27,7 +27,10 @@ def _level_key(level: str) -> tuple[int, str]:
     return (int(level), level) if level.isdigit() else (1 << 30, level)
 
 
-def probe_groups(scored: Mapping[ProbeKind, Sequence[Probe]]) -> dict[str, dict[ProbeKind, list[Probe]]]:
+Groups = dict[str, dict[ProbeKind, list[Probe]]]
+
+
+def probe_groups(scored: Mapping[ProbeKind, Sequence[Probe]]) -> Groups:
     """Group name -> the scored probes of that group by kind (see the module docstring), levels
     in numeric order, each level followed by its types in first-seen order."""
     probes = [p for kind in KINDS for p in scored.get(kind, ()) if p.level is not None]

@@ -2,8 +2,8 @@
 
 Neighbour/retain candidates that name a forget target are left out first
 (:mod:`benchmarks.harness.hygiene`). The no-defence variant answers every remaining candidate;
-with ``known_min_rouge`` only the probes it answers are scored (RWKU on a small model: docs/ARCHITECTURE.md, "Scoring known probes"),
-and those counts are reported. Then every variant answers the scored probes through the same
+with ``known_min_rouge`` only the probes it answers are scored (RWKU on a small model:
+docs/ARCHITECTURE.md, "Scoring known probes"), and those counts are reported. Then every variant answers the scored probes through the same
 request path, with Extraction Strength and tier L metrics where the config asks for them.
 """
 

@@ -33,7 +33,9 @@ _TIERS = ("Tiers: T = text only (any endpoint), L = log-probs of a given continu
 
 def _percent(value: float, interval: tuple[float, float] | None = None) -> str:
     text = f"{100 * value:.1f}"
-    return text if interval is None else f"{text} [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]"
+    if interval is None:
+        return text
+    return f"{text} [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]"
 
 
 def _cell(name: str, row: Row) -> str:
@@ -129,7 +131,8 @@ def _dataset_entry(result: DatasetResult, config: BenchConfig, out_dir: Path) ->
                          points=config.matched_utility_points)
     exclusion = result.exclusion
     return {
-        "name": spec.name, "label": spec.key, "mode": spec.mode, "spec": spec.model_dump(mode="json"),
+        "name": spec.name, "label": spec.key, "mode": spec.mode,
+        "spec": spec.model_dump(mode="json"),
         "wall_s": round(result.wall_s, 1),
         "files_sha256": dict(result.benchmark.files),
         "loader_params": dict(result.benchmark.params),
@@ -143,7 +146,8 @@ def _dataset_entry(result: DatasetResult, config: BenchConfig, out_dir: Path) ->
         "groups": [g.to_dict() for g in result.groups],
         "matched_utility": [m.__dict__ for m in matched], "plot": plot.name,
         "cache_files": result.cache_files,
-        "tables": {"rows": _rows_table(result.rows), "matched": _matched_table(matched, result.rows),
+        "tables": {"rows": _rows_table(result.rows),
+                   "matched": _matched_table(matched, result.rows),
                    "groups": _groups_table(result.groups) if result.groups else None},
     }
 
@@ -185,7 +189,8 @@ def _sections(report: dict[str, Any]) -> list[_Section]:
     prov = report["provenance"]
     out = []
     for entry in report["datasets"]:
-        title = (f"{entry.get('label', entry['name'])} ({entry['mode']}) — engine {prov['engine']}, model "
+        label = entry.get("label", entry["name"])
+        title = (f"{label} ({entry['mode']}) — engine {prov['engine']}, model "
                  f"{prov['model']['name']}, seed {prov['seed']}, transport {prov['transport']}")
         tables = entry["tables"]
         out.append(_Section(title, _sizes_line(entry), tables["rows"], tables["matched"],

@@ -34,7 +34,8 @@ def wilson_interval(successes: int, n: int, *, z: float = Z_95) -> tuple[float, 
     return low, high
 
 
-def proportion_interval(per_item: Sequence[float], *, z: float = Z_95) -> tuple[float, float] | None:
+def proportion_interval(per_item: Sequence[float], *,
+                        z: float = Z_95) -> tuple[float, float] | None:
     """The Wilson interval of a rate given as its 0/1 per-item scores, or None when there are
     no items or an item is not 0 or 1 (a mean score such as ROUGE-L is not a proportion)."""
     if not per_item or any(v not in (0.0, 1.0) for v in per_item):

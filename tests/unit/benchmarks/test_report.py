@@ -43,7 +43,8 @@ def _row(label: str, forget: list[float], neighbour: list[float],
 
 
 def _result() -> DatasetResult:
-    lee, norris = ForgetTarget(id="lee", name="Bruce Lee"), ForgetTarget(id="cn", name="Chuck Norris")
+    lee = ForgetTarget(id="lee", name="Bruce Lee")
+    norris = ForgetTarget(id="cn", name="Chuck Norris")
     probes: dict[ProbeKind, tuple[Probe, ...]] = {
         "forget": (Probe("f", "Who was Bruce Lee?", "actor", "forget"),),
         "neighbour": (Probe("n1", "Who founded Chun Kuk Do?", "Chuck Norris", "neighbour"),

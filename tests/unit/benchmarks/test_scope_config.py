@@ -20,7 +20,8 @@ SCOPE = REPO / "benchmarks" / "configs" / "scope.yaml"
 def test_scope_config_is_the_issue_setup() -> None:
     config = load_bench_config(SCOPE)
     rwku, *tofu = config.datasets
-    assert (rwku.name, rwku.mode, rwku.loader["target_ids"]) == ("rwku", "detect", list(range(1, 41)))
+    assert (rwku.name, rwku.mode) == ("rwku", "detect")
+    assert rwku.loader["target_ids"] == list(range(1, 41))
     assert (rwku.candidates.forget, rwku.candidates.neighbour) == (1200, 1200)
     assert (rwku.known_min_rouge, rwku.holdout_share, rwku.max_documents) == (None, 0.25, 20)
     assert [(d.key, d.mode, d.loader) for d in tofu] == [
