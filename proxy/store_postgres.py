@@ -124,6 +124,8 @@ class PostgresStore(Store):
         self.read_version()
         self._spool = Path(state_dir) / "audit-spool.jsonl"
         self._spool_lock = threading.Lock()
+        self._spool_count = (len(self._spool.read_text(encoding="utf-8").splitlines())
+                             if self._spool.exists() else 0)  # a previous run's, if it died
         self._flush_spool()
 
     def __repr__(self) -> str:
@@ -254,33 +256,49 @@ class PostgresStore(Store):
                      f"VALUES ({', '.join(['%s'] * len(AUDIT_COLUMNS))})")
 
     def _insert_audit(self, values: tuple[Any, ...]) -> None:
-        try:
-            with self._connection() as conn:
-                conn.execute(self._INSERT_AUDIT, values)  # type: ignore[arg-type]
-        except StoreUnavailableError as exc:
-            with self._spool_lock, self._spool.open("a", encoding="utf-8") as spool:
-                spool.write(json.dumps(values) + "\n")
-                spool.flush()
-                os.fsync(spool.fileno())
-            log.warning("audit record spooled to %s until the store is back: %s", self._spool,
-                        exc.message)
-            return
-        self._flush_spool()
-
-    def _flush_spool(self) -> None:
-        """Write the spooled audit records, oldest first, then empty the spool."""
+        """Write the spooled records, then this one, in one transaction (the log keeps their
+        order); spool this one instead while the database is down."""
         with self._spool_lock:
-            if not self._spool.exists() or not self._spool.stat().st_size:
-                return
-            rows = [tuple(json.loads(line)) for line in
-                    self._spool.read_text(encoding="utf-8").splitlines() if line.strip()]
+            rows = [*self._spooled(), values]
             try:
                 with self._transaction() as conn:
-                    for values in rows:
-                        conn.execute(self._INSERT_AUDIT, values)  # type: ignore[arg-type]
+                    for row in rows:
+                        conn.execute(self._INSERT_AUDIT, row)  # type: ignore[arg-type]
+            except StoreUnavailableError as exc:
+                with self._spool.open("a", encoding="utf-8") as spool:
+                    spool.write(json.dumps(values) + "\n")
+                    spool.flush()
+                    os.fsync(spool.fileno())
+                self._spool_count += 1
+                log.warning("audit record spooled to %s until the store is back: %s",
+                            self._spool, exc.message)
+                return
+            if len(rows) > 1:
+                self._spool.unlink()
+                self._spool_count = 0
+                log.info("store: %d spooled audit records written", len(rows) - 1)
+
+    def _spooled(self) -> list[tuple[Any, ...]]:
+        """The spooled audit records, oldest first (none without reading a file, usually)."""
+        if not self._spool_count:
+            return []
+        return [tuple(json.loads(line)) for line in
+                self._spool.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+    def _flush_spool(self) -> None:
+        """Write the spooled audit records, if any and if the database answers."""
+        with self._spool_lock:
+            rows = self._spooled()
+            if not rows:
+                return
+            try:
+                with self._transaction() as conn:
+                    for row in rows:
+                        conn.execute(self._INSERT_AUDIT, row)  # type: ignore[arg-type]
             except StoreUnavailableError:
                 return  # still down: kept for the next write
             self._spool.unlink()
+            self._spool_count = 0
             log.info("store: %d spooled audit records written", len(rows))
 
     def audit(self, *, limit: int = 100, after_seq: int = 0) -> list[dict[str, Any]]:
