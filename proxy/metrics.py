@@ -75,6 +75,10 @@ class Metrics:
         self.decisions = Counter(
             "unlearn_decisions_total", "Guard decisions", ["policy", "method", "action"], registry=r
         )
+        self.transforms = Counter(
+            "unlearn_guard_transforms_total", "Blocks by the view of the text the target was "
+            "found in (plain, base64, reversed, …; filters.canonical)",
+            ["policy", "method", "transform"], registry=r)
         self.guard_latency = Histogram(
             "unlearn_guard_latency_seconds", "Time spent in one guard", ["guard"],
             buckets=_LATENCY_BUCKETS, registry=r,

@@ -274,11 +274,18 @@ class Pipeline:
             verdict = self._guarded(
                 policy, request, guard.name, lambda g=guard: g.check_input(messages))
             verdicts.append(verdict)
-            self.metrics.decisions.labels(policy.name, verdict.guard, verdict.action).inc()
+            self._count(policy, verdict, verdict.action)
             self.metrics.guard_latency.labels(verdict.guard).observe(verdict.elapsed_ms / 1000)
             if verdict.is_block:
                 break
         return verdicts
+
+    def _count(self, policy: PolicyRuntime, verdict: Verdict, action: str) -> None:
+        """Count a guard's decision, and a block by the view of the text it matched in."""
+        self.metrics.decisions.labels(policy.name, verdict.guard, action).inc()
+        if verdict.is_block and verdict.match is not None:
+            self.metrics.transforms.labels(
+                policy.name, verdict.guard, verdict.match.transform).inc()
 
     def _guarded(self, policy: PolicyRuntime, request: Request, name: str, check: Any) -> Verdict:
         """Run one guard. One that raises is an outage, never a decision on the text: it is
@@ -323,6 +330,7 @@ class Pipeline:
                 item=match.item if match else None,
                 score=verdict.score,
                 prompt=prompt,
+                transform=match.transform if match else None,
             )
         )
 
@@ -416,7 +424,7 @@ class Pipeline:
             )
             self.metrics.guard_latency.labels(verdict.guard).observe(verdict.elapsed_ms / 1000)
             if verdict.is_block:
-                self.metrics.decisions.labels(policy.name, verdict.guard, "block").inc()
+                self._count(policy, verdict, "block")
                 return verdict
             if verdict.failed and failed is not None:
                 failed.add(guard.name)

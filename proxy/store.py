@@ -51,7 +51,8 @@ CREATE TABLE IF NOT EXISTS audit (
     score REAL,
     prompt TEXT,
     actor TEXT,
-    model TEXT
+    model TEXT,
+    transform TEXT
 );
 CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
 BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
@@ -80,7 +81,7 @@ class ForgetRequest:
         }
 
 
-_ADDED_AUDIT_COLUMNS = ("actor", "model")  # columns that databases of older versions lack
+_ADDED_AUDIT_COLUMNS = ("actor", "model", "transform")  # columns older databases lack
 
 
 @dataclass(frozen=True)
@@ -98,10 +99,11 @@ class AuditRecord:
     prompt: str | None = None
     actor: str | None = None
     model: str | None = None
+    transform: str | None = None  # the view of the text a block matched in (plain, base64, …)
 
 
 AUDIT_COLUMNS = ("ts", "policy", "request_id", "action", "method", "target_id", "item", "score",
-                 "prompt", "actor", "model")
+                 "prompt", "actor", "model", "transform")
 
 
 class Store(ABC):
@@ -176,7 +178,7 @@ class Store(ABC):
         self._insert_audit((
             time.time(), record.policy, record.request_id, record.action, record.method,
             record.target_id, record.item, record.score, record.prompt, record.actor,
-            record.model,
+            record.model, record.transform,
         ))
 
 

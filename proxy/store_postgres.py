@@ -86,6 +86,7 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE rate_hits (identity TEXT NOT NULL, ts DOUBLE PRECISION NOT NULL);
     CREATE INDEX rate_hits_window ON rate_hits (identity, ts);
     """,
+    "ALTER TABLE audit ADD COLUMN transform TEXT;",
 )
 
 _DOWN = (psycopg.OperationalError, PoolTimeout)  # the database cannot be reached
