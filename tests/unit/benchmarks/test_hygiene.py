@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from benchmarks.datasets import ForgetTarget, Probe, ProbeKind, load_benchmark
+from benchmarks.harness import parse_bench_config, run_bench
 from benchmarks.harness.hygiene import TargetNames, exclude_naming_targets
 
 LEE = ForgetTarget(id="lee", name="Bruce Lee")
@@ -63,3 +67,28 @@ def test_rwku_neighbours_naming_another_target_are_excluded() -> None:
                for p, hits in excluded)
     names = TargetNames(rwku.targets)
     assert all(not names.named_by(p) for p in exclusion.kept["neighbour"])
+
+
+def test_a_bench_run_leaves_them_unasked_and_counts_them(tmp_path: Path) -> None:
+    # detect mode with only the no-defence row: no model and no guard is loaded
+    config = parse_bench_config({
+        "name": "hygiene", "model": {"backend": "llama_cpp"},
+        "datasets": [{"name": "rwku", "mode": "detect", "loader": {"target_ids": [3, 37]},
+                      "candidates": {"forget": 2, "neighbour": None, "utility": 0},
+                      "known_min_rouge": None}],
+        "methods": [{"name": "none"}]})
+    report = json.loads(run_bench(config, out_dir=tmp_path).read_text(encoding="utf-8"))
+    sizes = report["datasets"][0]["sizes"]
+    excluded = sizes["excluded_ids"]["neighbour"]
+    assert sizes["excluded"]["neighbour"]["excluded"] == len(excluded) > 0
+    assert sizes["excluded"]["neighbour"]["candidates"] == sizes["candidates"]["neighbour"]
+    assert sizes["scored"]["neighbour"] == sizes["candidates"]["neighbour"] - len(excluded)
+    assert not set(excluded) & set(sizes["scored_ids"]["neighbour"])
+    scored = {json.loads(line)["probe_id"] for line in (tmp_path / "items.jsonl").open()}
+    assert scored and not set(excluded) & scored
+    # the reference was never asked them: its cached answers are all for scored probes
+    (cache,) = tmp_path.glob("cache/*/*.jsonl")
+    asked = {json.loads(line)["probe_id"] for line in cache.open(encoding="utf-8")}
+    assert asked and asked <= scored
+    assert "Left out of scoring for naming a forget target" in (
+        tmp_path / "report.md").read_text(encoding="utf-8")
