@@ -6,10 +6,10 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from contextlib import ExitStack, asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -53,6 +53,7 @@ from proxy.store_postgres import PostgresStore
 from proxy.store_watch import StoreWatcher
 
 log = logging.getLogger("unlearn_proxy.server")
+T = TypeVar("T")
 
 
 def create_app(config: Config, *, config_path: Path | None = None, watch: bool = False) -> FastAPI:
@@ -292,7 +293,11 @@ async def _serve(request: Request, kind: str) -> Response:
     done.callback(request.app.state.store.note_origin(
         request_id, actor=key_fingerprint(key), model=parsed.model))
     try:
-        response = await _answer(runtime, parsed, key, request_id, responses)
+        response = await _answer(runtime, parsed, key, request_id, responses, request)
+    except ClientGone:
+        done.close()
+        log.info("client went away before its answer began: %s cancelled", request_id)
+        return Response(status_code=499)  # nobody reads it; counted as 499
     except BaseException:
         done.close()
         raise
@@ -312,9 +317,37 @@ async def _releasing(body: AsyncIterable[Any], release: Callable[[], None]) -> A
         release()
 
 
+class ClientGone(Exception):
+    """The client closed the connection before its answer began."""
+
+
+async def _unless_gone(request: Request, answer: Awaitable[T]) -> T:
+    """``answer``, unless the client goes away first: then it is cancelled at once (and the
+    upstream call with it: its connection is closed) and :class:`ClientGone` raised. The
+    body has been read, so the next ASGI message is the disconnect."""
+    work = asyncio.ensure_future(answer)
+    gone = asyncio.ensure_future(_disconnect(request))
+    try:
+        await asyncio.wait((work, gone), return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        work.cancel()
+        raise
+    finally:
+        gone.cancel()
+    if not work.done():
+        work.cancel()
+        raise ClientGone()
+    return work.result()
+
+
+async def _disconnect(request: Request) -> None:
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
 async def _answer(
     runtime: Runtime, parsed: Any, key: str | None, request_id: str,
-    responses: ResponsesRequest | None,
+    responses: ResponsesRequest | None, request: Request,
 ) -> Response:
     """The answer to a parsed request for one of ``runtime``'s models (a Responses request's
     in its own objects and events)."""
@@ -334,7 +367,7 @@ async def _answer(
         # errors before the first chunk (an upstream failure, a block with on_block: error, a
         # guard outage) surface here as HTTP status codes; after it, the decision is in the
         # headers
-        first = await anext(aiter(stream), None)
+        first = await _unless_gone(request, anext(aiter(stream), None))
         headers = decision_headers(stream.decision, request_id)
         if responses is not None:
             events = ResponseEvents(responses, request_id)
@@ -344,7 +377,7 @@ async def _answer(
                                             model=parsed.model)
             body = _sse_body(first, aiter(stream), factory, include_usage=parsed.include_usage)
         return StreamingResponse(body, media_type="text/event-stream", headers=headers)
-    reply = await runtime.pipeline.answer(pipeline_request, policy_name)
+    reply = await _unless_gone(request, runtime.pipeline.answer(pipeline_request, policy_name))
     if responses is not None:
         choice = reply.choices[0]
         content = response_object(responses, request_id, int(time.time()),
