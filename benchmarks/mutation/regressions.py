@@ -1,8 +1,9 @@
 """Known bugs the suite must always catch, applied one at a time to a copy of the tree.
 
 Each :class:`Regression` replaces one exact snippet of a module and names the tests that must
-then fail. The first seven once survived the whole suite (issue 21's mutation spot-check); the
-last two are controls the suite already caught. A snippet that no longer occurs exactly once
+then fail. The first seven once survived the whole suite (issue 21's mutation spot-check); the two
+after them guard later rules (tool calls under the output guards, over-refusal in matched
+utility); the last two are controls the suite already caught. A snippet that no longer occurs exactly once
 is an error, not a pass: when the code moves, the list moves with it.
 """
 
@@ -93,6 +94,17 @@ REGRESSIONS: tuple[Regression, ...] = (
         "ERASE delete bookkeeping (control)", "icul/erase.py",
         "traj.counts[step][c] -= 1", "traj.counts[step][c] -= 2",
         ("tests/unit/icul/test_erase.py",),
+    ),
+    Regression(
+        "output guards do not read tool calls", "proxy/release.py",
+        "for channel, value in fragments(fields):", "for channel, value in ():",
+        ("tests/unit/proxy/test_release.py", "tests/e2e/test_tool_calls.py"),
+    ),
+    Regression(
+        "matched utility ignores over-refusal", "benchmarks/harness/tradeoff.py",
+        "parts = [part for part in (rouge_utility(row), answer_rate(row)) if part is not None]",
+        "parts = [part for part in (rouge_utility(row),) if part is not None]",
+        ("tests/unit/benchmarks/test_tradeoff.py",),
     ),
     Regression(
         "upstream timeout is a 502 (control)", "proxy/core/errors.py",
