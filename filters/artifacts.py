@@ -23,6 +23,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import sklearn
 
 from filters.alias_matcher import AliasTable
@@ -96,6 +97,12 @@ class PolicyArtifacts:
     @cached_property
     def aliases(self) -> AliasTable:
         return AliasTable.from_targets(self.targets)
+
+    @cached_property
+    def retain_vectors(self) -> np.ndarray:
+        """The retain examples' questions embedded (rows unit length; none: shape (0, 0))."""
+        questions = [qa.question for qa in self.retain]
+        return self.embedder.embed(questions) if questions else np.zeros((0, 0), "float32")
 
     @cached_property
     def index(self) -> ForgetIndex:

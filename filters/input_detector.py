@@ -8,6 +8,11 @@ split across turns ("About the author born in Taipei…" / "what is her father's
 caught. Each text is also read in its decoded views (:mod:`filters.canonical`): the verdict is
 the worst view's and its match names the view's transform. With ``aliases`` on, the name/alias
 matcher runs first and alone decides a hit.
+
+Both sides of the policy count: a text is flagged only when its nearest forget item is more
+similar than its nearest retain example by more than ``retain_margin``, so a retain example is
+never blocked and a question closer to what must keep working than to what must be forgotten
+is answered ("Who directed the first Harry Potter film?" next to a forget target J. K. Rowling).
 """
 
 from __future__ import annotations
@@ -87,6 +92,8 @@ class EmbeddingDetector:
         threshold: float,
         context_turns: int = DEFAULT_CONTEXT_TURNS,
         aliases: AliasGuard | None = None,
+        retain: np.ndarray | None = None,
+        retain_margin: float | None = 0.0,
         name: str = "input_detector",
     ) -> None:
         self.index = index
@@ -94,14 +101,26 @@ class EmbeddingDetector:
         self.threshold = threshold
         self.context_turns = context_turns
         self.aliases = aliases
+        use_retain = retain is not None and retain_margin is not None and len(retain) > 0
+        self.retain = retain if use_retain else None
+        self.retain_margin = retain_margin or 0.0
         self.name = name
 
     def score_texts(self, texts: Sequence[str]) -> list[tuple[float, ForgetItem | None]]:
         """The best similarity (and its item) of each text; ``(0.0, None)`` for an empty index."""
+        return [(score, item) for score, item, _ in self._scored(texts)]
+
+    def _scored(self, texts: Sequence[str]) -> list[tuple[float, ForgetItem | None, float]]:
+        """Each text's best forget similarity, its item, and its nearest retain example's
+        similarity (-1 without retain examples)."""
         if not texts:
             return []
-        hits = self.index.search(self.embedder.embed(list(texts)), k=1)
-        return [(row[0][0], row[0][1]) if row else (0.0, None) for row in hits]
+        vectors = self.embedder.embed(list(texts))
+        hits = self.index.search(vectors, k=1)
+        retain = ((vectors @ self.retain.T).max(axis=1) if self.retain is not None
+                  else np.full(len(texts), -1.0))
+        return [(row[0][0], row[0][1], float(near)) if row else (0.0, None, float(near))
+                for row, near in zip(hits, retain, strict=True)]
 
     def check_input(self, messages: Sequence[Message]) -> Verdict:
         """Alias match first (if enabled), then the embedding similarity of the query texts."""
@@ -118,12 +137,17 @@ class EmbeddingDetector:
                     elapsed_ms=(time.perf_counter() - started) * 1000,
                 )
         texts = query_views(messages, self.context_turns)
-        scored = self.score_texts([view.text for view in texts])
-        best = int(np.argmax([s for s, _ in scored])) if scored else -1
-        score, item = scored[best] if scored else (0.0, None)
+        scored = self._scored([view.text for view in texts])
+        flagged = [i for i, (score, item, retain) in enumerate(scored)
+                   if item is not None and score >= self.threshold
+                   and score > retain + self.retain_margin]
         elapsed_ms = (time.perf_counter() - started) * 1000
-        if item is None or score < self.threshold:
+        if not flagged:
+            score = max((s for s, _, _ in scored), default=0.0)
             return Verdict("allow", self.name, score, self.threshold, elapsed_ms=elapsed_ms)
+        best = max(flagged, key=lambda i: scored[i][0])
+        score, item, _ = scored[best]
+        assert item is not None
         view = texts[best]
         evidence = f"{item.text[:160]} <~ {view.text[:160]}"
         match = Match(item.target_id, item.id, evidence, view.transform)
@@ -142,4 +166,6 @@ def build_input_detector(cfg: InputDetectorConfig, artifacts: PolicyArtifacts) -
         threshold=cfg.threshold,
         context_turns=cfg.context_turns,
         aliases=aliases,
+        retain=artifacts.retain_vectors if cfg.retain_margin is not None else None,
+        retain_margin=cfg.retain_margin,
     )

@@ -1,9 +1,9 @@
 """Known bugs the suite must always catch, applied one at a time to a copy of the tree.
 
 Each :class:`Regression` replaces one exact snippet of a module and names the tests that must
-then fail. The first seven once survived the whole suite (issue 21's mutation spot-check); the two
-after them guard later rules (tool calls under the output guards, over-refusal in matched
-utility); the last two are controls the suite already caught. A snippet that no longer occurs exactly once
+then fail. The first seven once survived the whole suite (issue 21's mutation spot-check); the three
+after them guard later rules (tool calls under the output guards, the retain side of the
+detector, over-refusal in matched utility); the last two are controls the suite already caught. A snippet that no longer occurs exactly once
 is an error, not a pass: when the code moves, the list moves with it.
 """
 
@@ -99,6 +99,11 @@ REGRESSIONS: tuple[Regression, ...] = (
         "output guards do not read tool calls", "proxy/release.py",
         "for channel, value in fragments(fields):", "for channel, value in ():",
         ("tests/unit/proxy/test_release.py", "tests/e2e/test_tool_calls.py"),
+    ),
+    Regression(
+        "the input detector ignores the retain side", "filters/input_detector.py",
+        "and score > retain + self.retain_margin]", "]",
+        ("tests/unit/filters/test_retain_margin.py",),
     ),
     Regression(
         "matched utility ignores over-refusal", "benchmarks/harness/tradeoff.py",

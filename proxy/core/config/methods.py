@@ -52,6 +52,10 @@ class InputDetectorConfig(StrictModel):
     aliases: bool = Field(True, description="also block on a name/alias match")
     context_turns: int = Field(3, ge=1, description="user turns looked at together")
     action: Literal["block", "flag"] = Field("block", description="flag: only trigger 'detected' methods")
+    retain_margin: float | None = Field(
+        0.0, ge=-1.0, le=1.0, description="block only when the nearest forget item is more "
+        "similar than the nearest retain example by more than this (so a retain example is "
+        "never blocked); null: ignore the retain examples")
 
 
 class InputClassifierConfig(StrictModel):
