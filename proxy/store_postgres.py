@@ -262,9 +262,7 @@ class PostgresStore(Store):
         with self._spool_lock:
             rows = [*self._spooled(), values]
             try:
-                with self._transaction() as conn:
-                    for row in rows:
-                        conn.execute(self._INSERT_AUDIT, row)  # type: ignore[arg-type]
+                self._write_audit(rows)
             except StoreUnavailableError as exc:
                 with self._spool.open("a", encoding="utf-8") as spool:
                     spool.write(json.dumps(values) + "\n")
@@ -278,6 +276,12 @@ class PostgresStore(Store):
                 self._spool.unlink()
                 self._spool_count = 0
                 log.info("store: %d spooled audit records written", len(rows) - 1)
+
+    def _write_audit(self, rows: list[tuple[Any, ...]]) -> None:
+        """Append audit rows in one transaction, in order."""
+        with self._transaction() as conn:
+            for row in rows:
+                conn.execute(self._INSERT_AUDIT, row)  # type: ignore[arg-type]
 
     def _spooled(self) -> list[tuple[Any, ...]]:
         """The spooled audit records, oldest first (none without reading a file, usually)."""
@@ -293,9 +297,7 @@ class PostgresStore(Store):
             if not rows:
                 return
             try:
-                with self._transaction() as conn:
-                    for row in rows:
-                        conn.execute(self._INSERT_AUDIT, row)  # type: ignore[arg-type]
+                self._write_audit(rows)
             except StoreUnavailableError:
                 return  # still down: kept for the next write
             self._spool.unlink()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -105,3 +107,26 @@ def stub_upstream_process(*options: str) -> Iterator[str]:
     args = ["benchmarks.stub_upstream", "--port", str(port), *options]
     with python_server(args, port=port) as (url, _):
         yield url
+
+
+class SlowUpstream:
+    """A chat handler (for :func:`fake_upstream`) that answers only after ``slow_s`` seconds;
+    it counts its calls and those that ran to the end, and releases ``abandoned`` for each
+    whose client (the proxy) hung up first."""
+
+    def __init__(self, slow_s: float) -> None:
+        self.slow_s = slow_s
+        self.started = 0
+        self.finished = 0
+        self.abandoned = threading.Semaphore(0)
+
+    async def chat(self, request: Request) -> JSONResponse:
+        self.started += 1
+        deadline = time.monotonic() + self.slow_s
+        while time.monotonic() < deadline:
+            if await request.is_disconnected():
+                self.abandoned.release()
+                return JSONResponse({}, status_code=499)
+            await asyncio.sleep(0.02)
+        self.finished += 1
+        return JSONResponse({"error": {"message": "too late"}}, status_code=500)

@@ -6,22 +6,19 @@ blocked request's call is cancelled.
 
 from __future__ import annotations
 
-import asyncio
-import threading
-import time
 from collections.abc import Iterator
 
 import httpx
 import openai
 import pytest
-from fastapi import Request
-from fastapi.responses import JSONResponse
 
 from proxy.core.config import parse_config
 from proxy.core.errors import ConfigError
 from proxy.server import create_app
 from tests.policies import RETAIN, ROWLING
-from tests.servers import fake_upstream, free_port, process_server, thread_server, write_config
+from tests.servers import (
+    SlowUpstream, fake_upstream, free_port, process_server, thread_server, write_config,
+)
 
 GREEDY = {"temperature": 0.0, "max_tokens": 16}
 REFUSAL = "I'm sorry, but I can't help with that."
@@ -33,34 +30,13 @@ BURIED_QUESTION = " ".join(
 ) + " Anyway: which writer created the boy wizard Harry Potter?"
 
 
-class _SlowUpstream:
-    """Answers after SLOW_S seconds; records calls, the ones whose client went away and the
-    ones that ran to the end."""
-
-    def __init__(self) -> None:
-        self.started = 0
-        self.finished = 0
-        self.abandoned = threading.Semaphore(0)
-
-    async def chat(self, request: Request) -> JSONResponse:
-        self.started += 1
-        deadline = time.monotonic() + SLOW_S
-        while time.monotonic() < deadline:
-            if await request.is_disconnected():
-                self.abandoned.release()
-                return JSONResponse({}, status_code=499)
-            await asyncio.sleep(0.02)
-        self.finished += 1
-        return JSONResponse({"error": {"message": "too late"}}, status_code=500)
+@pytest.fixture(scope="module")
+def slow() -> SlowUpstream:
+    return SlowUpstream(SLOW_S)
 
 
 @pytest.fixture(scope="module")
-def slow() -> _SlowUpstream:
-    return _SlowUpstream()
-
-
-@pytest.fixture(scope="module")
-def front(tmp_path_factory: pytest.TempPathFactory, slow: _SlowUpstream) -> Iterator[tuple[str, str]]:
+def front(tmp_path_factory: pytest.TempPathFactory, slow: SlowUpstream) -> Iterator[tuple[str, str]]:
     """(speculating proxy, the upstream process it forwards to)."""
     root = tmp_path_factory.mktemp("speculation")
     upstream_config = write_config(root / "upstream.yaml", {
@@ -120,7 +96,7 @@ def test_an_allowed_request_gets_the_upstream_answer(front: tuple[str, str], str
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_a_blocked_request_is_refused_and_its_upstream_call_cancelled(
-    front: tuple[str, str], slow: _SlowUpstream, stream: bool
+    front: tuple[str, str], slow: SlowUpstream, stream: bool
 ) -> None:
     url, _ = front
     cancelled, started, finished = _speculations(url, "cancelled"), slow.started, slow.finished
