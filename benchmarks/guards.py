@@ -7,7 +7,9 @@ For each TOFU split, a policy forgets the split's fictitious authors (built from
 QA pairs). Positives are the *paraphrased* forget questions (never used to build the policy);
 negatives are held-out retain questions plus the real-authors and world-facts neighbours.
 Reports ROC AUC, TPR at 1 % FPR, and recall / neighbour FPR at each guard's own threshold, and
-the p50/p99 latency of each guard on one request next to one MiniLM embedding of it, and the
+the p50/p99 latency of each guard on one request next to one MiniLM embedding of it (the guards
+share the embedder's cache, so a guard after the first pays only what it adds: the scope check's
+row is its cost on top of the detector's embedding), and the
 cost of the canonicalisation stage (:mod:`filters.canonical`) on a plain 50-word request (target
 <= 0.5 ms p50; ``--canonical-only`` measures just that).
 """
@@ -51,7 +53,8 @@ def _policy(split: str, data_dir: str | None) -> tuple[PolicyConfig, list[str], 
     positives = [p.paraphrased_question or p.question for p in bench.forget_probes]
     policy = PolicyConfig(
         forget=targets, retain=examples,
-        methods=[{"type": "input_detector", "aliases": False}, {"type": "input_classifier"}],  # type: ignore[list-item]
+        methods=[{"type": "input_detector", "aliases": False}, {"type": "input_classifier"},  # type: ignore[list-item]
+                 {"type": "scope"}],
     )
     return policy, positives, negatives, bench.files
 

@@ -17,6 +17,7 @@ GuardBuilder = Callable[[Any, Any], Any]
 GUARD_BUILDERS: Registry[GuardBuilder] = Registry("guard")
 GUARD_BUILDERS.register("input_classifier", "filters.input_classifier:build_input_classifier")
 GUARD_BUILDERS.register("input_detector", "filters.input_detector:build_input_detector")
+GUARD_BUILDERS.register("scope", "filters.scope:build_scope")
 GUARD_BUILDERS.register("output_filter", "filters.output_filter:build_output_filter")
 
 __all__ = ["GUARD_BUILDERS", "GuardBuilder"]

@@ -31,6 +31,8 @@ from filters.embedder import Embedder
 from filters.forget_index import ForgetIndex, collect_items
 from filters.input_classifier import ClassifierModel, train_classifier
 from filters.negatives import Calibration, negatives_sha256
+from proxy.core.config.methods import DEFAULT_TARGET_FNR
+from filters.scope import ScopeFeaturizer, ScopeHead, train_scope
 from proxy.core.config import ForgetTargetConfig, QAExample, resolve_document
 
 CODE_VERSION = "filters/1"
@@ -80,6 +82,7 @@ class PolicyArtifacts:
         self.cache_hits: dict[str, bool] = {}
         self._lock = threading.Lock()
         self._classifiers: dict[tuple[bool, float], tuple[ClassifierModel, Calibration]] = {}
+        self._scopes: dict[tuple[float, bool], tuple[ScopeHead, Calibration]] = {}
 
     @cached_property
     def index_key(self) -> str:
@@ -118,6 +121,34 @@ class PolicyArtifacts:
         _replace_dir(directory, index.save)
         return index
 
+    def scope_featurizer(self, *, classifier: bool) -> ScopeFeaturizer:
+        """What the scope check describes a text with: the index, the retain examples, the
+        aliases and (``classifier``) the default input classifier."""
+        if not classifier:
+            return ScopeFeaturizer(self.index, self.retain_vectors, self.aliases)
+        model, calibration = self.classifier(char_ngrams=True, target_fnr=DEFAULT_TARGET_FNR)
+        return ScopeFeaturizer(self.index, self.retain_vectors, self.aliases, classifier=model,
+                               out_of_fold=calibration.out_of_fold)
+
+    def scope(
+        self, *, target_fnr: float, classifier: bool
+    ) -> tuple[ScopeHead, Calibration, ScopeFeaturizer]:
+        """The scope head, its calibration and its featurizer, the head from the cache or
+        trained (and cached)."""
+        featurizer = self.scope_featurizer(classifier=classifier)
+        with self._lock:
+            wanted = (target_fnr, classifier)
+            if wanted not in self._scopes:
+                key = _sha256({"index": self.index_key, "negatives": negatives_sha256(),
+                               "retain": [qa.model_dump() for qa in self.retain],
+                               "target_fnr": target_fnr, "classifier": classifier,
+                               "code": "scope/1"})
+                self._scopes[wanted] = self._cached_pickle(
+                    "scope", key, "training the scope check",
+                    lambda: train_scope(featurizer, [qa.question for qa in self.retain],
+                                        self.embedder, target_fnr=target_fnr))
+            return (*self._scopes[wanted], featurizer)
+
     def classifier(
         self, *, char_ngrams: bool, target_fnr: float
     ) -> tuple[ClassifierModel, Calibration]:
@@ -139,21 +170,29 @@ class PolicyArtifacts:
                 "char_ngrams": char_ngrams,
                 "target_fnr": target_fnr,
                 "sklearn": sklearn.__version__,
+                "code": "classifier/2",
             }
         )
-        path = self.cache_dir / f"classifier-{key[:24]}.pkl"
+        return self._cached_pickle(
+            "classifier", key, f"training input classifier (char n-grams: {char_ngrams})",
+            lambda: train_classifier(
+                self.index, self.retain, self.embedder, char_ngrams=char_ngrams,
+                target_fnr=target_fnr, progress=self.progress,
+            ))  # fmt: skip
+
+    def _cached_pickle(self, kind: str, key: str, doing: str, build: Any) -> Any:
+        """``build()``'s result, loaded from ``cache_dir/{kind}-{key}.pkl`` or built (logging
+        ``doing``) and stored there."""
+        path = self.cache_dir / f"{kind}-{key[:24]}.pkl"
         path.parent.mkdir(parents=True, exist_ok=True)
+        hit = f"{kind}-{key[:8]}"
         if path.is_file():
-            self.cache_hits[f"classifier-{key[:8]}"] = True
+            self.cache_hits[hit] = True
             with path.open("rb") as file:
-                loaded: tuple[ClassifierModel, Calibration] = pickle.load(file)  # our own file
-            return loaded
-        self.cache_hits[f"classifier-{key[:8]}"] = False
-        _log(self.progress, f"training input classifier (char n-grams: {char_ngrams})")
-        result = train_classifier(
-            self.index, self.retain, self.embedder, char_ngrams=char_ngrams,
-            target_fnr=target_fnr, progress=self.progress,
-        )  # fmt: skip
+                return pickle.load(file)  # our own file
+        self.cache_hits[hit] = False
+        _log(self.progress, doing)
+        result = build()
         handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         with os.fdopen(handle, "wb") as file:
             pickle.dump(result, file)

@@ -207,20 +207,21 @@ def _folds(samples: TrainingSet, folds: int, seed: int) -> np.ndarray:
 def _cross_validate(
     samples: TrainingSet, features: sparse.csr_matrix, calibration: Calibration, seed: int
 ) -> None:
-    """Fill ``calibration`` with out-of-fold scores of forget questions, retain and generic."""
+    """Fill ``calibration`` with out-of-fold scores of forget questions, retain and generic,
+    and with every training text's out-of-fold score (``out_of_fold``, by text)."""
     labels, roles = np.array(samples.labels), np.array(samples.roles)
     fold_of = _folds(samples, calibration.folds, seed)
-    scored: dict[str, list[np.ndarray]] = {"positive": [], "retain": [], "generic": []}
-    wanted = {"positive": ("calib", "heldout"), "retain": ("retain",), "generic": ("generic",)}
+    scores = np.zeros(len(labels))
     for fold in range(calibration.folds):
         train = (roles != "heldout") & (fold_of != fold)
         model = ClassifierModel(None, features[train], labels[train], seed=seed)
-        for key, kinds in wanted.items():
-            mask = (fold_of == fold) & np.isin(roles, kinds)
-            if mask.any():
-                scored[key].append(model.predict_features(features[mask]))
-    for key, parts in scored.items():
-        setattr(calibration, key, np.concatenate(parts) if parts else np.zeros(0))
+        held = fold_of == fold
+        if held.any():
+            scores[held] = model.predict_features(features[held])
+    wanted = {"positive": ("calib", "heldout"), "retain": ("retain",), "generic": ("generic",)}
+    for key, kinds in wanted.items():
+        setattr(calibration, key, scores[np.isin(roles, kinds)])
+    calibration.out_of_fold = dict(zip(samples.texts, scores.tolist(), strict=True))
 
 
 def train_classifier(

@@ -182,6 +182,7 @@ class Calibration:
     positive: np.ndarray = field(default_factory=lambda: np.zeros(0))
     retain: np.ndarray = field(default_factory=lambda: np.zeros(0))
     generic: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    out_of_fold: dict[str, float] = field(default_factory=dict)
 
     def calibrated_threshold(self) -> float | None:
         """The highest threshold whose held-out FNR is at most ``target_fnr``."""

@@ -3,7 +3,7 @@
 Each line is one answered request, keyed by the request's content hash, appended and flushed
 as soon as it exists, so a crashed or interrupted run continues where it stopped. The file name
 carries a fingerprint of everything that could change an answer (model, generation settings,
-policy, dataset selection, transport); a changed config starts a new file rather than reusing
+policy, dataset selection, transport, and the guards' code); a changed config starts a new file rather than reusing
 stale answers. A torn last line (a crash mid-write) is ignored.
 """
 
@@ -12,10 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ResultCache", "fingerprint"]
+import filters
+
+__all__ = ["ResultCache", "fingerprint", "guard_code_digest"]
 
 log = logging.getLogger("unlearn_proxy.bench")
 
@@ -24,6 +27,17 @@ def fingerprint(*parts: Any) -> str:
     """A short sha256 of JSON-serialisable ``parts``."""
     text = json.dumps(parts, sort_keys=True, default=str, ensure_ascii=False)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@cache
+def guard_code_digest() -> str:
+    """A sha256 of the guards' source and data files (``filters/``): a variant with methods
+    keeps its cached answers only while the code that decides them is unchanged."""
+    root = Path(filters.__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".txt")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 class ResultCache:

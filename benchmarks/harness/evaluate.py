@@ -20,7 +20,7 @@ from typing import Any
 from benchmarks.datasets import Benchmark, Probe, ProbeKind, load_benchmark
 from benchmarks.harness.backends import OracleBackend, RecordingBackend
 from benchmarks.harness.breakdown import group_rows
-from benchmarks.harness.cache import ResultCache, fingerprint
+from benchmarks.harness.cache import ResultCache, fingerprint, guard_code_digest
 from benchmarks.harness.config import BenchConfig, DatasetSpec
 from benchmarks.harness.hygiene import Exclusion, exclude_naming_targets
 from benchmarks.harness.likelihood import likelihood_metrics
@@ -77,10 +77,12 @@ class _Asking:
         self.ctx, self.spec, self.variant, self.benchmark = ctx, spec, variant, benchmark
         self.asker = deployment.asker(variant)
         config = ctx.config
+        guarded = variant.policy is not None and bool(variant.policy.methods)
         key = fingerprint(config.model.model_dump(mode="json"), config.generation.model_dump(),
                           variant.policy.model_dump(mode="json") if variant.policy else None,
                           variant.model.model_dump(mode="json") if variant.model else None,
-                          config.transport, spec.mode, spec.loader)
+                          config.transport, spec.mode, spec.loader,
+                          guard_code_digest() if guarded else None)
         tag = f"{spec.name}-{fingerprint(spec.loader, spec.mode)[:6]}"
         path = ctx.out_dir / "cache" / tag / f"{variant.slug}.seed{config.seed}.{key}.jsonl"
         self.cache = ResultCache(path)

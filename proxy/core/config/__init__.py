@@ -15,7 +15,7 @@ from proxy.core.config.loading import (
 )
 from proxy.core.config.methods import (
     EmbedderConfig, EmbedderEngine, EmbedderPrecision, ICULConfig, InputClassifierConfig, InputDetectorConfig, MethodConfig,
-    OutputFilterConfig, PrefixConfig,
+    OutputFilterConfig, PrefixConfig, ScopeConfig,
 )
 from proxy.core.config.models import (
     LlamaCppModelConfig, ModelConfig, OpenAIModelConfig, TransformersModelConfig,
@@ -33,7 +33,7 @@ __all__ = [
     "ICULConfig", "InputClassifierConfig",
     "InputDetectorConfig", "LlamaCppModelConfig", "MethodConfig", "ModelConfig",
     "OpenAIModelConfig", "OutputFilterConfig", "PolicyConfig", "PrefixConfig", "QAExample",
-    "RequestDocumentConfig", "RoutingConfig", "ServerConfig", "StoreConfig", "TransformersModelConfig",
+    "RequestDocumentConfig", "RoutingConfig", "ScopeConfig", "ServerConfig", "StoreConfig", "TransformersModelConfig",
     "format_validation_error", "load_config", "parse_config", "read_yaml", "resolve_document",
     "substitute_env", "validate_mapping",
 ]

@@ -58,11 +58,28 @@ class InputDetectorConfig(StrictModel):
         "never blocked); null: ignore the retain examples")
 
 
+DEFAULT_TARGET_FNR = 0.05
+
+
 class InputClassifierConfig(StrictModel):
     type: Literal["input_classifier"]
-    target_fnr: float = Field(0.05, gt=0.0, lt=1.0, description="calibration target")
+    target_fnr: float = Field(DEFAULT_TARGET_FNR, gt=0.0, lt=1.0, description="calibration target")
     threshold: float | None = Field(None, gt=0.0, lt=1.0, description="override calibration")
     char_ngrams: bool = True
+    action: Literal["block", "flag"] = Field("block", description="flag: only trigger 'detected' methods")
+
+
+class ScopeConfig(StrictModel):
+    type: Literal["scope"]
+    target_fnr: float = Field(
+        0.09, gt=0.0, lt=1.0, description="calibration target: the share of the policy's "
+        "example questions (out-of-fold) the threshold may miss")
+    threshold: float | None = Field(None, gt=0.0, lt=1.0, description="override calibration")
+    classifier: bool = Field(
+        True, description="also weigh the input classifier's probability (trained on the same "
+        "material, default settings): more accurate; false: no classifier to train, so adding "
+        "a target costs no retraining")
+    context_turns: int = Field(3, ge=1, description="user turns looked at together")
     action: Literal["block", "flag"] = Field("block", description="flag: only trigger 'detected' methods")
 
 
@@ -98,6 +115,6 @@ class OutputFilterConfig(StrictModel):
 
 
 MethodConfig = Annotated[
-    InputDetectorConfig | InputClassifierConfig | PrefixConfig | ICULConfig | OutputFilterConfig,
+    InputDetectorConfig | InputClassifierConfig | ScopeConfig | PrefixConfig | ICULConfig | OutputFilterConfig,
     Field(discriminator="type"),
 ]

@@ -13,6 +13,7 @@ import yaml
 
 from benchmarks.datasets import Benchmark, Probe, load_benchmark
 from benchmarks.harness.backends import OracleBackend, RecordingBackend
+from benchmarks.harness import cache as result_cache
 from benchmarks.harness.cache import ResultCache
 from benchmarks.harness.config import DatasetSpec, MethodSpec, load_bench_config, parse_bench_config
 from benchmarks.harness.methods import model_variants, policy_variants
@@ -178,6 +179,23 @@ def test_run_tasks_resumes_from_the_cache(tmp_path: Path) -> None:
     assert asker.calls == 3
     assert first == again and first[tasks[0].key].text.startswith("answer to Question: Q0?")
     assert all(o.cost_ms >= o.total_ms > 0 for o in again.values())  # costs survive a resume
+
+
+def test_the_guards_code_is_part_of_a_cached_answer_s_key(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Answers decided by guards are not reused once the guards' code changes (a stale cache
+    once reported the previous head's rates for a changed scope check)."""
+    package = tmp_path / "filters"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "guard.py").write_text("THRESHOLD = 0.5\n")
+    monkeypatch.setattr(result_cache.filters, "__file__", str(package / "__init__.py"))
+    result_cache.guard_code_digest.cache_clear()
+    before = result_cache.guard_code_digest()
+    (package / "guard.py").write_text("THRESHOLD = 0.6\n")
+    result_cache.guard_code_digest.cache_clear()
+    assert result_cache.guard_code_digest() != before
+    result_cache.guard_code_digest.cache_clear()
 
 
 class _FakeEngine:

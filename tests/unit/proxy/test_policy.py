@@ -74,7 +74,7 @@ def cold(cache: Path) -> CompiledPolicy:
 
 
 def test_registries_name_the_method_types() -> None:
-    assert GUARD_BUILDERS.names() == ["input_classifier", "input_detector", "output_filter"]
+    assert GUARD_BUILDERS.names() == ["input_classifier", "input_detector", "output_filter", "scope"]
     assert CONTEXT_BUILDERS.names() == ["icul", "prefix"]
 
 
