@@ -44,6 +44,7 @@ from proxy.core.types import GenerationParams
 from proxy.core.embedded import EMBEDDER_NAME, cache_dir
 from proxy.core.config import (
     InputClassifierConfig, InputDetectorConfig, MethodConfig, OutputFilterConfig, PolicyConfig,
+    ScopeConfig,
 )
 from proxy.metrics import Metrics
 from proxy.pipeline import Pipeline, Request
@@ -61,15 +62,19 @@ MODEL = "oracle"
 _DET = InputDetectorConfig(type="input_detector")
 _CLF = InputClassifierConfig(type="input_classifier")
 _OUT = OutputFilterConfig(type="output_filter")
+_SCOPE = ScopeConfig(type="scope")
 STACKS: dict[str, tuple[MethodConfig, ...]] = {
     "input_detector": (_DET,),
     "input_classifier": (_CLF,),
     "input_detector+input_classifier": (_DET, _CLF),
+    "scope": (_SCOPE,),
     "output_filter": (_OUT,),
     "input_detector+output_filter": (_DET, _OUT),
+    "scope+output_filter": (_SCOPE, _OUT),
     "all": (_DET, _CLF, _OUT),
 }
-"""Method stacks (default settings), in table order; ``all`` is every guard."""
+"""Method stacks (default settings), in table order; ``all`` is the detector, the classifier
+and the output filter together."""
 _PARAMS = GenerationParams(max_tokens=64, temperature=0.0)
 
 

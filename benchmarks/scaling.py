@@ -36,6 +36,12 @@ from proxy.core.config import EmbedderConfig, ForgetTargetConfig, PolicyConfig
 from proxy.policy import CompiledPolicy, compile_policy
 
 DEFAULT_SIZES = (10, 25, 100, 1000)
+STACKS: dict[str, list[dict[str, Any]]] = {
+    "detector+classifier": [{"type": "input_detector"}, {"type": "input_classifier"}],
+    "detector+scope": [{"type": "input_detector"}, {"type": "scope", "classifier": False}],
+}
+"""Input policies to grow: the default pair, and the scope check without the classifier (no
+model retrained on the whole policy when one target is added)."""
 REFERENCE_SIZE = 25  # the issue's reference: added p50 at 10,000 targets <= 2x this size's
 
 
@@ -76,9 +82,10 @@ def _blocked_as(compiled: CompiledPolicy, text: str, target_id: str) -> bool:
                for v in verdicts)
 
 
-def measure_size(size: int, queries: int, state_dir: Path) -> dict[str, Any]:
-    """Every figure for a policy of ``size`` synthetic targets."""
-    data = synthetic_policy(size)
+def measure_size(size: int, queries: int, state_dir: Path,
+                 stack: str = "detector+classifier") -> dict[str, Any]:
+    """Every figure for a policy of ``size`` synthetic targets guarded by ``stack``."""
+    data = synthetic_policy(size, methods=STACKS[stack])
     policy = PolicyConfig.model_validate(data)
     build_embedder(policy.embedder).clear()  # type: ignore[attr-defined]  # a cold compile
     before = _rss_mb()
@@ -100,7 +107,7 @@ def measure_size(size: int, queries: int, state_dir: Path) -> dict[str, Any]:
     index = next((g.index for g in compiled.input_guards if hasattr(g, "index")), None)
     items = len(index) if index is not None else None
     return {
-        "targets": size, "compile_s": compiled.compile_s, "rss_added_mb": rss,
+        "targets": size, "stack": stack, "compile_s": compiled.compile_s, "rss_added_mb": rss,
         "rss_per_target_kb": rss * 1024 / size, "forget_items": items,
         "guard_ms": latency, "add_one_target_s": add_s, "new_target_blocked": new_blocked,
         "withdraw_one_target_s": withdraw_s,
@@ -159,10 +166,11 @@ def alias_lookup(sizes: list[int], texts: int = 200) -> list[dict[str, Any]]:
 def render_markdown(report: dict[str, Any]) -> str:
     """One table line per size."""
     results, meta = report["results"], report["provenance"]
+    stack = next((r.get("stack") for r in results["sizes"]), None) or "detector+classifier"
     lines = ["# Scaling with forget targets", "", f"Command: `{meta['command']}`  ",
              f"Commit {meta['git_commit']}{' (dirty)' if meta['git_dirty'] else ''}, "
              f"{meta['started_utc']}, {meta['wall_time_s']:.0f} s on {meta['host']['cpus']} CPUs.",
-             "", "Guard ms: the input guards (detector + classifier) on one unique request, "
+             "", f"Guard ms: the input guards ({stack}) on one unique request, "
              "in process; × ref: its p50 over the "
              f"{REFERENCE_SIZE}-target policy's. Add / withdraw: compiling the policy with / "
              "without one more target, as the forget API does before its swap.", "",
@@ -200,6 +208,8 @@ def main() -> None:
                         help="also time exact vs HNSW search over this many vectors")
     parser.add_argument("--alias-sizes", type=int, nargs="*", default=[],
                         help="also time the alias table at these target counts")
+    parser.add_argument("--stack", choices=sorted(STACKS), default="detector+classifier",
+                        help="the input guards of the synthetic policy")
     parser.add_argument("--out", default="benchmarks/results/scaling.json")
     args = parser.parse_args()
     started = time.time()
@@ -208,14 +218,15 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
-            rows.append(measure_size(size, args.queries, Path(tmp) / str(size)))
+            rows.append(measure_size(size, args.queries, Path(tmp) / str(size), args.stack))
             print(json.dumps(rows[-1]), flush=True)
     results: dict[str, Any] = {"sizes": rows}
     if args.index_items:
         results["index_search"] = index_search(args.index_items)
     if args.alias_sizes:
         results["alias_lookup"] = alias_lookup(args.alias_sizes)
-    command = (f"python -m benchmarks.scaling --sizes {' '.join(map(str, args.sizes))} "
+    command = (f"python -m benchmarks.scaling --stack {args.stack} "
+               f"--sizes {' '.join(map(str, args.sizes))} "
                f"--queries {args.queries} --index-items {args.index_items} --alias-sizes "
                f"{' '.join(map(str, args.alias_sizes))}")
     report = {"results": results, "provenance": provenance(started, command=command)}
