@@ -142,7 +142,7 @@ class PolicyArtifacts:
                 key = _sha256({"index": self.index_key, "negatives": negatives_sha256(),
                                "retain": [qa.model_dump() for qa in self.retain],
                                "target_fnr": target_fnr, "classifier": classifier,
-                               "code": "scope/1"})
+                               "code": "scope/2"})
                 self._scopes[wanted] = self._cached_pickle(
                     "scope", key, "training the scope check",
                     lambda: train_scope(featurizer, [qa.question for qa in self.retain],

@@ -20,7 +20,8 @@ so training sees what an unseen paraphrase sees; the project's generic negatives
 and are otherwise only scored for the report. The similarity features name no target, so the
 head is the same for every target: with ``classifier: false`` a target added at run time needs
 only its items in the index (refitting the head is a logistic regression over eight columns).
-The threshold is calibrated out-of-fold to ``target_fnr`` of the example questions. A text at
+The threshold is calibrated out-of-fold to ``target_fnr`` of the example questions, or lower
+while held-out negatives stay unflagged (:class:`ScopeCalibration`). A text at
 least as close to a retain example as to any forget item is never blocked unless it names a
 target, so every retain example that names no target is answered.
 """
@@ -60,6 +61,8 @@ SIGNS = {"retain_top1": -1, "retain_top3": -1}  # the sign each weight must have
 MAX_LOGIT = 10.0
 SEARCH_K = 8  # forget items looked at per text; the nearest question/chunk is found among them
 FOLDS = 5
+MAX_HELDOUT_FPR = 0.01  # a threshold this low still flags at most 1 % of held-out negatives...
+DECISION = 0.5  # ...is used down to the balanced decision boundary (ScopeCalibration)
 MIN_RETAIN = 20  # below this many retain examples the generic negatives train the head too
 MIN_EXAMPLES = 50  # below this many example questions they are reworded into more positives
 REWORDINGS = 3
@@ -186,6 +189,22 @@ class ScopeHead:
         return probabilities
 
 
+@dataclass
+class ScopeCalibration(Calibration):
+    """:class:`Calibration` that is never stricter than it needs to be: when a lower threshold
+    (down to :data:`DECISION`) still flags at most :data:`MAX_HELDOUT_FPR` of the held-out
+    negatives, it is used, so a policy whose sides separate cleanly (fictitious authors) does
+    not refuse only near-certain texts and let a reworded or decoded question through."""
+
+    def calibrated_threshold(self) -> float | None:
+        by_fnr = super().calibrated_threshold()
+        negatives = np.r_[self.retain, self.generic]
+        if by_fnr is None or not len(negatives):
+            return by_fnr
+        enough = max(DECISION, float(np.quantile(negatives, 1 - MAX_HELDOUT_FPR)))
+        return min(by_fnr, enough)
+
+
 @dataclass(frozen=True)
 class TrainingRows:
     """Described texts: features, labels, roles (``positive``/``retain``/``generic``) and
@@ -243,7 +262,7 @@ def train_scope(
     *,
     target_fnr: float,
     seed: int = 0,
-) -> tuple[ScopeHead, Calibration]:
+) -> tuple[ScopeHead, ScopeCalibration]:
     """Calibrate by stratified k-fold (out-of-fold scores by role), then fit on every row.
 
     Raises:
@@ -253,7 +272,7 @@ def train_scope(
         raise ValueError("a scope check needs at least one forget item")
     rows = training_rows(featurizer, retain_texts, embedder)
     features, labels = rows.features[rows.trains], rows.labels[rows.trains]
-    calibration = Calibration(target_fnr, FOLDS)
+    calibration = ScopeCalibration(target_fnr, FOLDS)
     folds = min(FOLDS, int(labels.sum()), int((labels == 0).sum()))
     if folds >= 2:
         scores = np.zeros(len(rows.labels))

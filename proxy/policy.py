@@ -83,7 +83,7 @@ class CompiledPolicy:
 
     @property
     def calibration(self) -> dict[str, CalibrationReport]:
-        """Calibration reports of the classifiers, keyed ``methods[i]``."""
+        """Calibration reports of the calibrated guards (classifier, scope), keyed ``methods[i]``."""
         where = {id(cfg): i for i, cfg in enumerate(self.config.methods)}
         return {
             f"methods[{where[id(cfg)]}]": guard.report
@@ -137,7 +137,8 @@ class CompiledPolicy:
                 lines.append(f"output guards: {', '.join(map(repr, self.output_guards))}")
             cached = ", ".join(f"{k}={'hit' if v else 'built'}" for k, v in self.cache_hits.items())
             lines.append(f"compiled in {self.compile_s:.1f}s ({cached or 'nothing to build'})")
-            lines += [f"{where} input_classifier: {report.summary()}"
+            types = {f"methods[{i}]": m.type for i, m in enumerate(self.config.methods)}
+            lines += [f"{where} {types[where]}: {report.summary()}"
                       for where, report in self.calibration.items()]
         for icul in self.icul:
             lines.extend(icul.describe())

@@ -95,6 +95,7 @@ def test_training_hides_each_example_from_its_own_neighbours(tofu) -> None:  # t
     assert top1[rows.roles == "positive"].max() < 0.999  # its own item is not its nearest
     assert retain_top1[rows.roles == "retain"].max() < 0.999
     assert compiled.calibration["methods[0]"].source == "calibrated"
+    assert any(line.startswith("methods[0] scope: threshold") for line in compiled.describe())
 
 
 @pytest.mark.slow
