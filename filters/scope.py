@@ -23,7 +23,10 @@ only its items in the index (refitting the head is a logistic regression over ei
 The threshold is calibrated out-of-fold to ``target_fnr`` of the example questions, or lower
 while held-out negatives stay unflagged (:class:`ScopeCalibration`). A text at
 least as close to a retain example as to any forget item is never blocked unless it names a
-target, so every retain example that names no target is answered.
+target, so every retain example that names no target is answered. With ``aliases`` (the
+default) a target's name or alias in any text or decoded view blocks before any scoring, as an
+exact-match store in front of a scoring model does (DRAGON, 2025): a question asked backwards,
+spelled out or in ROT13 with its answer requested the same way is refused on the name alone.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from scipy.special import expit
 from scipy.optimize import minimize
 from sklearn.model_selection import StratifiedKFold
 
-from filters.alias_matcher import AliasTable, find_in_views
+from filters.alias_matcher import AliasGuard, AliasTable, find_in_views
 from filters.base import Match, Message, Verdict
 from filters.embedder import Embedder
 from filters.forget_index import ForgetIndex, ForgetItem
@@ -303,8 +306,10 @@ class ScopeGuard:
         *,
         report: CalibrationReport,
         context_turns: int = DEFAULT_CONTEXT_TURNS,
+        aliases: AliasGuard | None = None,
         name: str = "scope",
     ) -> None:
+        self.aliases = aliases
         self.head = head
         self.featurizer = featurizer
         self.embedder = embedder
@@ -323,8 +328,15 @@ class ScopeGuard:
         return np.where(closer_to_forget | named, self.head.predict(features), 0.0), described
 
     def check_input(self, messages: Sequence[Message]) -> Verdict:
-        """Score every view of the request's texts (:func:`query_views`); block on the worst."""
+        """A target's name or alias in any text and view blocks at once (with ``aliases``);
+        otherwise score every view of the request's texts (:func:`query_views`) and block on
+        the worst."""
         started = time.perf_counter()
+        if self.aliases is not None:
+            named = self.aliases.check_input(messages)
+            if named.is_block:
+                return Verdict("block", self.name, named.score, named.threshold, named.match,
+                               elapsed_ms=(time.perf_counter() - started) * 1000)
         found = query_views(messages, self.context_turns)
         if not found:
             return Verdict("allow", self.name, threshold=self.threshold, elapsed_ms=0.0)
@@ -353,4 +365,5 @@ def build_scope(cfg: ScopeConfig, artifacts: PolicyArtifacts) -> ScopeGuard:
     head, calibration, featurizer = artifacts.scope(target_fnr=cfg.target_fnr,
                                                     classifier=cfg.classifier)
     return ScopeGuard(head, featurizer, artifacts.embedder,
-                      report=calibration.report(cfg.threshold), context_turns=cfg.context_turns)
+                      report=calibration.report(cfg.threshold), context_turns=cfg.context_turns,
+                      aliases=AliasGuard(artifacts.aliases) if cfg.aliases else None)

@@ -79,6 +79,7 @@ class ScopeConfig(StrictModel):
         True, description="also weigh the input classifier's probability (trained on the same "
         "material, default settings): more accurate; false: no classifier to train, so adding "
         "a target costs no retraining")
+    aliases: bool = Field(True, description="block at once on a name/alias match in any view")
     context_turns: int = Field(3, ge=1, description="user turns looked at together")
     action: Literal["block", "flag"] = Field("block", description="flag: only trigger 'detected' methods")
 
