@@ -31,9 +31,10 @@ from filters.embedder import Embedder
 from filters.forget_index import ForgetIndex, collect_items
 from filters.input_classifier import ClassifierModel, train_classifier
 from filters.negatives import Calibration, negatives_sha256
-from proxy.core.config.methods import DEFAULT_TARGET_FNR
 from filters.scope import ScopeFeaturizer, ScopeHead, train_scope
-from proxy.core.config import ForgetTargetConfig, QAExample, resolve_document
+from proxy.core.config import (
+    DEFAULT_TARGET_FNR, ForgetTargetConfig, QAExample, resolve_document,
+)
 
 CODE_VERSION = "filters/1"
 

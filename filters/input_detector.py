@@ -18,6 +18,7 @@ is answered ("Who directed the first Harry Potter film?" next to a forget target
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -125,17 +126,10 @@ class EmbeddingDetector:
     def check_input(self, messages: Sequence[Message]) -> Verdict:
         """Alias match first (if enabled), then the embedding similarity of the query texts."""
         started = time.perf_counter()
-        if self.aliases is not None:
-            verdict = self.aliases.check_input(messages)
-            if verdict.is_block:
-                return Verdict(
-                    "block",
-                    self.name,
-                    score=verdict.score,
-                    threshold=verdict.threshold,
-                    match=verdict.match,
-                    elapsed_ms=(time.perf_counter() - started) * 1000,
-                )
+        named = self.aliases.check_input(messages) if self.aliases is not None else None
+        if named is not None and named.is_block:
+            return replace(named, guard=self.name,
+                           elapsed_ms=(time.perf_counter() - started) * 1000)
         texts = query_views(messages, self.context_turns)
         scored = self._scored([view.text for view in texts])
         flagged = [i for i, (score, item, retain) in enumerate(scored)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -309,13 +309,13 @@ class ScopeGuard:
         aliases: AliasGuard | None = None,
         name: str = "scope",
     ) -> None:
-        self.aliases = aliases
         self.head = head
         self.featurizer = featurizer
         self.embedder = embedder
         self.report = report
         self.threshold = report.threshold
         self.context_turns = context_turns
+        self.aliases = aliases
         self.name = name
 
     def score_texts(self, texts: Sequence[str]) -> tuple[np.ndarray, Described]:
@@ -332,11 +332,10 @@ class ScopeGuard:
         otherwise score every view of the request's texts (:func:`query_views`) and block on
         the worst."""
         started = time.perf_counter()
-        if self.aliases is not None:
-            named = self.aliases.check_input(messages)
-            if named.is_block:
-                return Verdict("block", self.name, named.score, named.threshold, named.match,
-                               elapsed_ms=(time.perf_counter() - started) * 1000)
+        named = self.aliases.check_input(messages) if self.aliases is not None else None
+        if named is not None and named.is_block:
+            return replace(named, guard=self.name,
+                           elapsed_ms=(time.perf_counter() - started) * 1000)
         found = query_views(messages, self.context_turns)
         if not found:
             return Verdict("allow", self.name, threshold=self.threshold, elapsed_ms=0.0)

@@ -14,7 +14,7 @@ from proxy.core.config.loading import (
     validate_mapping,
 )
 from proxy.core.config.methods import (
-    EmbedderConfig, EmbedderEngine, EmbedderPrecision, ICULConfig, InputClassifierConfig, InputDetectorConfig, MethodConfig,
+    DEFAULT_TARGET_FNR, EmbedderConfig, EmbedderEngine, EmbedderPrecision, ICULConfig, InputClassifierConfig, InputDetectorConfig, MethodConfig,
     OutputFilterConfig, PrefixConfig, ScopeConfig,
 )
 from proxy.core.config.models import (
@@ -28,7 +28,7 @@ from proxy.core.config.root import Config, RoutingConfig
 from proxy.core.config.server import ServerConfig, StoreConfig
 
 __all__ = [
-    "MAX_REQUEST_DOCUMENT_CHARS", "Config", "DocumentConfig", "EmbedderConfig",
+    "DEFAULT_TARGET_FNR", "MAX_REQUEST_DOCUMENT_CHARS", "Config", "DocumentConfig", "EmbedderConfig",
     "EmbedderEngine", "EmbedderPrecision", "ForgetRequestTarget", "ForgetTargetConfig",
     "ICULConfig", "InputClassifierConfig",
     "InputDetectorConfig", "LlamaCppModelConfig", "MethodConfig", "ModelConfig",

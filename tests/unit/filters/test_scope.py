@@ -18,6 +18,7 @@ from benchmarks.data_dir import resolve_data_dir
 from benchmarks.datasets import load_benchmark
 from benchmarks.harness.config import DatasetSpec
 from benchmarks.harness.policies import base_policy, split_probes
+from filters.input_detector import query_views
 from filters.scope import FEATURES, ScopeGuard, ScopeHead, training_rows
 from proxy.core.config import PolicyConfig
 from proxy.policy import CompiledPolicy, compile_policy
@@ -120,5 +121,9 @@ def test_a_target_named_backwards_is_refused_on_the_name_alone(tofu) -> None:  #
     bare = compile_policy("tofu", PolicyConfig.model_validate(
         {**policy.model_dump(), "methods": methods}), base_dir=Path("."), state_dir=state,
         progress=False)
-    unnamed = bare.input_guards[0].check_input([{"role": "user", "content": text}])
+    guard = bare.input_guards[0]
+    messages = [{"role": "user", "content": text}]
+    unnamed = guard.check_input(messages)
+    scores, _ = guard.score_texts([view.text for view in query_views(messages)])
+    assert unnamed.score == pytest.approx(float(scores.max()))  # the head's, not the alias's
     assert unnamed.match is None or not unnamed.match.item.startswith("alias:")
