@@ -109,6 +109,14 @@ class PolicyArtifacts:
         return self.embedder.embed(questions) if questions else np.zeros((0, 0), "float32")
 
     @cached_property
+    def retain_text_vectors(self) -> np.ndarray:
+        """The retain examples' questions and answers embedded, the questions first."""
+        answers = [qa.answer for qa in self.retain if qa.answer and qa.answer.strip()]
+        if not answers:
+            return self.retain_vectors
+        return np.r_[self.retain_vectors.reshape(-1, self.index.dim), self.embedder.embed(answers)]
+
+    @cached_property
     def index(self) -> ForgetIndex:
         """The forget index, loaded from the cache or built (and cached)."""
         directory = self.cache_dir / f"index-{self.index_key[:24]}"

@@ -10,7 +10,11 @@ Three checks, cheapest first, on a text that grows while it streams:
   Measuring coverage of the forget item (not of the text) means that padding a leak with other
   words does not hide it, and the count can only grow as the text grows;
 * **embedding similarity** — each completed sentence (or ``UNIT_CHARS`` piece of a long one)
-  whose nearest forget item is at least ``embedding_threshold`` similar.
+  whose nearest forget item is at least ``embedding_threshold`` similar and, with retain
+  examples, more similar than the nearest retain question or answer by more than
+  ``retain_margin``: a short answer a target shares with its neighbours ("Wheel of Fortune",
+  the answer to a question about the show's host, who is not the target) is no evidence of the
+  target when the policy lists it as something to keep answering.
 
 All three also run on the decoded views of the settled text (:mod:`filters.canonical`: an
 answer written in base64, reversed, ROT13, spaced out...); a match names its view.
@@ -33,6 +37,8 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from filters.alias_matcher import AliasScanner, AliasTable, alias_hold_back, alias_match
 from filters.base import Match, Message, Verdict
 from filters.embedder import Embedder
@@ -45,6 +51,7 @@ if TYPE_CHECKING:
     from filters.artifacts import PolicyArtifacts
 
 UNIT_CHARS = 200
+TIE = 1e-4  # float32 noise: a text as similar to a retain text as to a forget item is a tie
 MIN_UNIT_TOKENS = 3
 NGRAM_KINDS = frozenset({"answer", "chunk", "description"})
 _STOP_WORDS = (
@@ -235,12 +242,14 @@ class OutputScanner:
         threshold = self.guard.embedding_threshold
         if threshold is None or not units:
             return None
-        hits = self.guard.index.search(self.guard.embedder.embed(units), k=1)
-        for unit, row in zip(units, hits, strict=True):
+        vectors = self.guard.embedder.embed(units)
+        hits = self.guard.index.search(vectors, k=1)
+        retain = self.guard.retain_similarity(vectors)
+        for unit, row, near in zip(units, hits, retain, strict=True):
             if row:
                 score, item = row[0]
                 self._best_similarity = max(self._best_similarity, score)
-                if score >= threshold:
+                if score >= threshold and score > near + self.guard.retain_margin + TIE:
                     return Match(item.target_id, item.id, unit.strip()[:160], view), score, threshold
         return None
 
@@ -283,6 +292,8 @@ class OutputFilter:
         ngram_n: int = 6,
         ngram_overlap: float = 0.5,
         embedding_threshold: float | None = 0.75,
+        retain: np.ndarray | None = None,
+        retain_margin: float = 0.0,
         name: str = "output_filter",
         memo_size: int = 64,
     ) -> None:
@@ -292,6 +303,8 @@ class OutputFilter:
         self.ngrams = NgramTable(index, ngram_n)
         self.ngram_overlap = ngram_overlap
         self.embedding_threshold = embedding_threshold
+        self.retain = retain if retain is not None and len(retain) else None
+        self.retain_margin = retain_margin
         self.name = name
         windows = [self.ngrams.max_chars + 8]
         windows.append(alias_hold_back(aliases) if aliases is not None else 0)
@@ -299,6 +312,13 @@ class OutputFilter:
         self._memo: list[OutputScanner] = []
         self._memo_size = memo_size
         self._lock = threading.Lock()
+
+    def retain_similarity(self, vectors: np.ndarray) -> np.ndarray:
+        """Each vector's similarity to its nearest retain text (-1 without any)."""
+        if self.retain is None:
+            return np.full(len(vectors), -1.0)
+        nearest: np.ndarray = (vectors @ self.retain.T).max(axis=1)
+        return nearest
 
     def scanner(self) -> OutputScanner:
         """A fresh per-stream scanner: call ``check(text_so_far)`` after each delta."""
@@ -339,6 +359,7 @@ class OutputFilter:
         return (
             f"OutputFilter(n={self.ngrams.n}, overlap={self.ngram_overlap}, "
             f"embedding_threshold={self.embedding_threshold}, "
+            f"retain={0 if self.retain is None else len(self.retain)}, "
             f"hold_back_chars={self.hold_back_chars})"
         )
 
@@ -352,4 +373,6 @@ def build_output_filter(cfg: OutputFilterConfig, artifacts: PolicyArtifacts) -> 
         ngram_n=cfg.ngram_n,
         ngram_overlap=cfg.ngram_overlap,
         embedding_threshold=cfg.embedding_threshold,
+        retain=artifacts.retain_text_vectors if cfg.retain_margin is not None else None,
+        retain_margin=cfg.retain_margin or 0.0,
     )

@@ -7,7 +7,9 @@ its job. Such probes are left out of neighbour/retain scoring and the report cou
 dataset and kind.
 
 A probe names a target when the target's name or one of its aliases occurs as whole words in
-the probe's question or gold answer, both normalised by the product's own normaliser
+the probe's question, its gold answer or, for a cloze probe, the question with its blank filled
+by the answer ("Dirty Work was directed by ___ Saget." answered "Bob" is about Bob Saget), all
+normalised by the product's own normaliser
 (:func:`filters.normalize.normalize`: case, accents, punctuation and look-alike letters folded).
 Any target of the policy counts, the probe's own included.
 """
@@ -15,6 +17,7 @@ Any target of the policy counts, the probe's own included.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+import re
 from dataclasses import dataclass
 
 from benchmarks.datasets import ForgetTarget, Probe, ProbeKind
@@ -24,6 +27,9 @@ __all__ = ["MUST_ANSWER", "Exclusion", "TargetNames", "exclude_naming_targets"]
 
 MUST_ANSWER: tuple[ProbeKind, ...] = ("neighbour", "retain")
 """The probe kinds a method must keep answering: only these are checked."""
+
+
+_BLANK = re.compile(r"_+")  # a cloze probe's blank (RWKU writes ___, sometimes _)
 
 
 def _padded(text: str) -> str:
@@ -49,8 +55,9 @@ class TargetNames:
 
     def named_by(self, probe: Probe) -> list[str]:
         """The ids of the targets a probe's question or gold answer names."""
-        return list(dict.fromkeys([*self.named_in(probe.question),
-                                   *self.named_in(probe.answer)]))
+        filled = _BLANK.sub(lambda _: probe.answer, probe.question, count=1)
+        return list(dict.fromkeys([*self.named_in(probe.question), *self.named_in(probe.answer),
+                                   *self.named_in(filled)]))
 
     def __repr__(self) -> str:
         return f"TargetNames({len(self._names)} names)"

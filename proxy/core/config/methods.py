@@ -72,8 +72,10 @@ class InputClassifierConfig(StrictModel):
 class ScopeConfig(StrictModel):
     type: Literal["scope"]
     target_fnr: float = Field(
-        0.09, gt=0.0, lt=1.0, description="calibration target: the share of the policy's "
-        "example questions (out-of-fold) the threshold may miss")
+        0.12, gt=0.0, lt=1.0, description="calibration target: the share of the policy's "
+        "example questions (out-of-fold) the threshold may miss; the default is set for a "
+        "policy that also runs an output filter, which catches much of what a question hides "
+        "(a question whose answer is the target's name)")
     threshold: float | None = Field(None, gt=0.0, lt=1.0, description="override calibration")
     classifier: bool = Field(
         True, description="also weigh the input classifier's probability (trained on the same "
@@ -113,6 +115,10 @@ class OutputFilterConfig(StrictModel):
     ngram_n: int = Field(6, ge=2, le=32)
     ngram_overlap: float = Field(0.5, gt=0.0, le=1.0)
     embedding_threshold: float | None = Field(0.75, gt=0.0, le=1.0)
+    retain_margin: float | None = Field(
+        0.0, ge=-1.0, le=1.0, description="an embedding match blocks only when the nearest "
+        "forget item is more similar than the nearest retain question or answer by more than "
+        "this; null: ignore the retain examples (names and n-grams block either way)")
 
 
 MethodConfig = Annotated[

@@ -49,6 +49,18 @@ def test_exclusion_checks_question_and_answer_of_must_answer_kinds_only() -> Non
                                   "retain": {"candidates": 2, "excluded": 1}}
 
 
+def test_a_cloze_probe_is_checked_with_its_blank_filled() -> None:
+    names = TargetNames([LEE, NORRIS])
+    about_lee = _probe("n1", "Enter the Dragon starred ___ Lee as the hero.", answer="Bruce")
+    about_other = _probe("n2", "Enter the Dragon starred ___ Lee as the villain.", answer="Shih")
+    backslash = _probe("n3", "The film starred _ Norris.", answer="Chuck\\1")
+    assert names.named_by(about_lee) == ["lee"]
+    assert names.named_by(about_other) == []
+    assert names.named_by(backslash) == []  # the answer is inserted as text, not a pattern
+    assert names.named_by(_probe("n4", "Carlos Ray ___ was born in Ryan.", answer="Norris")) == [
+        "norris"]
+
+
 def test_without_other_targets_nothing_is_excluded() -> None:
     candidates: dict[ProbeKind, tuple[Probe, ...]] = {
         "neighbour": (_probe("n1", "Which style did Chuck Norris found?"),)}

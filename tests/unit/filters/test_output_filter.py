@@ -24,7 +24,9 @@ from filters.output_filter import (
     UnitSplitter,
     build_output_filter,
 )
-from proxy.core.config import EmbedderConfig, ForgetTargetConfig, OutputFilterConfig
+from proxy.core.config import (
+    EmbedderConfig, ForgetTargetConfig, OutputFilterConfig, QAExample,
+)
 from tests.pipeline_stream import Streamed, random_pieces, stream_text
 from tests.policies import QUENBY_DOCUMENT as DOCUMENT
 
@@ -229,6 +231,27 @@ def test_build_output_filter_follows_the_config(tmp_path: Path) -> None:
     guard = build_output_filter(lean, artifacts)
     assert guard.aliases is None and guard.embedding_threshold is None
     assert (guard.ngrams.n, guard.ngram_overlap) == (6, 0.5)
+
+
+def test_an_answer_a_retain_example_shares_is_no_evidence_of_the_target(tmp_path: Path) -> None:
+    # the target's short answer is also a neighbour's: alone it says nothing about the target
+    shared = "The Harbour Lantern Hour"
+    targets = [TARGETS[0].model_copy(update={"questions": [
+        *TARGETS[0].questions, QAExample(question="Which radio show did Marisol Quenby host?",
+                                         answer=shared)]})]
+    retain = [QAExample(question="Which radio show did Tomas Ferrant produce?", answer=shared)]
+    artifacts = PolicyArtifacts(targets, retain, build_embedder(EMBEDDER), base_dir=tmp_path,
+                                cache_dir=tmp_path, progress=False)
+    weighed = build_output_filter(OutputFilterConfig(type="output_filter"), artifacts)
+    one_sided = build_output_filter(
+        OutputFilterConfig(type="output_filter", retain_margin=None), artifacts)
+    assert weighed.retain is not None and len(weighed.retain) == 2  # its question and answer
+    assert one_sided.retain is None
+    verdict = one_sided.check_output([], shared, final=True)
+    assert verdict.is_block and verdict.match is not None and "answer" in verdict.match.item
+    assert not weighed.check_output([], shared, final=True).is_block
+    assert weighed.check_output([], f"{shared}, hosted by M. Quenby.", final=True).is_block
+    assert weighed.check_output([], LEAK, final=True).is_block  # the target's own text still
 
 
 # --- n-gram coverage on tiny forget sets (no embedding: the vectors are never searched) ---
