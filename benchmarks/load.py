@@ -8,7 +8,8 @@ unlearn-proxy processes in front of it — one without a policy, one with the fu
 policy (alias + embedding detector + classifier) on the default embedding engine (ONNX
 Runtime), the same policy set to ``speculate: true`` (the upstream call runs while the guards
 decide), the same policy on the torch engine (``embedder.engine: torch``, the comparison of
-issue 19) and at int8 (``embedder.precision: int8``) — then drives each, and the upstream
+issue 19), at int8 (``embedder.precision: int8``) and with the scope check in place of the
+detector and classifier (``type: scope``, issue 17) — then drives each, and the upstream
 directly,
 at every concurrency level, streaming and not, with the lean keep-alive client of
 :mod:`benchmarks.load_client` (so that the client costs little of the two cores). Added
@@ -47,7 +48,7 @@ ROUNDS = 4  # timed rounds per level, each followed by a floor measurement
 WARMUP_S = 1.0  # untimed start of each round: clients that all start at once settle by then
 BATCH = DEFAULT_MAX_BATCH  # the most texts the proxy's embedding batcher takes at once
 TARGETS = ("direct", "proxy", "proxy+policy", "proxy+policy+speculate", "proxy+policy+torch",
-           "proxy+policy+int8")
+           "proxy+policy+int8", "proxy+policy+scope")
 ENGINES = ("onnx", "torch")  # the floor is measured on each; "embedding_floor" is the default's
 
 
@@ -242,6 +243,8 @@ def _line(key: str, row: dict[str, Any]) -> str:
             f"(added p50 {row['proxy+policy+int8']['p50'] - row['direct']['p50']:.2f} ms)  "
             f"added p50 (policy) {added:6.2f} ms = {added / single:.2f}x floor ({single:.1f} ms; "
             f"{added / hot:.2f}x back to back, {hot:.1f} ms), speculating {speculating:6.2f} ms  "
+            f"scope {row['proxy+policy+scope']['rps']:.1f} rps = "
+            f"{row['proxy+policy+scope']['rps'] / floor['batched_texts_per_s']:.0%} of batched  "
             f"errors {sum(int(row[t]['errors']) for t in TARGETS)}  embedder busy "
             f"{embedder['busy_share']:.0%}, batch {embedder['mean_batch']:.1f}, "
             f"{embedder['ms_per_text']:.1f} ms/text (floor {1000 / floor['batched_texts_per_s']:.1f})")
@@ -256,7 +259,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     colours = dict(zip(TARGETS, ("tab:grey", "tab:blue", "tab:red", "tab:green", "tab:orange",
-                                 "tab:purple"), strict=True))
+                                 "tab:purple", "tab:brown"), strict=True))
     for mode, style in (("json", "-"), ("stream", "--")):
         keys = [k for k in results["levels"] if k.startswith(mode)]
         levels = [int(k.split("@")[1]) for k in keys]
@@ -291,12 +294,14 @@ def _table_row(key: str, row: dict[str, Any]) -> str:
     share = f"{policy['rps'] / floor['batched_texts_per_s']:.0%}"
     times = (f"**{added / floor['single_ms_p50']:.2f}×** "
              f"({added / floor['single_ms_back_to_back_p50']:.2f}×)" if level == "1" else "–")
-    torch, int8 = row["proxy+policy+torch"], row["proxy+policy+int8"]
+    torch, int8, scope = row["proxy+policy+torch"], row["proxy+policy+int8"], row["proxy+policy+scope"]
+    scope_share = f"{scope['rps'] / floor['batched_texts_per_s']:.0%}"
     cells = [
         level, mode, *(f"{row[name]['rps']:.0f}" for name in TARGETS[:3]),
         f"{torch['rps']:.0f}", f"**{policy['rps'] / torch['rps']:.2f}×**",
         f"{int8['rps']:.0f}", f"**{int8['rps'] / torch['rps']:.2f}×**",
         f"**{share}**" if level == "32" else share,
+        f"{scope['rps']:.0f}", f"**{scope_share}**" if level == "32" else scope_share,
         f"{embedder['busy_share']:.0%} / {embedder['mean_batch']:.1f} / "
         f"{embedder['ms_per_text']:.1f} ({1000 / floor['batched_texts_per_s']:.1f})",
         f"{floor['single_ms_p50']:.1f} ({floor['single_ms_back_to_back_p50']:.1f})",
@@ -324,7 +329,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "rps: requests completed per second inside the timed rounds. policy: the input policy "
         "(detector + classifier) on the default embedding engine (ONNX Runtime); torch: the "
         "same policy with `embedder.engine: torch`; int8: with `embedder.precision: int8`; × "
-        "torch: a rate over torch's. "
+        "torch: a rate over torch's; scope: the scope check in place of detector + classifier. "
         "% batched: the policy proxy's rate over MiniLM's rate alone (ONNX Runtime) in batches of "
         f"{results['floor_batch']} (one thread) of texts the policy proxy was sent. "
         "Embedder: the policy proxy's embedding worker while driven — busy share / mean batch "
@@ -333,10 +338,10 @@ def render_markdown(report: dict[str, Any]) -> str:
         "above the direct p50 at the same level; × floor: the policy's added p50 over the "
         "floor (over the back-to-back floor).", "",
         "| clients | mode | direct rps | proxy rps | policy rps | torch rps | × torch | int8 rps "
-        "| int8 × torch | % batched | embedder | floor ms | proxy added p50 ms | policy added "
+        "| int8 × torch | % batched | scope rps | scope % batched | embedder | floor ms | proxy added p50 ms | policy added "
         "p50 ms | torch added p50 ms | int8 added p50 ms | × floor | speculating added p50 ms | "
         "errors |",
-        "|" + "---|" * 19,
+        "|" + "---|" * 21,
         *(_table_row(key, row) for key, row in results["levels"].items()),
         "", f"RSS (embedding worker included): {rss}.", "",
     ])

@@ -3,8 +3,9 @@
 A target is named by what it adds to a bare proxy in front of the stub upstream, joined by
 ``+``: ``proxy`` (no policy), ``proxy+policy`` (the input policy: alias + embedding detector +
 classifier on the default embedding engine), then any of ``speculate`` (``speculate: true``),
-``torch`` (``embedder.engine: torch``), ``int8`` (``embedder.precision: int8``) and
-``output`` (an output filter too). :mod:`benchmarks.load`, :mod:`benchmarks.proxy_overhead`
+``torch`` (``embedder.engine: torch``), ``int8`` (``embedder.precision: int8``),
+``scope`` (the scope check in place of the detector and classifier) and ``output`` (an output
+filter too). :mod:`benchmarks.load`, :mod:`benchmarks.proxy_overhead`
 and :mod:`benchmarks.gateways` share them, so their figures describe the same proxies.
 """
 
@@ -32,7 +33,7 @@ POLICY: dict[str, Any] = {
     "retain": ["Who wrote The Lord of the Rings?", "What is the capital of France?"],
     "methods": [{"type": "input_detector"}, {"type": "input_classifier"}],
 }
-OPTIONS = ("speculate", "torch", "int8", "output")
+OPTIONS = ("speculate", "torch", "int8", "scope", "output")
 
 
 def _policy(options: set[str]) -> dict[str, Any]:
@@ -42,8 +43,10 @@ def _policy(options: set[str]) -> dict[str, Any]:
         embedder["precision"] = "int8"
     if embedder:
         policy["embedder"] = embedder
+    if "scope" in options:
+        policy["methods"] = [{"type": "scope"}]
     if "output" in options:
-        policy["methods"] = [*POLICY["methods"], {"type": "output_filter"}]
+        policy["methods"] = [*policy["methods"], {"type": "output_filter"}]
     return policy
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import yaml
 
 from benchmarks.gateways import ROWS, Row, ratios, render_markdown, summarise
 from benchmarks.targets import proxy_config
@@ -58,3 +59,13 @@ def test_every_row_is_a_known_target(tmp_path: Any) -> None:
         proxy_config(tmp_path, "http://up", "proxy+polcy")
     with pytest.raises(ValueError, match="unknown target"):
         proxy_config(tmp_path, "http://up", "proxy+torch")  # an option needs the policy
+
+
+def test_the_scope_option_replaces_the_input_methods(tmp_path: Any) -> None:
+    def methods(target: str) -> list[str]:
+        data = yaml.safe_load(proxy_config(tmp_path, "http://up", target).read_text())
+        return [m["type"] for m in data["policies"]["full"]["methods"]]
+
+    assert methods("proxy+policy") == ["input_detector", "input_classifier"]
+    assert methods("proxy+policy+scope") == ["scope"]
+    assert methods("proxy+policy+scope+output") == ["scope", "output_filter"]

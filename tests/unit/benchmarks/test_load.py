@@ -17,7 +17,8 @@ def _row(policy_rps: float, policy_p50: float) -> dict[str, Any]:
                                              _target(policy_rps, policy_p50),
                                              _target(policy_rps, 51),
                                              _target(policy_rps / 2.5, policy_p50 + 10),
-                                             _target(policy_rps * 1.5, policy_p50 - 4)),
+                                             _target(policy_rps * 1.5, policy_p50 - 4),
+                                             _target(policy_rps * 0.8, policy_p50 + 2)),
                                    strict=True))
     row["proxy+policy"]["embedder"] = {"busy_share": 0.96, "mean_batch": 11.0, "ms_per_text": 5.7}
     row["embedding_floor"] = {"single_ms_p50": 16.0, "single_ms_back_to_back_p50": 12.0,
@@ -40,8 +41,9 @@ def test_the_table_derives_shares_and_ratios_from_the_figures() -> None:
     # added p50 74 - 50 = 24 ms: 1.50x the 16 ms floor, 2.00x the 12 ms back-to-back one;
     # torch's 84 - 50 = 34 ms, int8's 70 - 50 = 20 ms
     assert "| 24.0 | 34.0 | 20.0 | **1.50×** (2.00×) |" in one
-    # 175 / 70 rps on torch, 262 / 70 on int8; 175 / 250 texts/s
-    assert "| 175 | 70 | **2.50×** | 262 | **3.75×** | **70%** | 96% / 11.0 / 5.7 (4.0) |" in thirty_two
+    # 175 / 70 rps on torch, 262 / 70 on int8; 175 / 250 texts/s; scope 140 / 250
+    assert ("| 175 | 70 | **2.50×** | 262 | **3.75×** | **70%** | 140 | **56%** | "
+            "96% / 11.0 / 5.7 (4.0) |") in thirty_two
     assert "proxy+policy 1,020 MB" in markdown
 
 
