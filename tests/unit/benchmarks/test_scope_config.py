@@ -12,7 +12,7 @@ from benchmarks.datasets.tofu import load_tofu
 from benchmarks.errors import DatasetError
 from benchmarks.harness.config import load_bench_config, parse_bench_config
 from benchmarks.processes import REPO
-from proxy.core.config import ScopeConfig
+from proxy.core.config import OutputFilterConfig, ScopeConfig
 from proxy.core.errors import ConfigError
 
 SCOPE = REPO / "benchmarks" / "configs" / "scope.yaml"
@@ -29,10 +29,13 @@ def test_scope_config_is_the_issue_setup() -> None:
         (f"tofu-{split}", "detect", {"split": split, "forget_questions": "paraphrased"})
         for split in ("forget01", "forget05", "forget10")]
     assert [m.name for m in config.methods] == [
-        "none", "scope", "scope_sweep", "scope_without_classifier", "input_detector",
-        "input_classifier", "input_detector+input_classifier", "output_filter"]
-    assert config.methods[1].policy == [ScopeConfig(type="scope")]  # the defaults, as shipped
-    assert config.methods[4].values == [0.55, 0.62, 0.7, 0.8]
+        "none", "scope+output_filter", "scope", "scope_sweep", "scope_without_classifier",
+        "input_detector", "input_classifier", "input_detector+input_classifier", "output_filter"]
+    # the recommended stack and the scope check alone, both at the defaults as shipped
+    assert config.methods[1].policy == [ScopeConfig(type="scope"),
+                                        OutputFilterConfig(type="output_filter")]
+    assert config.methods[2].policy == [ScopeConfig(type="scope")]
+    assert config.methods[5].values == [0.55, 0.62, 0.7, 0.8]
 
 
 def test_make_bench_scope_runs_it() -> None:
