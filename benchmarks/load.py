@@ -294,7 +294,8 @@ def _table_row(key: str, row: dict[str, Any]) -> str:
     share = f"{policy['rps'] / floor['batched_texts_per_s']:.0%}"
     times = (f"**{added / floor['single_ms_p50']:.2f}×** "
              f"({added / floor['single_ms_back_to_back_p50']:.2f}×)" if level == "1" else "–")
-    torch, int8, scope = row["proxy+policy+torch"], row["proxy+policy+int8"], row["proxy+policy+scope"]
+    torch, int8 = row["proxy+policy+torch"], row["proxy+policy+int8"]
+    scope = row["proxy+policy+scope"]
     scope_share = f"{scope['rps'] / floor['batched_texts_per_s']:.0%}"
     cells = [
         level, mode, *(f"{row[name]['rps']:.0f}" for name in TARGETS[:3]),
@@ -338,9 +339,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         "above the direct p50 at the same level; × floor: the policy's added p50 over the "
         "floor (over the back-to-back floor).", "",
         "| clients | mode | direct rps | proxy rps | policy rps | torch rps | × torch | int8 rps "
-        "| int8 × torch | % batched | scope rps | scope % batched | embedder | floor ms | proxy added p50 ms | policy added "
-        "p50 ms | torch added p50 ms | int8 added p50 ms | × floor | speculating added p50 ms | "
-        "errors |",
+        "| int8 × torch | % batched | scope rps | scope % batched | embedder | floor ms "
+        "| proxy added p50 ms | policy added p50 ms | torch added p50 ms | int8 added p50 ms "
+        "| × floor | speculating added p50 ms | errors |",
         "|" + "---|" * 21,
         *(_table_row(key, row) for key, row in results["levels"].items()),
         "", f"RSS (embedding worker included): {rss}.", "",

@@ -57,6 +57,15 @@ def _normalised(vectors: np.ndarray) -> np.ndarray:
     return normalised
 
 
+def nearest_similarity(vectors: np.ndarray, others: np.ndarray | None) -> np.ndarray:
+    """Each row's cosine similarity to its nearest row of ``others`` (unit rows both); -1 for
+    every row when there are no others."""
+    if others is None or not len(others):
+        return np.full(len(vectors), -1.0)
+    nearest: np.ndarray = (vectors @ others.T).max(axis=1)
+    return nearest
+
+
 @contextmanager
 def _torch_threads(count: int | None) -> Iterator[None]:
     """Run torch with ``count`` intra-op threads in this thread, then restore its setting

@@ -27,7 +27,7 @@ import numpy as np
 from filters.alias_matcher import AliasGuard
 from filters.base import Match, Message, Verdict
 from proxy.core.messages import other_texts, user_turns
-from filters.embedder import Embedder
+from filters.embedder import Embedder, nearest_similarity
 from filters.forget_index import ForgetIndex, ForgetItem, chunk_text
 from filters.canonical import View, views
 from filters.normalize import unify
@@ -118,8 +118,7 @@ class EmbeddingDetector:
             return []
         vectors = self.embedder.embed(list(texts))
         hits = self.index.search(vectors, k=1)
-        retain = ((vectors @ self.retain.T).max(axis=1) if self.retain is not None
-                  else np.full(len(texts), -1.0))
+        retain = nearest_similarity(vectors, self.retain)
         return [(row[0][0], row[0][1], float(near)) if row else (0.0, None, float(near))
                 for row, near in zip(hits, retain, strict=True)]
 

@@ -41,7 +41,7 @@ import numpy as np
 
 from filters.alias_matcher import AliasScanner, AliasTable, alias_hold_back, alias_match
 from filters.base import Match, Message, Verdict
-from filters.embedder import Embedder
+from filters.embedder import Embedder, nearest_similarity
 from filters.forget_index import ForgetIndex
 from filters.canonical import PLAIN_VIEW, settled_views
 from filters.normalize import TextFeed, Token, release_limit, settled_end, tokenize
@@ -244,7 +244,7 @@ class OutputScanner:
             return None
         vectors = self.guard.embedder.embed(units)
         hits = self.guard.index.search(vectors, k=1)
-        retain = self.guard.retain_similarity(vectors)
+        retain = nearest_similarity(vectors, self.guard.retain)
         for unit, row, near in zip(units, hits, retain, strict=True):
             if row:
                 score, item = row[0]
@@ -303,7 +303,7 @@ class OutputFilter:
         self.ngrams = NgramTable(index, ngram_n)
         self.ngram_overlap = ngram_overlap
         self.embedding_threshold = embedding_threshold
-        self.retain = retain if retain is not None and len(retain) else None
+        self.retain = retain
         self.retain_margin = retain_margin
         self.name = name
         windows = [self.ngrams.max_chars + 8]
@@ -312,13 +312,6 @@ class OutputFilter:
         self._memo: list[OutputScanner] = []
         self._memo_size = memo_size
         self._lock = threading.Lock()
-
-    def retain_similarity(self, vectors: np.ndarray) -> np.ndarray:
-        """Each vector's similarity to its nearest retain text (-1 without any)."""
-        if self.retain is None:
-            return np.full(len(vectors), -1.0)
-        nearest: np.ndarray = (vectors @ self.retain.T).max(axis=1)
-        return nearest
 
     def scanner(self) -> OutputScanner:
         """A fresh per-stream scanner: call ``check(text_so_far)`` after each delta."""

@@ -16,8 +16,8 @@ Any target of the policy counts, the probe's own included.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from benchmarks.datasets import ForgetTarget, Probe, ProbeKind
@@ -54,10 +54,12 @@ class TargetNames:
                                   if f" {name} " in padded))
 
     def named_by(self, probe: Probe) -> list[str]:
-        """The ids of the targets a probe's question or gold answer names."""
-        filled = _BLANK.sub(lambda _: probe.answer, probe.question, count=1)
-        return list(dict.fromkeys([*self.named_in(probe.question), *self.named_in(probe.answer),
-                                   *self.named_in(filled)]))
+        """The ids of the targets a probe's question, gold answer or filled-in cloze names."""
+        texts = [probe.question, probe.answer]
+        filled, blanks = _BLANK.subn(lambda _: probe.answer, probe.question, count=1)
+        if blanks:
+            texts.append(filled)
+        return list(dict.fromkeys(tid for text in texts for tid in self.named_in(text)))
 
     def __repr__(self) -> str:
         return f"TargetNames({len(self._names)} names)"
